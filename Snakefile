@@ -1,0 +1,27 @@
+# cotscale: the cost-performance trade-offs of chain-of-thought prompting, as a Snakemake pipeline.
+# Logic lives in src/cotscale/; these files only wire inputs to outputs.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+if not workflow.overwrite_configfiles:
+    # `--configfile config/demo.yaml` replaces the paper grid instead of merging into it.
+    configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        TABLES,
+        FIGURES,
+    default_target: True

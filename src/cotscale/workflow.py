@@ -1,0 +1,89 @@
+"""The bridge between Snakemake rules and cotscale: every rule's `script:` calls `run_rule(snakemake)`.
+
+Rules only wire files; this module maps a rule name to the function that does the work, sends all output
+(including lm-eval's and transformers') to the rule's log, and keeps config strings away from any shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from cotscale.config import load_config
+
+
+@contextlib.contextmanager
+def _logging_to(log_path: str | None):
+    """Send this process's stdout, stderr and logging to the rule's log file."""
+    if not log_path:
+        yield
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "w") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+
+
+def _offline(config: dict) -> None:
+    """Compute nodes without internet: the models and datasets must already be in the HF cache."""
+    if config["hf_offline"]:
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ[var] = "1"
+
+
+def build_demo_model(smk, config):
+    from cotscale.demo_models import build_demo_model as build
+
+    return build(config, smk.wildcards.name, Path(smk.output[0]))
+
+
+def evaluate(smk, config):
+    from cotscale.evaluate import run_evaluation
+
+    w = smk.wildcards
+    return run_evaluation(config, w.model, w.strategy, w.task, Path(smk.output.results).parent)
+
+
+def aggregate(smk, config):
+    from cotscale.aggregate import write_tables
+
+    return write_tables(config, list(smk.input.results), Path(smk.output.scores).parent, list(smk.input.benchmarks))
+
+
+def figure(smk, config):
+    from cotscale.figures import draw
+
+    return draw(smk.rule, {k: Path(v) for k, v in smk.input.items()}, Path(smk.output.png), config)
+
+
+RULES = {
+    "build_demo_model": build_demo_model,
+    "evaluate": evaluate,
+    "aggregate": aggregate,
+}
+
+
+def _handler(rule: str):
+    """Figure and table rules are named after their function in cotscale.figures."""
+    return RULES.get(rule, figure)
+
+
+def run_rule(smk) -> None:
+    config = load_config(smk.config)
+    _offline(config)
+    with _logging_to(smk.log[0] if smk.log else None):
+        _handler(smk.rule)(smk, config)

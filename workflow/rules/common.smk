@@ -1,0 +1,27 @@
+# Helpers, wildcard constraints and target lists shared by every rule file.
+from cotscale.config import evaluation_jobs, load_config, DEMO_MODELS_DIR
+
+
+CFG = load_config(config)
+JOBS = evaluation_jobs(CFG)
+RULE_SCRIPT = "../scripts/cotscale_rule.py"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._/-]*)?",
+    strategy=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    task=r"[A-Za-z0-9_]+",
+    name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+
+
+EVAL_DIR = "results/evals/{model}/{strategy}/{task}"
+RESULTS = [f"results/evals/{m}/{s}/{t}/results.json" for m, s, t in JOBS]
+BENCHMARKS = [f"logs/benchmarks/evaluate/{m}/{s}/{t}.tsv" for m, s, t in JOBS]
+TABLES = expand("results/tables/{table}.csv", table=["scores", "benchmarks", "tokens", "compute"])
+FIGURES = expand("figures/{figure}.{ext}", figure=["fig1_overall_vs_train_flops"], ext=["png", "pdf"])
+
+
+def demo_model_dir(wildcards):
+    """An evaluation of a locally built demo model waits for that model's build."""
+    model = CFG["models"][wildcards.model]
+    return [f"{DEMO_MODELS_DIR}/{model['name']}"] if model["demo"] else []

@@ -1,0 +1,10 @@
+rule build_demo_model:
+    output:
+        directory(f"{DEMO_MODELS_DIR}/{{name}}"),
+    log:
+        "logs/build_demo_model/{name}.log",
+    benchmark:
+        "logs/benchmarks/build_demo_model/{name}.tsv"
+    threads: 2
+    script:
+        RULE_SCRIPT
