@@ -43,8 +43,18 @@ def _schema_errors(config: dict) -> list[str]:
         if leaf.validator == "additionalProperties" or leaf.validator == "propertyNames":
             messages.append(f"config key {_key_path(leaf)}: {leaf.message}")
         else:
-            messages.append(f"config key {_key_path(leaf)}: {leaf.message} (value {leaf.instance!r})")
+            messages.append(f"config key {_key_path(leaf)}: {leaf.message} (value {leaf.instance!r}){_hint(leaf.instance)}")
     return messages
+
+
+def _hint(value) -> str:
+    """PyYAML reads `1e9` (no sign, no dot) as text: say how to write it."""
+    if isinstance(value, str):
+        try:
+            return f"; YAML reads {value} as text, write it as {float(value):.4e}".replace("e+0", "e+")
+        except ValueError:
+            pass
+    return ""
 
 
 def _fill_defaults(config: dict) -> None:

@@ -1,0 +1,29 @@
+# Two entry points on a fresh CPU machine: `make demo` and `make test` (each builds .venv first if needed).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: demo test lint clean
+
+$(BIN)/.installed: pyproject.toml requirements/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements/cpu.txt -e '.[test]'
+	# PyPI's torchvision/torchaudio/triton are CUDA builds that break `import vllm` beside the CPU torch.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+clean:
+	rm -rf results figures logs .snakemake

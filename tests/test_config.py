@@ -1,0 +1,64 @@
+"""The schema and the loader reject bad configurations with a message that names the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from cotscale.config import ConfigError, evaluation_jobs, load_config, task_variant
+
+
+@pytest.fixture(scope="module")
+def paper_config(root):
+    return yaml.safe_load((root / "config" / "config.yaml").read_text())
+
+
+def test_paper_grid_expands_every_checkpoint(paper_config):
+    config = load_config(paper_config)
+    assert len(config["models"]) == 26
+    olmo = config["models"]["OLMo-7B-0724-hf@step2500-tokens10B"]
+    assert (olmo["hf_id"], olmo["revision"], olmo["N"], olmo["D"]) == ("allenai/OLMo-7B-0724-hf", "step2500-tokens10B", 7e9, 1e10)
+    assert config["models"]["pythia-160m-deduped"]["revision"] == "main"
+    assert len(evaluation_jobs(config)) == 26 * len(config["strategies"]) * 7
+    assert task_variant(config, "cot_generate", "gsm8k")["task"] == "gsm8k_cot_zeroshot"
+    assert config["strategies"]["hybrid_cot"]["cot_cue"] == " Let's think step by step."
+    assert config["strategies"]["hybrid"]["cot_cue"] == ""
+    assert not any(m["trust_remote_code"] for m in config["models"].values())
+
+
+def _broken(paper_config, edit):
+    config = copy.deepcopy(paper_config)
+    edit(config)
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c["models"]["gemma-2-2b"].update(params=-5), "models.gemma-2-2b.params"),
+        (lambda c: c["models"]["gemma-2-2b"].pop("params"), "'params' is a required property"),
+        (lambda c: c["models"]["gemma-2-2b"].update(params="2e9"), "models.gemma-2-2b.params"),
+        (lambda c: c["models"].update({"bad key; rm -rf": c["models"]["gemma-2-2b"]}), "bad key; rm -rf"),
+        (lambda c: c["models"].update({"../escape": c["models"]["gemma-2-2b"]}), "../escape"),
+        (lambda c: c["models"]["gemma-2-2b"].update(hf_id="google/$(touch x)"), "models.gemma-2-2b.hf_id"),
+        (lambda c: c["strategies"]["hybrid"].update(format="beam_search"), "strategies.hybrid.format"),
+        (lambda c: c["tasks"].update(boolq=c["tasks"]["gsm8k"]), "boolq"),
+        (lambda c: c.update(limt=5), "limt"),
+        (lambda c: c["analysis"].update(cot="hybrid_cott"), "analysis.cot"),
+        (lambda c: c["strategies"]["beam"].update(models=["no-such-model"]), "strategies.beam.models"),
+        (lambda c: c["tasks"]["gsm8k"].pop("cot"), "tasks.gsm8k"),
+        (lambda c: c["models"]["Qwen2.5-3B"].update(tensor_parallel=0), "models.Qwen2.5-3B.tensor_parallel"),
+    ],
+)
+def test_bad_config_names_the_key(paper_config, edit, expected):
+    assert expected in _broken(paper_config, edit)
+
+
+def test_checkpoint_key_clash_is_rejected(paper_config):
+    def clash(c):
+        c["models"]["OLMo-1B-0724-hf@main"] = dict(c["models"]["gemma-2-2b"])
+
+    message = _broken(paper_config, clash)
+    assert "OLMo-1B-0724-hf@main" in message
