@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from cotscale.config import ConfigError, evaluation_jobs, load_config, task_variant
+from cotscale.config import DEFAULT_TASKS, ConfigError, evaluation_jobs, load_config, task_variant
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def test_paper_grid_expands_every_checkpoint(paper_config):
 
 def _broken(paper_config, edit):
     config = copy.deepcopy(paper_config)
+    config["tasks"] = yaml.safe_load(DEFAULT_TASKS.read_text())
     edit(config)
     with pytest.raises(ConfigError) as info:
         load_config(config)
@@ -54,6 +55,12 @@ def _broken(paper_config, edit):
 )
 def test_bad_config_names_the_key(paper_config, edit, expected):
     assert expected in _broken(paper_config, edit)
+
+
+def test_published_mode_needs_no_models(paper_config):
+    config = load_config({"published": "../shared/paper", "strategies": paper_config["strategies"]})
+    assert config["models"] == {} and evaluation_jobs(config) == []
+    assert "config key models" in _broken(paper_config, lambda c: c.pop("models"))
 
 
 def test_checkpoint_key_clash_is_rejected(paper_config):

@@ -15,6 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_TASKS = ROOT / "config" / "tasks" / "benchmarks.yaml"
 BENCHMARKS = ("arc_challenge", "gsm8k", "hellaswag", "mmlu", "winogrande", "xwinograd", "truthfulqa_mc1")
 DEMO_MODELS_DIR = "results/demo_models"
 STRATEGY_DEFAULTS = {
@@ -148,7 +149,11 @@ def load_config(source: dict | str | Path) -> dict:
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     config.setdefault("analysis", {})
+    config.setdefault("tasks", yaml.safe_load(DEFAULT_TASKS.read_text()))
     _fill_defaults(config)
+    if not config.get("models") and not config["published"]:
+        raise ConfigError("config key models: list at least one model (or set `published` to ingest published outputs)")
+    config.setdefault("models", {})
     for name, strategy in config["strategies"].items():
         for key, value in STRATEGY_DEFAULTS.items():
             strategy.setdefault(key, copy.deepcopy(value))

@@ -84,4 +84,4 @@ def iter_jsonl_gz(path: str | Path) -> Iterator[dict]:
 
 def write_csv(path: str | Path, frame) -> None:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+        frame.to_csv(tmp, index=False, lineterminator="\n")

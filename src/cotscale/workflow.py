@@ -61,7 +61,21 @@ def evaluate(smk, config):
 def aggregate(smk, config):
     from cotscale.aggregate import write_tables
 
-    return write_tables(config, list(smk.input.results), Path(smk.output.scores).parent, list(smk.input.benchmarks))
+    results = [str(p) for item in smk.input.results for p in (sorted(Path(item).rglob("results.json")) if Path(item).is_dir() else [item])]
+    return write_tables(config, results, Path(smk.output.scores).parent, list(smk.input.benchmarks) or None)
+
+
+def ingest_published(smk, config):
+    from cotscale.published import ingest
+
+    return ingest(smk.params.source, Path(smk.output.models).parent)
+
+
+def analysis(smk, config):
+    from cotscale.fits import run_analysis
+
+    a = config["analysis"]
+    return run_analysis(Path(smk.input.benchmarks).parent, Path(smk.output.regression).parent, a["baseline"], a["cot"], a["llh"], ruan=smk.params.ruan, seed=config["seed"])
 
 
 def figure(smk, config):
@@ -74,6 +88,8 @@ RULES = {
     "build_demo_model": build_demo_model,
     "evaluate": evaluate,
     "aggregate": aggregate,
+    "ingest_published": ingest_published,
+    "analysis": analysis,
 }
 
 

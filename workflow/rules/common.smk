@@ -1,5 +1,6 @@
 # Helpers, wildcard constraints and target lists shared by every rule file.
 from cotscale.config import evaluation_jobs, load_config, DEMO_MODELS_DIR
+from cotscale.figures import FIGURES as FIGURE_FUNCTIONS
 
 
 CFG = load_config(config)
@@ -15,10 +16,30 @@ wildcard_constraints:
 
 
 EVAL_DIR = "results/evals/{model}/{strategy}/{task}"
-RESULTS = [f"results/evals/{m}/{s}/{t}/results.json" for m, s, t in JOBS]
-BENCHMARKS = [f"logs/benchmarks/evaluate/{m}/{s}/{t}.tsv" for m, s, t in JOBS]
-TABLES = expand("results/tables/{table}.csv", table=["scores", "benchmarks", "tokens", "compute"])
-FIGURES = expand("figures/{figure}.{ext}", figure=["fig1_overall_vs_train_flops"], ext=["png", "pdf"])
+PUBLISHED_DIR = "results/published"
+if CFG["published"]:
+    # Ingest instead of evaluate: the aggregation reads every results.json the ingest wrote.
+    RESULTS = [f"{PUBLISHED_DIR}/evals"]
+    BENCHMARKS = []
+else:
+    RESULTS = [f"results/evals/{m}/{s}/{t}/results.json" for m, s, t in JOBS]
+    BENCHMARKS = [f"logs/benchmarks/evaluate/{m}/{s}/{t}.tsv" for m, s, t in JOBS]
+ANALYSIS_TABLES = [
+    "regression",
+    "train_equivalent",
+    "isoflop_fit",
+    "crossover",
+    "table1_tokens",
+    "pca_loadings_ours",
+    "pca_loadings_ruan",
+    "pca_loadings_ruan_no_humaneval",
+]
+TABLES = expand(
+    "results/tables/{table}.csv",
+    table=["scores", "benchmarks", "tokens", "compute"] + ANALYSIS_TABLES,
+)
+FIGURE_NAMES = list(FIGURE_FUNCTIONS)
+FIGURES = expand("figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
 
 
 def demo_model_dir(wildcards):

@@ -1,0 +1,213 @@
+"""Fits of the analysis: per-family scaling of the baseline score, train-equivalent FLOPs, IsoFLOP curves.
+
+- Per family with ≥2 models: OLS ``overall_baseline = a + b·ln(C)`` (C = 6ND). The 95% intervals come from a
+  percentile bootstrap over the family's models (fixed seed); with fewer than 3 models a bootstrap only
+  reproduces the point estimate, so the interval is left NaN.
+- Train-equivalent FLOPs ``TEF = exp((overall_cot − a)/b)``: the training compute a baseline model of the same
+  family would need to score what the model scores with CoT; its interval maps each bootstrap draw of (a, b).
+- IsoFLOP, per prompting type on its own scores: ``score = α·ln(C) + β·tokens + δ``. The seed fitted the CoT
+  curve on baseline scores; that variant is reported too, with its difference from the corrected fit.
+``run_analysis`` reads the aggregate tables and writes every analysis table.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cotscale import flops, pca, table1
+from cotscale.io import atomic_path, write_csv
+
+log = logging.getLogger(__name__)
+
+
+def ols(X: np.ndarray, y: np.ndarray) -> dict:
+    """Least squares of y on the columns of X (include an intercept column): coef, stderr, r2, n.
+
+    Standard errors are the classical ones, NaN when there are no residual degrees of freedom.
+    """
+    n, p = X.shape
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    rss = float(np.sum((y - X @ coef) ** 2))
+    tss = float(np.sum((y - y.mean()) ** 2))
+    sigma2 = rss / (n - p) if n > p else np.nan
+    stderr = np.sqrt(np.diag(sigma2 * np.linalg.pinv(X.T @ X)))
+    return {"coef": coef, "stderr": stderr, "r2": 1 - rss / tss if tss > 0 else np.nan, "n": n}
+
+
+def strategy_scores(benchmarks: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """One strategy's rows of benchmarks.csv that have an overall score, with train_flops filled in."""
+    df = benchmarks[benchmarks["strategy"] == strategy]
+    missing = df["overall"].isna()
+    if missing.any():
+        log.info("%s: no overall score for %s", strategy, ", ".join(df.loc[missing, "model"]))
+    df = df[~missing].copy()
+    df["train_flops"] = flops.train_flops(df["N"], df["D"])
+    return df
+
+
+def bootstrap_draws(scores: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Bootstrap (a, b) of ``overall = a + b·ln(C)`` per family, resampling models with replacement.
+
+    Draws whose resample has a single distinct C (slope undefined) are dropped. Families are visited in sorted
+    order from one generator, so the draws depend only on (data, n_boot, seed). Columns: family, a, b.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for family, grp in sorted(scores.groupby("family"), key=lambda kv: kv[0]):
+        x, y = np.log(grp["train_flops"].to_numpy()), grp["overall"].to_numpy()
+        idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+        xs, ys = x[idx], y[idx]
+        dx = xs - xs.mean(axis=1, keepdims=True)
+        sxx = (dx**2).sum(axis=1)
+        ok = sxx > 0
+        b = (dx * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1)[ok] / sxx[ok]
+        a = ys.mean(axis=1)[ok] - b * xs.mean(axis=1)[ok]
+        out.append(pd.DataFrame({"family": family, "a": a, "b": b}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["family", "a", "b"])
+
+
+def regression(scores: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-family OLS of the baseline overall score on ln(train FLOPs), and the bootstrap draws behind its CIs.
+
+    ``scores``: strategy_scores() of the baseline. Families with one model (or one distinct C) are skipped with a
+    logged reason. Table columns: family, n_models, a, b, r2, a_stderr, b_stderr, a_ci_low, a_ci_high, b_ci_low,
+    b_ci_high, ci_method, models.
+    """
+    rows, fitted = [], []
+    for family, grp in sorted(scores.groupby("family"), key=lambda kv: kv[0]):
+        if grp["train_flops"].nunique() < 2:
+            log.warning("regression: family %r skipped: %d model(s), %d distinct train FLOPs (need 2)",
+                        family, len(grp), grp["train_flops"].nunique())
+            continue
+        x = np.log(grp["train_flops"].to_numpy())
+        fit = ols(np.column_stack([np.ones_like(x), x]), grp["overall"].to_numpy())
+        rows.append({"family": family, "n_models": len(grp), "a": fit["coef"][0], "b": fit["coef"][1],
+                     "r2": fit["r2"], "a_stderr": fit["stderr"][0], "b_stderr": fit["stderr"][1],
+                     "models": ";".join(grp["model"])})
+        fitted.append(grp)
+    table = pd.DataFrame(rows, columns=["family", "n_models", "a", "b", "r2", "a_stderr", "b_stderr", "models"])
+    draws = bootstrap_draws(pd.concat(fitted) if fitted else scores.iloc[:0], n_boot, seed)
+    small = set(table.loc[table["n_models"] < 3, "family"])
+    if small:
+        log.info("regression: no bootstrap interval for %s (fewer than 3 models)", sorted(small))
+    draws = draws[~draws["family"].isin(small)]
+    ci = draws.groupby("family").agg(a_ci_low=("a", lambda v: v.quantile(0.025)),
+                                     a_ci_high=("a", lambda v: v.quantile(0.975)),
+                                     b_ci_low=("b", lambda v: v.quantile(0.025)),
+                                     b_ci_high=("b", lambda v: v.quantile(0.975)))
+    table = table.merge(ci, on="family", how="left")
+    table["ci_method"] = np.where(table["family"].isin(small), "none: fewer than 3 models",
+                                  f"95% percentile bootstrap over models (n_boot={n_boot}, seed={seed})")
+    cols = ["family", "n_models", "a", "b", "r2", "a_stderr", "b_stderr", "a_ci_low", "a_ci_high",
+            "b_ci_low", "b_ci_high", "ci_method", "models"]
+    return table[cols], draws.reset_index(drop=True)
+
+
+def train_equivalent(baseline: pd.DataFrame, cot: pd.DataFrame, reg: pd.DataFrame,
+                     draws: pd.DataFrame) -> pd.DataFrame:
+    """TEF, TEF/C and a 95% bootstrap interval for every model with a CoT score.
+
+    ``baseline``/``cot``: strategy_scores() of each strategy; ``reg``, ``draws``: from regression(). A model
+    whose family has no fit keeps NaN and a ``reason``. Columns: model, family, N, D, train_flops,
+    overall_baseline, overall_cot, tef, tef_ratio, tef_ci_low, tef_ci_high, reason.
+    """
+    df = cot[["model", "family", "N", "D", "train_flops", "overall"]].rename(columns={"overall": "overall_cot"})
+    coefs = reg[["family", "a", "b"]].astype({"a": float, "b": float})
+    df = df.merge(baseline[["model", "overall"]].rename(columns={"overall": "overall_baseline"}),
+                  on="model", how="left").merge(coefs, on="family", how="left")
+    with np.errstate(over="ignore"):
+        df["tef"] = np.exp((df["overall_cot"] - df["a"]) / df["b"])
+        lo, hi = [], []
+        for row in df.itertuples():
+            d = draws[draws["family"] == row.family]
+            tef = np.exp((row.overall_cot - d["a"].to_numpy()) / d["b"].to_numpy())
+            lo.append(np.quantile(tef, 0.025) if len(tef) else np.nan)
+            hi.append(np.quantile(tef, 0.975) if len(tef) else np.nan)
+    df["tef_ratio"] = df["tef"] / df["train_flops"]
+    df["tef_ci_low"], df["tef_ci_high"] = lo, hi
+    df["reason"] = np.where(df["a"].isna(), "no baseline fit for this family (needs 2 models with distinct train FLOPs)", "")
+    for row in df[df["a"].isna()].itertuples():
+        log.warning("train_equivalent: %s (%s): %s", row.model, row.family, row.reason)
+    cols = ["model", "family", "N", "D", "train_flops", "overall_baseline", "overall_cot", "tef", "tef_ratio",
+            "tef_ci_low", "tef_ci_high", "reason"]
+    return df[cols]
+
+
+def isoflop_fit(baseline: pd.DataFrame, cot: pd.DataFrame, tokens: pd.DataFrame,
+                names: tuple[str, str]) -> pd.DataFrame:
+    """IsoFLOP fits ``score = α·ln(C) + β·tokens + δ``: baseline and CoT on their own scores, plus the seed's.
+
+    ``baseline``/``cot``: strategy_scores(); ``tokens``: table1() per-model rows (baseline_tokens, cot_tokens);
+    ``names``: the two strategy names. The ``seed_bug`` row fits CoT tokens against *baseline* scores, as the
+    seed did; its d_alpha/d_beta/d_delta are seed minus corrected.
+    """
+    per_model = tokens[tokens["model"] != "Overall"]
+    base, cot_name = names
+    specs = [("baseline", base, baseline, base, "baseline_tokens", "own scores"),
+             ("cot", cot_name, cot, cot_name, "cot_tokens",
+              "own scores (corrected; the seed fitted this curve on baseline scores, see the seed_bug row)"),
+             ("seed_bug", cot_name, baseline, base, "cot_tokens",
+              f"seed's fit: CoT tokens with {base} scores (a bug); d_* = this minus the corrected cot row")]
+    rows = []
+    for prompting, strategy, scores, score_strategy, tok_col, note in specs:
+        df = scores[["model", "train_flops", "overall"]].merge(
+            per_model[["model", tok_col, "token_unit"]], on="model").dropna(subset=["overall", tok_col])
+        row = {"prompting": prompting, "strategy": strategy, "score_strategy": score_strategy, "n": len(df),
+               "token_unit": "+".join(sorted(set(df["token_unit"]))), "note": note}
+        if len(df) < 3:
+            log.warning("isoflop: %s fit skipped: %d models (need 3)", prompting, len(df))
+        else:
+            X = np.column_stack([np.log(df["train_flops"]), df[tok_col], np.ones(len(df))])
+            fit = ols(X, df["overall"].to_numpy())
+            row.update(zip(["alpha", "beta", "delta"], fit["coef"]))
+            row.update(zip(["alpha_stderr", "beta_stderr", "delta_stderr"], fit["stderr"]))
+            row["r2"] = fit["r2"]
+        rows.append(row)
+    cols = ["prompting", "strategy", "score_strategy", "alpha", "beta", "delta", "alpha_stderr", "beta_stderr",
+            "delta_stderr", "r2", "n", "token_unit", "note"]
+    out = pd.DataFrame(rows).reindex(columns=cols)
+    seed, corrected = out["prompting"] == "seed_bug", out[out["prompting"] == "cot"].iloc[0]
+    for c in ("alpha", "beta", "delta"):
+        out[f"d_{c}"] = np.where(seed, out[c] - corrected[c], np.nan)
+    return out
+
+
+def run_analysis(tables_dir, out_dir, baseline: str, cot: str, llh: str, ruan=None,
+                 n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Read benchmarks.csv and tokens.csv from ``tables_dir``; write every analysis table into ``out_dir``.
+
+    ``baseline``/``cot``: the compared strategies (Experiment 2: hybrid, hybrid_cot); ``llh``: the strategy our
+    PCA uses (standard); ``ruan``: path of Ruan et al.'s table, or None to skip its PCA.
+    Returns the tables by file stem.
+    """
+    tables_dir, out_dir = Path(tables_dir), Path(out_dir)
+    bench = pd.read_csv(tables_dir / "benchmarks.csv")
+    tokens = pd.read_csv(tables_dir / "tokens.csv")
+    base, cots = strategy_scores(bench, baseline), strategy_scores(bench, cot)
+    reg, draws = regression(base, n_boot, seed)
+    tef = train_equivalent(base, cots, reg, draws)
+    tab1 = table1.table1(tokens, baseline, cot)
+    cross = flops.crossover(tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
+                                      how="left").rename(columns={"baseline_tokens": "tok_std",
+                                                                  "cot_tokens": "tok_cot"}))
+    out = {"regression": reg, "train_equivalent": tef, "table1_tokens": tab1, "crossover": cross,
+           "isoflop_fit": isoflop_fit(base, cots, tab1, (baseline, cot)),
+           "pca_loadings_ours": pca.pca_loadings(bench[bench["strategy"] == llh])}
+    if ruan is not None:
+        scores = pca.ruan_scores(pd.read_csv(ruan))
+        out["pca_loadings_ruan"] = pca.pca_loadings(scores, pca.BENCHMARKS + ("humaneval",))
+        out["pca_loadings_ruan_no_humaneval"] = pca.pca_loadings(scores)
+    else:
+        log.warning("analysis.ruan_table is not set: Ruan et al.'s PCA tables are written empty")
+        empty = pd.DataFrame(columns=["benchmark", "pc_1", "pc_2", "pc_3", "n_rows"])
+        out["pca_loadings_ruan"] = out["pca_loadings_ruan_no_humaneval"] = empty
+    for stem, df in out.items():
+        write_csv(out_dir / f"{stem}.csv", df)
+    for suffix, text in (("md", table1.to_markdown(tab1)), ("tex", table1.to_latex(tab1))):
+        with atomic_path(out_dir / f"table1_tokens.{suffix}") as tmp:
+            tmp.write_text(text)
+    return out

@@ -1,0 +1,54 @@
+"""FLOP accounting: training compute, inference compute and where CoT's lifetime cost crosses the baseline's.
+
+Conventions (the paper's): training C = 6·N·D; one generated token costs 2·N FLOPs. A model prompted with CoT
+matches a baseline model trained with its train-equivalent FLOPs TEF (see fits.py), so over R requests
+    cost_cot(R) = C + 2·R·N·tok_cot        cost_std(R) = TEF + 2·R·N·tok_std
+and CoT is the cheaper way to that score until R* = (TEF − C) / (2·N·(tok_cot − tok_std)) requests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def train_flops(n_params, n_tokens):
+    """Training compute C = 6·N·D (scalars, arrays or Series)."""
+    return 6.0 * n_params * n_tokens
+
+
+def inference_flops(n_params, tokens):
+    """Inference compute of ``tokens`` generated tokens: 2·N per token (prompt processing not counted)."""
+    return 2.0 * n_params * tokens
+
+
+def lifetime_cost(fixed_flops, n_params, tokens_per_request, requests):
+    """Training (or train-equivalent) compute plus the inference compute of ``requests`` requests."""
+    return fixed_flops + inference_flops(n_params, tokens_per_request) * requests
+
+
+def crossover(models: pd.DataFrame) -> pd.DataFrame:
+    """R* per model, in requests and in CoT tokens generated over those requests.
+
+    ``models`` needs columns model, family, N, train_flops, tef, tok_std, tok_cot (and token_unit, passed on).
+    R* is only meaningful when CoT buys compute (TEF > C) at an extra inference price (tok_cot > tok_std);
+    otherwise it is NaN and ``reason`` says why.
+    """
+    out = models.copy()
+    gain = out["tef"] - out["train_flops"]
+    extra = out["tok_cot"] - out["tok_std"]
+    reasons = [
+        (out[["tef", "train_flops"]].isna().any(axis=1), "no train-equivalent FLOPs"),
+        (out[["tok_std", "tok_cot"]].isna().any(axis=1), "no token counts for both strategies"),
+        (gain <= 0, "TEF <= C: CoT is worth no extra training compute"),
+        (extra <= 0, "tok_cot <= tok_std: CoT generates no extra tokens per request"),
+    ]
+    out["reason"] = ""
+    for mask, text in reasons:
+        out.loc[mask & (out["reason"] == ""), "reason"] = text
+    ok = out["reason"] == ""
+    out["crossover_requests"] = np.where(ok, gain / (2.0 * out["N"] * extra), np.nan)
+    out["crossover_cot_tokens"] = out["crossover_requests"] * out["tok_cot"]
+    cols = ["model", "family", "N", "train_flops", "tef", "tok_std", "tok_cot", "token_unit",
+            "crossover_requests", "crossover_cot_tokens", "reason"]
+    return out[[c for c in cols if c in out.columns]]

@@ -1,0 +1,78 @@
+"""Table I: tokens generated per request, baseline vs CoT, per model.
+
+As in the paper, a model's figure is the unweighted mean over benchmarks of the mean per request within each
+benchmark, a group benchmark (mmlu, xwinograd) pooling its subtasks request-weighted; only benchmarks that both
+strategies have for that model enter, so the two columns compare like with like. The Overall row is the mean
+over models and every ratio is CoT/baseline of the two means beside it (the seed's table mixed per-task ratios
+with the overall ratio).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+MODEL_COLS = ["model", "family", "N", "D"]
+
+
+def _units(values: pd.Series) -> str:
+    return "+".join(sorted(set(values.dropna())))
+
+
+def benchmark_tokens(tokens: pd.DataFrame) -> pd.DataFrame:
+    """Mean generated tokens per request per model × strategy × benchmark, subtasks pooled by request count.
+
+    ``tokens`` has tokens.csv's columns (one row per model × strategy × task).
+    """
+    df = tokens.assign(total=tokens["requests"] * tokens["mean_generated_tokens"])
+    out = df.groupby(MODEL_COLS + ["strategy", "benchmark"], as_index=False, dropna=False).agg(
+        requests=("requests", "sum"), total=("total", "sum"), token_unit=("token_unit", _units))
+    out["mean_generated_tokens"] = out["total"] / out["requests"]
+    return out.drop(columns="total")
+
+
+def table1(tokens: pd.DataFrame, baseline: str, cot: str) -> pd.DataFrame:
+    """Per-model rows (models with tokens for both strategies) plus an ``Overall`` row.
+
+    Columns: model, family, N, D, baseline_tokens, cot_tokens, ratio, n_benchmarks, token_unit.
+    """
+    bench = benchmark_tokens(tokens)
+    keys = MODEL_COLS + ["benchmark"]
+    pair = bench[bench["strategy"] == baseline].merge(
+        bench[bench["strategy"] == cot], on=keys, suffixes=("_b", "_c"))
+    pair["token_unit"] = pair["token_unit_b"].where(pair["token_unit_b"] == pair["token_unit_c"],
+                                                    pair["token_unit_b"] + "/" + pair["token_unit_c"])
+    rows = pair.groupby(MODEL_COLS, as_index=False, dropna=False).agg(
+        baseline_tokens=("mean_generated_tokens_b", "mean"), cot_tokens=("mean_generated_tokens_c", "mean"),
+        n_benchmarks=("benchmark", "nunique"), token_unit=("token_unit", _units))
+    overall = pd.DataFrame([{"model": "Overall", "baseline_tokens": rows["baseline_tokens"].mean(),
+                             "cot_tokens": rows["cot_tokens"].mean(), "token_unit": _units(rows["token_unit"])}])
+    out = pd.concat([rows, overall], ignore_index=True)
+    out["ratio"] = out["cot_tokens"] / out["baseline_tokens"]
+    return out[MODEL_COLS + ["baseline_tokens", "cot_tokens", "ratio", "n_benchmarks", "token_unit"]]
+
+
+def _cells(df: pd.DataFrame) -> list[list[str]]:
+    return [[str(r.model), f"{r.baseline_tokens:.1f}", f"{r.cot_tokens:.1f}", f"{r.ratio:.2f}"]
+            for r in df.itertuples()]
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """Table I as a GitHub-flavoured markdown table (unit in the header)."""
+    unit = _units(df["token_unit"])
+    lines = [f"| Model | Baseline ({unit}/request) | CoT ({unit}/request) | Ratio (CoT/baseline) |",
+             "|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(c) + " |" for c in _cells(df)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    """Table I as a booktabs tabular; the Overall row below a midrule."""
+    unit = _units(df["token_unit"])
+    esc = str.maketrans({"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#"})
+    body = [" & ".join(c.translate(esc) for c in cells) + r" \\" for cells in _cells(df)]
+    if len(body) > 1 and df["model"].iloc[-1] == "Overall":
+        body.insert(len(body) - 1, r"\midrule")
+    return "\n".join([
+        r"\begin{tabular}{lrrr}", r"\toprule",
+        rf"Model & Baseline ({unit}) & CoT ({unit}) & Ratio \\", r"\midrule", *body, r"\bottomrule",
+        r"\end{tabular}"]) + "\n"
