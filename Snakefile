@@ -1,11 +1,16 @@
 # cotscale: the cost-performance trade-offs of chain-of-thought prompting, as a Snakemake pipeline.
 # Logic lives in src/cotscale/; these files only wire inputs to outputs.
+import sys
+
 from snakemake.utils import min_version, validate
+
+sys.path.insert(0, f"{workflow.basedir}/src")
 
 min_version("9.0")
 
 
 if not workflow.overwrite_configfiles:
+
     # `--configfile config/demo.yaml` replaces the paper grid instead of merging into it.
     configfile: "config/config.yaml"
 
@@ -22,7 +27,7 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         TABLES,
         FIGURES,
-    default_target: True

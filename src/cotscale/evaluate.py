@@ -32,17 +32,14 @@ def package_versions() -> dict[str, str]:
 
 
 def _task_manager(config: dict, lm_task: str, scratch: Path):
-    from lm_eval.tasks import TaskManager
+    """lm-eval's task index plus the project's task YAMLs; with `task_data`, the tasks re-pointed at local files."""
+    from cotscale.tasks import render_task_overrides, task_manager
 
-    include_paths = [str(TASKS_DIR)]
-    if config["task_data"]:
-        from cotscale.tasks import render_task_overrides
-
-        data_dir = Path(config["task_data"])
-        if not data_dir.is_absolute():
-            data_dir = Path.cwd() / data_dir
-        include_paths.append(str(render_task_overrides([lm_task], data_dir, scratch / "tasks", include_paths)))
-    return TaskManager(include_path=include_paths)
+    manager = task_manager([str(TASKS_DIR)])
+    if not config["task_data"]:
+        return manager
+    overrides = render_task_overrides([lm_task], Path(config["task_data"]).resolve(), scratch / "tasks", manager=manager)
+    return task_manager([overrides], base=manager)
 
 
 def _build_lm(config: dict, model: dict, strategy: dict):

@@ -25,5 +25,7 @@ rule aggregate:
         ),
     log:
         "logs/aggregate.log",
+    conda:
+        ANALYSIS_ENV
     script:
         RULE_SCRIPT

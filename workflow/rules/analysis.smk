@@ -2,10 +2,12 @@ rule ingest_published:
     output:
         evals=directory(f"{PUBLISHED_DIR}/evals"),
         models=f"{PUBLISHED_DIR}/published_models.csv",
-    params:
-        source=CFG["published"],
     log:
         "logs/ingest_published.log",
+    params:
+        source=CFG["published"],
+    conda:
+        ANALYSIS_ENV
     script:
         RULE_SCRIPT
 
@@ -25,9 +27,11 @@ rule analysis:
         },
         table1_md="results/tables/table1_tokens.md",
         table1_tex="results/tables/table1_tokens.tex",
-    params:
-        ruan=CFG["analysis"].get("ruan_table"),
     log:
         "logs/analysis.log",
+    params:
+        ruan=CFG["analysis"].get("ruan_table"),
+    conda:
+        ANALYSIS_ENV
     script:
         RULE_SCRIPT

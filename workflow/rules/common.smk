@@ -2,10 +2,10 @@
 from cotscale.config import evaluation_jobs, load_config, DEMO_MODELS_DIR
 from cotscale.figures import FIGURES as FIGURE_FUNCTIONS
 
-
 CFG = load_config(config)
 JOBS = evaluation_jobs(CFG)
 RULE_SCRIPT = "../scripts/cotscale_rule.py"
+ANALYSIS_ENV = "../../envs/analysis.yaml"
 
 
 wildcard_constraints:
@@ -40,6 +40,11 @@ TABLES = expand(
 )
 FIGURE_NAMES = list(FIGURE_FUNCTIONS)
 FIGURES = expand("figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
+
+
+def evaluation_env(wildcards):
+    """The conda environment of an evaluation job follows its model's backend."""
+    return f"../../envs/evaluate-{CFG['models'][wildcards.model]['backend']}.yaml"
 
 
 def demo_model_dir(wildcards):

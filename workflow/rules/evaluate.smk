@@ -10,5 +10,7 @@ rule evaluate:
     benchmark:
         "logs/benchmarks/evaluate/{model}/{strategy}/{task}.tsv"
     threads: 1
+    conda:
+        evaluation_env
     script:
         RULE_SCRIPT

@@ -6,5 +6,7 @@ rule build_demo_model:
     benchmark:
         "logs/benchmarks/build_demo_model/{name}.tsv"
     threads: 2
+    conda:
+        "../../envs/evaluate-hf.yaml"
     script:
         RULE_SCRIPT
