@@ -165,6 +165,14 @@ def load_config(source: dict | str | Path) -> dict:
     return config
 
 
+def resolve_path(path: str | Path) -> Path:
+    """A config path: absolute, or relative to the working directory, else to the repository (bundled data)."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path.resolve()
+    return ROOT / path
+
+
 def evaluation_jobs(config: dict) -> list[tuple[str, str, str]]:
     """Every (model, strategy, task) the config asks for, in config order."""
     jobs = []

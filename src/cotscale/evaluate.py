@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cotscale.config import ROOT, lm_eval_task
+from cotscale.config import ROOT, lm_eval_task, resolve_path
 from cotscale.io import write_json, write_jsonl_gz
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,14 @@ def package_versions() -> dict[str, str]:
 
 
 def _task_manager(config: dict, lm_task: str, scratch: Path):
-    """lm-eval's task index plus the project's task YAMLs; with `task_data`, the tasks re-pointed at local files."""
-    from cotscale.tasks import render_task_overrides, task_manager
+    """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files."""
+    from cotscale.tasks import render_task_overrides, scoped_task_manager
 
-    manager = task_manager([str(TASKS_DIR)])
+    manager = scoped_task_manager([lm_task], [TASKS_DIR])
     if not config["task_data"]:
         return manager
-    overrides = render_task_overrides([lm_task], Path(config["task_data"]).resolve(), scratch / "tasks", manager=manager)
-    return task_manager([overrides], base=manager)
+    overrides = render_task_overrides([lm_task], resolve_path(config["task_data"]), scratch / "tasks", manager=manager)
+    return scoped_task_manager([lm_task], [TASKS_DIR, overrides])
 
 
 def _build_lm(config: dict, model: dict, strategy: dict):

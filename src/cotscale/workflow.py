@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from cotscale.config import load_config
+from cotscale.config import load_config, resolve_path
 
 
 @contextlib.contextmanager
@@ -46,9 +46,9 @@ def _offline(config: dict) -> None:
 
 
 def build_demo_model(smk, config):
-    from cotscale.demo_models import build_demo_model as build
+    from cotscale.demo_models import build_configured
 
-    return build(config, smk.wildcards.name, Path(smk.output[0]))
+    return build_configured(config, smk.wildcards.name, Path(smk.output[0]), Path(smk.input.corpus))
 
 
 def evaluate(smk, config):
@@ -65,17 +65,23 @@ def aggregate(smk, config):
     return write_tables(config, results, Path(smk.output.scores).parent, list(smk.input.benchmarks) or None)
 
 
+def _local_or_url(source: str | None) -> str | None:
+    if source is None or "://" in source:
+        return source
+    return str(resolve_path(source))
+
+
 def ingest_published(smk, config):
     from cotscale.published import ingest
 
-    return ingest(smk.params.source, Path(smk.output.models).parent)
+    return ingest(_local_or_url(smk.params.source), Path(smk.output.models).parent)
 
 
 def analysis(smk, config):
     from cotscale.fits import run_analysis
 
     a = config["analysis"]
-    return run_analysis(Path(smk.input.benchmarks).parent, Path(smk.output.regression).parent, a["baseline"], a["cot"], a["llh"], ruan=smk.params.ruan, seed=config["seed"])
+    return run_analysis(Path(smk.input.benchmarks).parent, Path(smk.output.regression).parent, a["baseline"], a["cot"], a["llh"], ruan=_local_or_url(smk.params.ruan), seed=config["seed"])
 
 
 def figure(smk, config):

@@ -1,11 +1,13 @@
 rule build_demo_model:
+    input:
+        corpus=f"{workflow.basedir}/config/demo_corpus",
     output:
         directory(f"{DEMO_MODELS_DIR}/{{name}}"),
     log:
         "logs/build_demo_model/{name}.log",
     benchmark:
         "logs/benchmarks/build_demo_model/{name}.tsv"
-    threads: 2
+    threads: 1
     conda:
         "../../envs/evaluate-hf.yaml"
     script:
