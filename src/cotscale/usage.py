@@ -1,0 +1,111 @@
+"""Token accounting: one usage record per request that the cotscale model wrapper sends to its backend.
+
+Record schema (``usage.jsonl.gz``, one JSON object per line)::
+
+    {"task": "arc_challenge",      # lm-eval task name (the subtask for groups such as mmlu)
+     "doc_id": 17,                 # lm-eval document id within that task
+     "kind": "generate",           # "generate" | "loglikelihood"
+     "prompt_tokens": 143,         # prompt tokens as the backend encoded them (after its own truncation)
+     "generated_tokens": 212,      # tokens the backend generated, summed over ALL returned sequences
+     "sequences": 4}               # sequences the request returned (beams, samples); 1 for loglikelihood
+
+Counts always come from the backend's token ids (vLLM ``CompletionOutput.token_ids``, Hugging Face output ids
+after the prompt), never from whitespace-separated words. For ``generate`` the count of one sequence stops where
+the text that is returned stops: at the end-of-sequence token (counted) or at the token that completes a stop
+sequence (counted); padding and tokens a batched HF generation produced after that point are not counted, which
+is exactly what vLLM reports for a request that stops on its own. ``loglikelihood`` records have
+``generated_tokens == 0``; their ``prompt_tokens`` are the context plus continuation tokens scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal, TypedDict
+
+from cotscale.io import iter_jsonl_gz, write_jsonl_gz
+
+KINDS = ("generate", "loglikelihood")
+FIELDS = ("task", "doc_id", "kind", "prompt_tokens", "generated_tokens", "sequences")
+
+
+class UsageRecord(TypedDict):
+    task: str | None
+    doc_id: int | None
+    kind: Literal["generate", "loglikelihood"]
+    prompt_tokens: int
+    generated_tokens: int
+    sequences: int
+
+
+def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: int, generated_tokens: int = 0,
+                sequences: int = 1) -> UsageRecord:
+    """A validated record (ints are cast from numpy/torch scalars; negative counts are a bug, not data)."""
+    if kind not in KINDS:
+        raise ValueError(f"usage record: kind must be one of {KINDS}, not {kind!r}")
+    counts = {"prompt_tokens": int(prompt_tokens), "generated_tokens": int(generated_tokens),
+              "sequences": int(sequences)}
+    bad = [k for k, v in counts.items() if v < 0]
+    if bad:
+        raise ValueError(f"usage record: negative {', '.join(bad)} ({counts})")
+    if kind == "loglikelihood" and counts["generated_tokens"]:
+        raise ValueError("usage record: a loglikelihood request generates no tokens")
+    doc = None if doc_id is None else int(doc_id)
+    return UsageRecord(task=task, doc_id=doc, kind=kind, **counts)  # type: ignore[typeddict-item]
+
+
+class UsageRecorder:
+    """An append-only list of usage records; iterable, so it can be handed straight to a writer."""
+
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+
+    def add(self, task: str | None, doc_id: int | None, kind: str, prompt_tokens: int, generated_tokens: int = 0,
+            sequences: int = 1) -> UsageRecord:
+        record = make_record(task, doc_id, kind, prompt_tokens, generated_tokens, sequences)
+        self.records.append(record)
+        return record
+
+    def __iter__(self) -> Iterator[UsageRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):
+        return self.records[index]
+
+    def clear(self) -> None:
+        self.records.clear()
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """{kind: {requests, prompt_tokens, generated_tokens, sequences}} over everything recorded."""
+        return summarize(self.records)
+
+    def write(self, path: str | Path) -> int:
+        return write_usage(path, self.records)
+
+
+def summarize(records: Iterable[UsageRecord]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        t = out.setdefault(r["kind"], {"requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "sequences": 0})
+        t["requests"] += 1
+        for key in ("prompt_tokens", "generated_tokens", "sequences"):
+            t[key] += r[key]
+    return out
+
+
+def write_usage(path: str | Path, records: Iterable[UsageRecord]) -> int:
+    """Write records as gzip JSON lines, atomically (temp file + rename). Returns the number written."""
+    return write_jsonl_gz(path, ({k: r[k] for k in FIELDS} for r in records))
+
+
+def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
+    """Stream the records of a usage file one at a time (paper-scale files never sit in memory whole)."""
+    for line_no, raw in enumerate(iter_jsonl_gz(path), 1):
+        missing = [k for k in FIELDS if k not in raw]
+        if missing:
+            raise ValueError(f"{path}: record {line_no} lacks {', '.join(missing)}")
+        yield make_record(raw["task"], raw["doc_id"], raw["kind"], raw["prompt_tokens"], raw["generated_tokens"],
+                          raw["sequences"])

@@ -1,0 +1,79 @@
+"""Shared helpers for tests of cotscale.lm (a tiny locally trained model, hand-made lm-eval requests, a mini task).
+
+Kept out of conftest.py (owned by the lead); test modules import what they need from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lm_eval.api.instance import Instance
+
+TINY_SPEC = dict(arch="llama", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, vocab_size=512,
+                 seq_len=64, batch_size=8, lr=3e-3)
+TINY_STEPS = 60  # ~5 s on one core; enough that the model answers in the corpus's formats
+
+# 4-choice documents in the formats the demo corpus teaches (Question:/Answer:).
+MC_DOCS = [
+    {"question": "Which of these is a bird?", "choices": ["robin", "trout", "rock", "oak tree"], "answer": 0},
+    {"question": "What is 3 plus 4?", "choices": ["8", "7", "12", "1"], "answer": 1},
+    {"question": "What color is the sky on a clear day?", "choices": ["green", "red", "blue", "black"], "answer": 2},
+    {"question": "What do bees collect from flowers?", "choices": ["sand", "milk", "stones", "nectar"], "answer": 3},
+    {"question": "How many legs does a spider have?", "choices": ["eight", "six", "four", "ten"], "answer": 0},
+]
+GEN_DOCS = [
+    {"question": "Tom has 3 apples. He buys 4 more apples. How many apples does Tom have now?", "answer": "7"},
+    {"question": "Anna has 12 pencils. She gives 5 pencils to Sam. How many pencils does Anna have left?",
+     "answer": "7"},
+]
+
+
+def build_tiny_model(root: Path) -> Path:
+    """Train the tiny Llama (hidden 64, 2 heads of 32, 2 layers, vocab 512) and return its model directory."""
+    from cotscale.demo_models import build_demo_model
+
+    build_demo_model(TINY_SPEC, {"main": TINY_STEPS}, Path(root))
+    return Path(root) / "main"
+
+
+def mc_context(doc: dict) -> str:
+    return f"Question: {doc['question']}\nAnswer:"
+
+
+def mc_requests(docs=MC_DOCS, task: str = "mini_mc") -> list[Instance]:
+    """The loglikelihood requests lm-eval builds for a multiple-choice task: one per (doc, choice)."""
+    return [Instance("loglikelihood", doc, (mc_context(doc), " " + choice), i, (task, doc_id, 1))
+            for doc_id, doc in enumerate(docs) for i, choice in enumerate(doc["choices"])]
+
+
+def gen_requests(docs=GEN_DOCS, task: str = "mini_gen", gen_kwargs: dict | None = None,
+                 repeats: int = 1) -> list[Instance]:
+    """generate_until requests (gsm8k style); `repeats` copies of the same Instance, as lm-eval's evaluator sends."""
+    kwargs = gen_kwargs or {"until": ["Question:", "\n\n"], "do_sample": False, "temperature": 0.0}
+    out = []
+    for doc_id, doc in enumerate(docs):
+        inst = Instance("generate_until", doc, (f"Question: {doc['question']}\nAnswer:", dict(kwargs)), 0,
+                        (task, doc_id, repeats))
+        out.extend([inst] * repeats)
+    return out
+
+
+def write_mini_task(root: Path, docs=MC_DOCS, task: str = "cotscale_mini_mc") -> Path:
+    """A local lm-eval multiple-choice task (dataset_path: json) in `root`; returns the include folder."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "mini.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (root / f"{task}.yaml").write_text(
+        f"task: {task}\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {data}\n  cache_dir: {root / 'hf_datasets'}\n"
+        "test_split: test\n"
+        "output_type: multiple_choice\n"
+        "doc_to_text: \"Question: {{question}}\\nAnswer:\"\n"
+        "doc_to_choice: \"{{choices}}\"\n"
+        "doc_to_target: \"{{answer}}\"\n"
+        "metric_list:\n  - metric: acc\n"
+    )
+    return root

