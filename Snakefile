@@ -24,6 +24,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/prefetch.smk"
 
 
 rule all:
@@ -31,3 +33,8 @@ rule all:
     input:
         TABLES,
         FIGURES,
+
+
+# With an executor (`--profile profiles/slurm`) only evaluations are submitted as cluster jobs; building the demo
+# models, prefetching, tables, fits and figures are light and run on the submitting host.
+workflow.localrules(*(rule.name for rule in workflow.rules if rule.name != "evaluate"))

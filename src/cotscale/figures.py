@@ -1,25 +1,49 @@
 """The paper's figures, one function each, drawn from the tables with seaborn.
 
+Every function takes ``(inputs, png, config)`` — the rule's input tables by name, the png to write (the pdf goes
+beside it) and the loaded config — and returns the matplotlib Figure it drew (closed, but its artists keep their
+data, which the tests read back). Artists that carry a number worth checking have a ``gid``.
+
 A figure whose inputs are partial draws what exists and logs what is missing instead of failing: a sweep with one
-model still running should not block the rest of the report.
+model still running should not block the rest of the report. An input table that is absent or empty gives a panel
+that says so.
+
+Uncertainty: score error bars are ±1.96·stderr (lm-eval's standard errors, normal approximation); train-equivalent
+FLOPs carry the bootstrap 95% interval of train_equivalent.csv.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
+from cotscale import flops  # noqa: E402
 from cotscale.io import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+#: free-form CoT generation (Experiment 1's CoT arm); see free_form_cot()
+FREE_FORM_COT = "cot_generate"
+#: families in this order get the first palette colours, so a family keeps its colour in every figure
+KNOWN_FAMILIES = ("olmo", "pythia", "gemma", "llama", "qwen")
+Z95 = 1.96
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "p", "h")
+BENCHMARK_COLUMNS = ["model", "family", "N", "D", "train_flops", "strategy", "overall", "overall_stderr"]
+
+
+# ---------------------------------------------------------------- helpers
 
 def _save(fig, png: Path) -> None:
     """png and pdf side by side, written atomically; fixed metadata so reruns give identical files."""
@@ -29,21 +53,136 @@ def _save(fig, png: Path) -> None:
     plt.close(fig)
 
 
+def _theme() -> None:
+    sns.set_theme(style="whitegrid", context="paper")
+
+
+def _read(inputs: dict, key: str, figure: str) -> pd.DataFrame:
+    """An input table, or an empty frame (logged) when the rule did not give it or it is absent or empty."""
+    path = inputs.get(key)
+    if path is None:
+        log.warning("%s: input table %r not given", figure, key)
+        return pd.DataFrame()
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        log.warning("%s: input table %s is missing or empty", figure, path)
+        return pd.DataFrame()
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    if table.empty:
+        log.warning("%s: input table %s has no rows", figure, path)
+    return table
+
+
+def _columns(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """``table`` with every column in ``columns`` (absent ones all-NaN), so an empty input still has a schema."""
+    return table.reindex(columns=list(dict.fromkeys([*table.columns, *columns])))
+
+
+def _expected_models(config: dict, *tables: pd.DataFrame) -> set[str]:
+    """Models a figure could draw: the configured ones plus any a table mentions (published mode has no list)."""
+    models = set(config.get("models") or {})
+    for table in tables:
+        if "model" in table:
+            models |= set(table["model"].dropna()) - {"Overall"}
+    return models
+
+
+def _log_absent(figure: str, what: str, expected, present) -> None:
+    missing = sorted(set(expected) - set(present))
+    if missing:
+        log.warning("%s: no %s for %d model(s), not drawn: %s", figure, what, len(missing), ", ".join(missing))
+
+
 def _log_missing(frame: pd.DataFrame, config: dict, strategy: str, figure: str) -> pd.DataFrame:
     present = frame.dropna(subset=["overall"])
-    missing = sorted(set(config["models"]) - set(present["model"]))
-    if missing:
-        log.warning("%s: no complete %s scores for %d model(s), not drawn: %s", figure, strategy, len(missing), ", ".join(missing))
+    _log_absent(figure, f"complete {strategy} scores", _expected_models(config, frame), present["model"])
     return present
 
 
-def fig1_overall_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict) -> None:
+def _palette(families) -> dict[str, tuple]:
+    """Family -> colour, stable across figures: known families first, then the rest sorted."""
+    names = [f for f in KNOWN_FAMILIES if f in set(families)]
+    names += sorted(set(families) - set(names))
+    colours = sns.color_palette("deep", 10)
+    order = list(KNOWN_FAMILIES) + sorted(set(names) - set(KNOWN_FAMILIES))
+    return {f: colours[order.index(f) % len(colours)] for f in names}
+
+
+def _model_order(table: pd.DataFrame) -> list[str]:
+    """Models sorted by family, then train FLOPs, then name."""
+    keys = table.drop_duplicates("model").copy()
+    keys["_c"] = keys["train_flops"] if "train_flops" in keys else np.nan
+    return list(keys.sort_values(["family", "_c", "model"], na_position="last")["model"])
+
+
+def _empty(ax, text: str) -> None:
+    """A panel that says why there is nothing to draw."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, wrap=True,
+            bbox={"boxstyle": "round", "facecolor": "0.95", "edgecolor": "0.7"})
+
+
+def _nothing_to_draw(png: Path, title: str, text: str):
+    """A figure with the figure's title and a panel saying why there is nothing to draw (already logged)."""
+    log.warning("%s: nothing to draw: %s", png.stem, text.replace("\n", " "))
+    fig, ax = plt.subplots(figsize=(6.5, 2.5))
+    _empty(ax, text)
+    ax.set_title(title)
+    _save(fig, png)
+    return fig
+
+
+def _unit(table: pd.DataFrame) -> str:
+    """'tokens' or 'whitespace words' (imported data), from a token_unit column."""
+    units = sorted(set(table.get("token_unit", pd.Series(dtype=object)).dropna()) - {""})
+    if not units:
+        return "tokens"
+    return " / ".join("whitespace words" if u == "words" else u for u in units)
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, **kwargs)
+
+
+def _sci(x: float) -> str:
+    """1.2e+21 -> '1.2×10²¹'-style mathtext."""
+    if not np.isfinite(x) or x <= 0:
+        return str(x)
+    exp = math.floor(math.log10(x) + 1e-12)
+    mant = x / 10**exp
+    if round(mant, 1) == 1.0:
+        return rf"$10^{{{exp}}}$"
+    return rf"${mant:.1f}\times10^{{{exp}}}$"
+
+
+def free_form_cot(config: dict) -> str:
+    """The free-form CoT strategy of fig10: ``cot_generate`` if configured, else the first generate+cot one."""
+    strategies = config.get("strategies") or {}
+    if FREE_FORM_COT in strategies:
+        return FREE_FORM_COT
+    for name, spec in strategies.items():
+        if spec.get("format") == "generate" and spec.get("prompt") == "cot":
+            return name
+    return FREE_FORM_COT
+
+
+# ---------------------------------------------------------------- fig1
+
+def fig1_overall_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict):
     strategy = config["analysis"]["llh"]
-    table = pd.read_csv(inputs["benchmarks"])
+    table = _columns(_read(inputs, "benchmarks", "fig1"), BENCHMARK_COLUMNS)
     data = _log_missing(table[table["strategy"] == strategy], config, strategy, "fig1").sort_values("train_flops")
-    sns.set_theme(style="whitegrid", context="paper")
+    _theme()
+    if data.empty:
+        return _nothing_to_draw(png, "Overall score vs train compute", f"no {strategy} scores")
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=data, x="train_flops", y="overall", hue="family", marker="o", estimator=None, sort=True, ax=ax)
+    sns.lineplot(data=data, x="train_flops", y="overall", hue="family", marker="o", estimator=None, sort=True,
+                 palette=_palette(data["family"]), ax=ax)
     ax.set_xscale("log")
     ax.set_xlabel("train FLOPs, 6·N·D (log scale)")
     ax.set_ylabel(f"overall score ({strategy})")
@@ -51,10 +190,444 @@ def fig1_overall_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict
     if ax.get_legend() is not None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title="family")
     _save(fig, png)
+    return fig
 
 
-FIGURES = {f.__name__: f for f in (fig1_overall_vs_train_flops,)}
+# ---------------------------------------------------------------- fig2, fig3, fig10: two strategies per model
+
+def _paired_scores(inputs, png, config, figure: str, pair: tuple[str, str], labels: tuple[str, str], title: str):
+    """Overall score of two strategies per model (one row per model, ±1.96·stderr), joined where both exist.
+
+    Rows are the models with a score for ``pair[1]`` (all models with ``pair[0]`` if none has one).
+
+    Points have gid = strategy name; the joining segments gid ``pair``.
+    """
+    table = _columns(_read(inputs, "benchmarks", figure), BENCHMARK_COLUMNS)
+    expected = _expected_models(config, table)
+    data = table[table["strategy"].isin(pair)].dropna(subset=["overall"])
+    for strategy in pair:
+        _log_absent(figure, f"{strategy} overall score", expected, data.loc[data["strategy"] == strategy, "model"])
+    # rows: the models the comparison strategy reached (the reference alone is fig1's business), else the reference
+    compared = data[data["strategy"] == pair[1]]["model"]
+    if len(compared):
+        alone = sorted(set(data["model"]) - set(compared))
+        if alone:
+            log.info("%s: only %s scores for %s, not drawn", figure, pair[0], ", ".join(alone))
+        data = data[data["model"].isin(compared)]
+    models = _model_order(data)
+    _theme()
+    if not models:
+        return _nothing_to_draw(png, title, f"no {pair[0]} or {pair[1]} overall scores")
+    fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.32 * max(len(models), 3)))
+    row = {m: i for i, m in enumerate(models)}
+    colours = sns.color_palette("deep", 4)[:2] if pair[0] != pair[1] else sns.color_palette("deep", 1) * 2
+    points = {}
+    for k, (strategy, label, colour, marker) in enumerate(zip(pair, labels, colours, ("o", "D"))):
+        d = data[data["strategy"] == strategy].drop_duplicates("model").set_index("model")
+        y = np.array([row[m] for m in d.index]) + (-0.14 if k == 0 else 0.14)
+        err = Z95 * d["overall_stderr"].fillna(0).to_numpy()
+        ax.errorbar(d["overall"], y, xerr=err, fmt="none", ecolor=colour, elinewidth=1.2, capsize=2.5)
+        ax.plot(d["overall"], y, marker=marker, linestyle="none", color=colour, markersize=6,
+                label=f"{label} ({strategy})", gid=strategy)
+        points[strategy] = pd.Series(d["overall"].to_numpy(), index=d.index)
+    both = [m for m in models if all(m in points[s].index for s in pair)]
+    for m in both:
+        ax.plot([points[pair[0]][m], points[pair[1]][m]], [row[m] - 0.14, row[m] + 0.14], color="0.6", lw=1,
+                zorder=1, gid="pair")
+    ax.set_yticks(range(len(models)), models)
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    ax.set_xlabel("overall score (mean over the 7 benchmarks; bars: 95% CI, ±1.96·stderr)")
+    ax.set_title(title)
+    _legend_outside(ax, title="strategy")
+    _save(fig, png)
+    return fig
 
 
-def draw(figure: str, inputs: dict[str, Path], png: Path, config: dict) -> None:
-    FIGURES[figure](inputs, Path(png), config)
+def fig2_loglikelihood_vs_hybrid(inputs: dict[str, Path], png: Path, config: dict):
+    a = config["analysis"]
+    return _paired_scores(inputs, png, config, "fig2", (a["llh"], a["baseline"]),
+                          ("log-likelihood", "hybrid generation, no CoT"),
+                          "Log-likelihood vs hybrid generation format (no CoT)")
+
+
+def fig3_cot_vs_no_cot(inputs: dict[str, Path], png: Path, config: dict):
+    a = config["analysis"]
+    return _paired_scores(inputs, png, config, "fig3", (a["baseline"], a["cot"]), ("without CoT", "with CoT"),
+                          "Overall score with and without chain-of-thought")
+
+
+def fig10_free_form_cot(inputs: dict[str, Path], png: Path, config: dict):
+    a = config["analysis"]
+    return _paired_scores(inputs, png, config, "fig10", (a["llh"], free_form_cot(config)),
+                          ("log-likelihood baseline", "free-form CoT generation"),
+                          "Free-form CoT generation vs the log-likelihood baseline")
+
+
+# ---------------------------------------------------------------- fig4
+
+def cot_gain(benchmarks: pd.DataFrame, baseline: str, cot: str) -> pd.DataFrame:
+    """Per model with both scores: gain = overall_cot − overall_baseline and its stderr (independent errors)."""
+    cols = ["model", "family", "train_flops", "overall", "overall_stderr"]
+    b = benchmarks[benchmarks["strategy"] == baseline].dropna(subset=["overall"])[cols].drop_duplicates("model")
+    c = benchmarks[benchmarks["strategy"] == cot].dropna(subset=["overall"])[cols].drop_duplicates("model")
+    m = b.merge(c.drop(columns=["family", "train_flops"]), on="model", suffixes=("_baseline", "_cot"))
+    m["gain"] = m["overall_cot"] - m["overall_baseline"]
+    m["gain_stderr"] = np.hypot(m["overall_stderr_baseline"], m["overall_stderr_cot"])
+    return m.sort_values(["family", "train_flops", "model"]).reset_index(drop=True)
+
+
+def fig4_cot_gain_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict):
+    """CoT improvement per model against train FLOPs, a line per family (gid ``gain:<family>``)."""
+    a = config["analysis"]
+    table = _columns(_read(inputs, "benchmarks", "fig4"), BENCHMARK_COLUMNS)
+    data = cot_gain(table, a["baseline"], a["cot"])
+    _log_absent("fig4", f"pair of {a['baseline']} and {a['cot']} scores", _expected_models(config, table),
+                data["model"])
+    _theme()
+    title = "Improvement from chain-of-thought vs train compute"
+    if data.empty:
+        return _nothing_to_draw(png, title, f"no model has both {a['baseline']} and {a['cot']} scores")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    palette = _palette(data["family"])
+    for family, d in data.groupby("family", sort=True):
+        ax.errorbar(d["train_flops"], d["gain"], yerr=Z95 * d["gain_stderr"].fillna(0), fmt="none",
+                    ecolor=palette[family], elinewidth=1, capsize=2.5, alpha=0.8)
+        ax.plot(d["train_flops"], d["gain"], marker="o", color=palette[family], label=family, gid=f"gain:{family}")
+    ax.axhline(0, color="0.2", lw=0.9, zorder=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("train FLOPs, 6·N·D (log scale)")
+    ax.set_ylabel(f"CoT improvement in overall score\n({a['cot']} − {a['baseline']})")
+    ax.set_title(title)
+    _legend_outside(ax, title="family")
+    ax.text(1.01, 0.0, "bars: 95% CI\n(±1.96·stderr)", transform=ax.transAxes, fontsize=7, va="bottom")
+    _save(fig, png)
+    return fig
+
+
+# ---------------------------------------------------------------- Table I
+
+def table1_tokens(inputs: dict[str, Path], png: Path, config: dict):
+    """Table I as paired horizontal bars (baseline, CoT) per model and the overall row, the ratio written beside.
+
+    Bars have gid ``baseline``/``cot`` (one patch per row, rows in table order); ratio labels gid ``ratio``.
+    """
+    a = config["analysis"]
+    cols = ["model", "family", "N", "D", "baseline_tokens", "cot_tokens", "ratio", "token_unit"]
+    table = _columns(_read(inputs, "table1_tokens", "table1_tokens"), cols)
+    data = table.dropna(subset=["baseline_tokens", "cot_tokens"], how="all").reset_index(drop=True)
+    _log_absent("table1_tokens", "token counts", _expected_models(config, table), data["model"])
+    # per-model rows first (in family, size order), the overall row last
+    overall = data[data["model"] == "Overall"]
+    models = data[data["model"] != "Overall"].assign(train_flops=lambda d: 6 * d["N"] * d["D"])
+    models = models.set_index("model").loc[_model_order(models)].reset_index() if len(models) else models
+    data = pd.concat([models, overall], ignore_index=True)
+    _theme()
+    title = "Table I: generation length without and with CoT (×: CoT/baseline)"
+    if data.empty:
+        return _nothing_to_draw(png, title, "no Table I rows (no model has token counts for both strategies)")
+    fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.36 * max(len(data), 3)))
+    unit = _unit(data)
+    y = np.arange(len(data), dtype=float)
+    if len(overall):
+        y[-1] += 0.5  # set the overall row apart
+    colours = sns.color_palette("deep", 2)
+    h = 0.38
+    ax.barh(y - h / 2, data["baseline_tokens"], height=h, color=colours[0], label=f"baseline ({a['baseline']})",
+            gid="baseline")
+    ax.barh(y + h / 2, data["cot_tokens"], height=h, color=colours[1], label=f"CoT ({a['cot']})", gid="cot")
+    right = np.nanmax(data[["baseline_tokens", "cot_tokens"]].to_numpy())
+    for yi, row in zip(y, data.itertuples()):
+        top = np.nanmax([row.baseline_tokens, row.cot_tokens])
+        text = f"×{row.ratio:.2f}" if np.isfinite(row.ratio) else "n/a"
+        ax.text(top + 0.02 * right, yi, text, va="center", fontsize=8, gid="ratio")
+    ax.set_yticks(y, data["model"])
+    for label in ax.get_yticklabels():
+        if label.get_text() == "Overall":
+            label.set_fontweight("bold")
+    ax.set_ylim(y[-1] + 0.6, -0.6)
+    ax.set_xlim(0, right * 1.15)
+    ax.set_xlabel(f"{unit} generated per request (mean over benchmarks)")
+    ax.set_title(title)
+    _legend_outside(ax)
+    _save(fig, png)
+    return fig
+
+
+# ---------------------------------------------------------------- fig5, fig6: PCA loadings
+
+def _loadings(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, int]:
+    """(benchmark × pc loadings, explained variance ratio per pc, rows fitted) from a pca_loadings table."""
+    table = _columns(table, ["benchmark", "n_rows"])
+    pcs = sorted((c for c in table.columns if c.startswith("pc_")), key=lambda c: int(c.split("_")[1]))
+    evr_row = table[table["benchmark"] == "explained_variance_ratio"]
+    evr = evr_row[pcs].iloc[0] if len(evr_row) else pd.Series(np.nan, index=pcs)
+    loads = table[table["benchmark"] != "explained_variance_ratio"].set_index("benchmark")[pcs]
+    n_rows = int(table["n_rows"].dropna().iloc[0]) if table["n_rows"].notna().any() else 0
+    return loads, evr, n_rows
+
+
+def _loading_panels(png: Path, variants: list[tuple[str, pd.DataFrame]], title: str,
+                    empty_text: str):
+    """One panel per principal component, a horizontal bar per benchmark and a colour per variant.
+
+    Bars have gid ``<variant label>:<pc>`` (one patch per benchmark of the union, NaN where the variant lacks it).
+    """
+    parsed = [(label, *_loadings(t)) for label, t in variants if not t.empty and "benchmark" in t]
+    parsed = [p for p in parsed if len(p[1]) and p[1].notna().any().any()]
+    _theme()
+    if not parsed:
+        return _nothing_to_draw(png, title, empty_text)
+    pcs = list(dict.fromkeys(pc for _, loads, _, _ in parsed for pc in loads.columns))
+    benchmarks = list(dict.fromkeys(b for _, loads, _, _ in parsed for b in loads.index))
+    fig, axes = plt.subplots(1, len(pcs), figsize=(3.0 * len(pcs) + 1.5, 1.2 + 0.42 * len(benchmarks)),
+                             sharey=True, squeeze=False)
+    colours = sns.color_palette("deep", len(parsed))
+    h = 0.8 / len(parsed)
+    y = np.arange(len(benchmarks))
+    for ax, pc in zip(axes[0], pcs):
+        shares = []
+        for k, ((label, loads, evr, n_rows), colour) in enumerate(zip(parsed, colours)):
+            values = loads.reindex(benchmarks)[pc] if pc in loads else pd.Series(np.nan, index=benchmarks)
+            offset = (k - (len(parsed) - 1) / 2) * h
+            ax.barh(y + offset, values.to_numpy(dtype=float), height=h, color=colour,
+                    label=f"{label} (n={n_rows} rows)", gid=f"{label}:{pc}")
+            share = evr.get(pc, np.nan)
+            shares.append(f"{share:.1%}" if np.isfinite(share) else "n/a")
+        ax.axvline(0, color="0.2", lw=0.8)
+        number = pc.split("_")[1]
+        ax.set_title(f"PC{number}: " + " / ".join(shares) + " of variance", fontsize=9)
+        ax.set_xlabel("loading (score per s.d. of the PC)")
+    axes[0][0].set_yticks(y, benchmarks)
+    axes[0][0].set_ylim(len(benchmarks) - 0.5, -0.5)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(parsed), frameon=False)
+    fig.suptitle(title if len(parsed) == 1 else f"{title}\n(variance shares in legend order)")
+    fig.tight_layout()
+    _save(fig, png)
+    return fig
+
+
+def fig5_pca_loadings_ours(inputs: dict[str, Path], png: Path, config: dict):
+    strategy = config["analysis"]["llh"]
+    table = _read(inputs, "pca_loadings_ours", "fig5")
+    return _loading_panels(png, [(f"our models, {strategy}", table)],
+                           "PCA loadings of the benchmarks (our models)",
+                           f"no PCA loadings: too few models with all {strategy} benchmark scores")
+
+
+def fig6_pca_loadings_ruan(inputs: dict[str, Path], png: Path, config: dict):
+    variants = [("with HumanEval", _read(inputs, "pca_loadings_ruan", "fig6")),
+                ("without HumanEval", _read(inputs, "pca_loadings_ruan_no_humaneval", "fig6"))]
+    return _loading_panels(png, variants, "PCA loadings on Ruan et al.'s models, HumanEval ablated",
+                           "Ruan et al. table not configured (analysis.ruan_table): no loadings to draw")
+
+
+# ---------------------------------------------------------------- fig7: IsoFLOP
+
+def isoflop_levels(train_flops) -> list[float]:
+    """Train-FLOP levels for the IsoFLOP curves: the powers of ten inside the models' range (else its ends)."""
+    c = np.asarray([x for x in train_flops if np.isfinite(x) and x > 0], dtype=float)
+    if not len(c):
+        return []
+    lo, hi = math.ceil(math.log10(c.min()) - 1e-9), math.floor(math.log10(c.max()) + 1e-9)
+    levels = [10.0**k for k in range(lo, hi + 1)]
+    return levels if len(levels) >= 2 else sorted({float(c.min()), float(c.max())})
+
+
+def isoflop_score(fit: pd.Series, train_flops: float, tokens):
+    """score = α·ln(C) + β·tokens + δ."""
+    return fit["alpha"] * np.log(train_flops) + fit["beta"] * np.asarray(tokens, dtype=float) + fit["delta"]
+
+
+def fig7_isoflop(inputs: dict[str, Path], png: Path, config: dict):
+    """Score vs tokens per request, a panel per prompting type, with its IsoFLOP lines at fixed train FLOPs.
+
+    Model points gid ``points:<prompting>``; curves gid ``isoflop:<prompting>:<C>`` (the seed's CoT fit:
+    ``seed_bug:<C>``).
+    """
+    fits = _columns(_read(inputs, "isoflop_fit", "fig7"),
+                    ["prompting", "strategy", "score_strategy", "alpha", "beta", "delta"])
+    tab1 = _columns(_read(inputs, "table1_tokens", "fig7"), ["model", "baseline_tokens", "cot_tokens", "token_unit"])
+    bench = _columns(_read(inputs, "benchmarks", "fig7"), BENCHMARK_COLUMNS)
+    a = config["analysis"]
+    panels = []
+    for prompting, strategy, tok_col in (("baseline", a["baseline"], "baseline_tokens"),
+                                         ("cot", a["cot"], "cot_tokens")):
+        fit = fits[fits["prompting"] == prompting]
+        fit = fit.iloc[0] if len(fit) else None
+        if fit is not None and isinstance(fit["strategy"], str):
+            strategy = fit["strategy"]
+        pts = (bench[bench["strategy"] == strategy].dropna(subset=["overall"])
+               .merge(tab1[tab1["model"] != "Overall"][["model", tok_col]], on="model")
+               .dropna(subset=[tok_col]).rename(columns={tok_col: "tokens"}))
+        _log_absent("fig7", f"{strategy} score with token counts", _expected_models(config, bench, tab1),
+                    pts["model"])
+        if fit is None or not np.isfinite(fit[["alpha", "beta", "delta"]].astype(float)).all():
+            log.warning("fig7: no %s IsoFLOP fit; drawing the models only", prompting)
+            fit = None
+        panels.append((prompting, strategy, pts, fit))
+    seed = fits[fits["prompting"] == "seed_bug"]
+    seed = seed.iloc[0] if len(seed) and np.isfinite(seed.iloc[0][["alpha", "beta", "delta"]].astype(float)).all() \
+        else None
+    _theme()
+    all_c = pd.concat([p[2]["train_flops"] for p in panels]).dropna()
+    levels = isoflop_levels(all_c)
+    if not levels:
+        return _nothing_to_draw(png, "Score vs inference tokens, with IsoFLOP lines",
+                                "no model has both a score and token counts")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True, layout="constrained")
+    norm = LogNorm(vmin=min(levels + list(all_c)), vmax=max(levels + list(all_c)))
+    cmap = plt.get_cmap("viridis")
+    unit = _unit(tab1)
+    t_max = max([float(p[2]["tokens"].max()) for p in panels if len(p[2])] + [1.0]) * 1.1
+    t = np.linspace(0, t_max, 100)
+    for ax, (prompting, strategy, pts, fit) in zip(axes, panels):
+        if fit is not None:
+            for c in levels:
+                ax.plot(t, isoflop_score(fit, c, t), color=cmap(norm(c)), lw=1.6, gid=f"isoflop:{prompting}:{c:g}")
+        if prompting == "cot" and seed is not None:
+            for c in levels:
+                ax.plot(t, isoflop_score(seed, c, t), color=cmap(norm(c)), lw=1, ls="--", alpha=0.7,
+                        gid=f"seed_bug:{c:g}")
+        ax.scatter(pts["tokens"], pts["overall"], c=pts["train_flops"], cmap=cmap, norm=norm, s=36,
+                   edgecolor="black", linewidth=0.6, zorder=3, gid=f"points:{prompting}")
+        label = "without CoT" if prompting == "baseline" else "with CoT"
+        ax.set_title(f"{label} ({strategy}), {len(pts)} models", fontsize=10)
+        ax.set_xlabel(f"{unit} generated per request")
+        ax.set_xlim(0, t_max)
+    axes[0].set_ylabel("overall score")
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=list(axes), label="train FLOPs C = 6·N·D (log scale)", pad=0.02)
+    handles = [Line2D([], [], color=cmap(norm(c)), lw=1.6, label=f"IsoFLOP line, C = {_sci(c)}") for c in levels]
+    handles.append(Line2D([], [], marker="o", color="0.5", markeredgecolor="black", ls="none",
+                          label="model (colour: its C)"))
+    if seed is not None:
+        handles.append(Line2D([], [], color="0.3", lw=1, ls="--",
+                              label=f"seed's CoT fit (on {seed['score_strategy']} scores; a bug)"))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.45, 0.0), ncol=min(len(handles), 3),
+               frameon=False)
+    fig.suptitle("Score vs inference tokens, with IsoFLOP lines fitted on each type's own scores:\n"
+                 "score = α·ln C + β·tokens + δ at fixed train FLOPs C")
+    _save(fig, png)
+    return fig
+
+
+# ---------------------------------------------------------------- fig8
+
+def fig8_tef_ratio_vs_token_ratio(inputs: dict[str, Path], png: Path, config: dict):
+    """TEF/C (bootstrap 95% interval) against the CoT/baseline token ratio, a point per model (gid ``models``)."""
+    te = _columns(_read(inputs, "train_equivalent", "fig8"),
+                  ["model", "family", "train_flops", "tef", "tef_ratio", "tef_ci_low", "tef_ci_high"])
+    tab1 = _columns(_read(inputs, "table1_tokens", "fig8"), ["model", "ratio", "token_unit"])
+    data = te.merge(tab1[tab1["model"] != "Overall"][["model", "ratio", "token_unit"]], on="model", how="inner")
+    data = data.dropna(subset=["tef_ratio", "ratio"])
+    data = data[data["tef_ratio"] > 0].sort_values(["family", "train_flops", "model"]).reset_index(drop=True)
+    _log_absent("fig8", "train-equivalent FLOPs with a token ratio", _expected_models(config, te, tab1),
+                data["model"])
+    _theme()
+    title = "Compute CoT is worth vs the extra generation it costs"
+    if data.empty:
+        return _nothing_to_draw(png, title, "no model has both train-equivalent FLOPs and a CoT token ratio")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    palette = _palette(data["family"])
+    for family, d in data.groupby("family", sort=True):
+        ci = d.dropna(subset=["tef_ci_low", "tef_ci_high"])
+        lo, hi = ci["tef_ci_low"] / ci["train_flops"], ci["tef_ci_high"] / ci["train_flops"]
+        ax.errorbar(ci["ratio"], ci["tef_ratio"], yerr=[ci["tef_ratio"] - lo, hi - ci["tef_ratio"]], fmt="none",
+                    ecolor=palette[family], elinewidth=1, capsize=2.5, alpha=0.6)
+        for k, row in enumerate(d.itertuples()):
+            ax.plot(row.ratio, row.tef_ratio, marker=MARKERS[k % len(MARKERS)], color=palette[family],
+                    markeredgecolor="black", markeredgewidth=0.5, markersize=7, ls="none", zorder=3,
+                    label=row.model)
+    ax.plot(data["ratio"], data["tef_ratio"], ls="none", gid="models")  # the drawn values, in one place
+    ax.axhline(1, color="0.2", lw=0.9, ls="--", zorder=1, label="TEF = C")
+    ax.axvline(1, color="0.5", lw=0.8, ls=":", zorder=1, label="equal generation length")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"CoT token ratio, CoT / baseline {_unit(data)} per request")
+    ax.set_ylabel("train-equivalent compute ratio TEF / C (log scale)")
+    ax.set_title(f"{title}\n(bars: bootstrap 95% interval of TEF)")
+    _legend_outside(ax, title="model (colour: family)", fontsize=7)
+    _save(fig, png)
+    return fig
+
+
+# ---------------------------------------------------------------- fig9
+
+def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
+    """Lifetime cost vs requests for each model with a finite crossover R*, a panel each.
+
+    cost_cot(R) = C + 2·R·N·tok_cot (gid ``cost_cot``), cost_std(R) = TEF + 2·R·N·tok_std (gid ``cost_std``, band:
+    TEF's 95% interval), R* a vertical line (gid ``crossover``).
+    """
+    cols = ["model", "family", "N", "train_flops", "tef", "tok_std", "tok_cot", "token_unit",
+            "crossover_requests", "crossover_cot_tokens", "reason"]
+    cross = _columns(_read(inputs, "crossover", "fig9"), cols)
+    te = _columns(_read(inputs, "train_equivalent", "fig9"), ["model", "tef_ci_low", "tef_ci_high"])
+    finite = cross[np.isfinite(cross["crossover_requests"].astype(float)) & (cross["crossover_requests"] > 0)]
+    for row in cross[~cross["model"].isin(finite["model"])].itertuples():
+        log.info("fig9: %s has no finite crossover (%s), not drawn", row.model, row.reason)
+    _log_absent("fig9", "crossover row", _expected_models(config, te), cross["model"])
+    finite = finite.merge(te[["model", "tef_ci_low", "tef_ci_high"]], on="model", how="left")
+    finite = finite.sort_values(["family", "train_flops", "model"]).reset_index(drop=True)
+    _theme()
+    n = len(finite)
+    title = "Lifetime compute: CoT on a smaller model vs training the train-equivalent model"
+    if not n:
+        return _nothing_to_draw(png, title, "no model has a finite crossover\n(see crossover.csv's reason column)")
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows + 0.4), squeeze=False)
+    colours = sns.color_palette("deep", 2)
+    unit = _unit(cross)
+    for ax, row in zip(axes.flat, finite.itertuples()):
+        r_star = float(row.crossover_requests)
+        r = np.logspace(math.log10(r_star) - 3, math.log10(r_star) + 3, 241)
+        cot = flops.lifetime_cost(row.train_flops, row.N, row.tok_cot, r)
+        std = flops.lifetime_cost(row.tef, row.N, row.tok_std, r)
+        ax.plot(r, cot, color=colours[1], lw=1.8, label="with CoT: C + 2·R·N·tok_cot", gid="cost_cot")
+        ax.plot(r, std, color=colours[0], lw=1.8, label="train-equivalent model without CoT: TEF + 2·R·N·tok_std",
+                gid="cost_std")
+        if np.isfinite(row.tef_ci_low) and np.isfinite(row.tef_ci_high):
+            ax.fill_between(r, flops.lifetime_cost(row.tef_ci_low, row.N, row.tok_std, r),
+                            flops.lifetime_cost(row.tef_ci_high, row.N, row.tok_std, r), color=colours[0],
+                            alpha=0.15, lw=0, label="95% CI of TEF")
+        ax.axvspan(r[0], r_star, color=colours[1], alpha=0.06, lw=0)
+        ax.axvline(r_star, color="0.15", ls=":", lw=1.2, label="crossover R*", gid="crossover")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(r[0], r[-1])
+        ax.text(0.03, 0.97, f"R* = {_sci(r_star)} requests\n= {_sci(float(row.crossover_cot_tokens))} CoT {unit}",
+                transform=ax.transAxes, va="top", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
+        ax.set_title(row.model, fontsize=9)
+        ax.set_xlabel("inference requests R (log scale)")
+        ax.set_ylabel("lifetime compute, FLOPs (log scale)")
+    for ax in list(axes.flat)[n:]:
+        ax.set_axis_off()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles.append(Patch(color=colours[1], alpha=0.15))
+    labels.append("region where CoT is the cheaper route")
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, png)
+    return fig
+
+
+FIGURES = {f.__name__: f for f in (
+    fig1_overall_vs_train_flops,
+    fig2_loglikelihood_vs_hybrid,
+    fig3_cot_vs_no_cot,
+    fig4_cot_gain_vs_train_flops,
+    table1_tokens,
+    fig5_pca_loadings_ours,
+    fig6_pca_loadings_ruan,
+    fig7_isoflop,
+    fig8_tef_ratio_vs_token_ratio,
+    fig9_lifetime_cost,
+    fig10_free_form_cot,
+)}
+
+
+def draw(figure: str, inputs: dict[str, Path], png: Path, config: dict):
+    return FIGURES[figure](inputs, Path(png), config)

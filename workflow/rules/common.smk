@@ -1,6 +1,5 @@
 # Helpers, wildcard constraints and target lists shared by every rule file.
 from cotscale.config import evaluation_jobs, load_config, DEMO_MODELS_DIR
-from cotscale.figures import FIGURES as FIGURE_FUNCTIONS
 
 CFG = load_config(config)
 JOBS = evaluation_jobs(CFG)
@@ -38,7 +37,21 @@ TABLES = expand(
     "results/tables/{table}.csv",
     table=["scores", "benchmarks", "tokens", "compute"] + ANALYSIS_TABLES,
 )
-FIGURE_NAMES = list(FIGURE_FUNCTIONS)
+# One rule each in figures.smk, named after its function in cotscale.figures (importing that module here would
+# load matplotlib and seaborn into every DAG build).
+FIGURE_NAMES = [
+    "fig1_overall_vs_train_flops",
+    "fig2_loglikelihood_vs_hybrid",
+    "fig3_cot_vs_no_cot",
+    "fig4_cot_gain_vs_train_flops",
+    "table1_tokens",
+    "fig5_pca_loadings_ours",
+    "fig6_pca_loadings_ruan",
+    "fig7_isoflop",
+    "fig8_tef_ratio_vs_token_ratio",
+    "fig9_lifetime_cost",
+    "fig10_free_form_cot",
+]
 FIGURES = expand("figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
 
 
@@ -51,3 +64,22 @@ def demo_model_dir(wildcards):
     """An evaluation of a locally built demo model waits for that model's build."""
     model = CFG["models"][wildcards.model]
     return [f"{DEMO_MODELS_DIR}/{model['name']}"] if model["demo"] else []
+
+
+# Scheduler requests of an evaluation job (SLURM: --gpus, --mem, -t; a workstation: --resources gpu=N).
+from cotscale.gpus import memory_mb, requested_gpus, runtime_minutes
+
+
+def eval_gpus(wildcards):
+    """GPUs = tensor_parallel × data_parallel of the model (none on device: cpu unless the model sets them)."""
+    return requested_gpus(CFG, wildcards.model, config)
+
+
+def eval_mem_mb(wildcards, attempt):
+    """Host memory in MB, from the model size; doubled when a failed job is retried (`--retries`)."""
+    return memory_mb(CFG, wildcards.model, attempt)
+
+
+def eval_runtime(wildcards, attempt):
+    """Wall-time limit in minutes, from the model size, the strategy's decoding and the GPU count; doubled on retry."""
+    return runtime_minutes(CFG, wildcards.model, wildcards.strategy, attempt)

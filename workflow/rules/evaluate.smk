@@ -10,6 +10,12 @@ rule evaluate:
     benchmark:
         "logs/benchmarks/evaluate/{model}/{strategy}/{task}.tsv"
     threads: 1
+    resources:
+        gpu=eval_gpus,
+        mem_mb=eval_mem_mb,
+        runtime=eval_runtime,
+        # one task per job whatever its GPU count: the job starts its own tensor/data-parallel workers
+        tasks_per_gpu=0,
     conda:
         evaluation_env
     script:
