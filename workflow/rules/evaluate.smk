@@ -9,6 +9,8 @@ rule evaluate:
         "logs/evaluate/{model}/{strategy}/{task}.log",
     benchmark:
         "logs/benchmarks/evaluate/{model}/{strategy}/{task}.tsv"
+    conda:
+        evaluation_env
     threads: 1
     resources:
         gpu=eval_gpus,
@@ -16,7 +18,5 @@ rule evaluate:
         runtime=eval_runtime,
         # one task per job whatever its GPU count: the job starts its own tensor/data-parallel workers
         tasks_per_gpu=0,
-    conda:
-        evaluation_env
     script:
         RULE_SCRIPT

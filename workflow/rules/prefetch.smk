@@ -9,9 +9,9 @@ rule prefetch:
         "results/prefetch.json",
     log:
         "logs/prefetch.log",
-    params:
-        targets=prefetch_targets(CFG),
     conda:
         "../../envs/evaluate-hf.yaml"
+    params:
+        targets=prefetch_targets(CFG),
     script:
         RULE_SCRIPT

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# A real one-node SLURM cluster on this CI machine, for tests/test_slurm.py: munged, slurmctld and slurmd on
+# localhost with two fake GPUs (gres/gpu backed by character device files, so no NVIDIA hardware is needed).
+#
+#   .ci/slurm.sh          install (Debian packages, if missing), configure, start; returns once the node is idle
+#   .ci/slurm.sh stop     stop the daemons this script started (by their pid files)
+#
+# Needs root on Debian/Ubuntu. It never touches a cluster it did not set up: an existing /etc/slurm/slurm.conf
+# without this script's marker line is left alone (and start fails). No slurmdbd: `sacct` does not work here, so
+# Snakemake's SLURM plugin must poll with `squeue` (MinJobAge below keeps finished jobs visible to squeue).
+set -euo pipefail
+
+STATE=${COTSCALE_SLURM_STATE:-/run/cotscale-slurm}
+CONF_DIR=/etc/slurm
+MARKER="# written by cotscale .ci/slurm.sh"
+GPUS=2
+
+log() { echo "slurm.sh: $*" >&2; }
+
+stop() {
+    local name pid
+    for name in slurmd slurmctld munged; do
+        [ -f "$STATE/$name.pid" ] || continue
+        pid=$(cat "$STATE/$name.pid")
+        if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
+            log "stopped $name ($pid)"
+        fi
+        rm -f "$STATE/$name.pid"
+    done
+}
+
+if [ "${1:-start}" = stop ]; then
+    stop
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    log "needs root (it installs packages and writes $CONF_DIR)"
+    exit 1
+fi
+
+# --- packages ---------------------------------------------------------------------------------------------------
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
+    || ! command -v munged >/dev/null; then
+    log "installing slurmctld slurmd slurm-client munge"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get update -qq
+    timeout 600 apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
+fi
+
+# --- configuration ----------------------------------------------------------------------------------------------
+if [ -f "$CONF_DIR/slurm.conf" ] && ! grep -qF "$MARKER" "$CONF_DIR/slurm.conf"; then
+    log "$CONF_DIR/slurm.conf exists and was not written by this script: not touching that cluster"
+    exit 1
+fi
+mkdir -p "$STATE/dev" "$CONF_DIR" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+for i in $(seq 0 $((GPUS - 1))); do
+    [ -c "$STATE/dev/nvidia$i" ] || mknod "$STATE/dev/nvidia$i" c 195 "$i"  # gres needs device files, not regular ones
+done
+
+# The node line from slurmd's own view of the machine, with ~90% of its memory schedulable.
+node=$(slurmd -C | head -1)
+cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$node")
+boards=$(sed -n 's/.* Boards=\([0-9]*\).*/\1/p' <<<"$node")
+sockets=$(sed -n 's/.* SocketsPerBoard=\([0-9]*\).*/\1/p' <<<"$node")
+cores=$(sed -n 's/.* CoresPerSocket=\([0-9]*\).*/\1/p' <<<"$node")
+threads=$(sed -n 's/.* ThreadsPerCore=\([0-9]*\).*/\1/p' <<<"$node")
+memory=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$node")
+memory=$((memory * 9 / 10))
+
+cat >"$CONF_DIR/slurm.conf" <<EOF
+$MARKER: a one-node test cluster with $GPUS fake GPUs. Stop it with .ci/slurm.sh stop.
+ClusterName=cotscale-ci
+SlurmctldHost=localhost
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1024
+GresTypes=gpu
+ReturnToService=2
+MinJobAge=600
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus Boards=$boards SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$memory Gres=gpu:$GPUS State=UNKNOWN
+PartitionName=ci Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF
+cat >"$CONF_DIR/gres.conf" <<EOF
+$MARKER
+AutoDetect=off
+NodeName=localhost Name=gpu File=$STATE/dev/nvidia[0-$((GPUS - 1))]
+EOF
+
+# --- daemons ----------------------------------------------------------------------------------------------------
+if sinfo -h >/dev/null 2>&1; then
+    log "already running"
+else
+    stop
+    if [ ! -s /etc/munge/munge.key ]; then
+        mkdir -p /etc/munge
+        dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+    fi
+    mkdir -p /run/munge /var/log/munge /var/lib/munge
+    chown munge:munge /etc/munge/munge.key /run/munge /var/log/munge /var/lib/munge
+    chmod 400 /etc/munge/munge.key
+    chmod 755 /run/munge
+    runuser -u munge -- munged  # writes /run/munge/munged.pid
+    for _ in $(seq 50); do [ -s /run/munge/munged.pid ] && break; sleep 0.1; done
+    cp /run/munge/munged.pid "$STATE/munged.pid"
+    slurmctld
+    slurmd -N localhost
+fi
+
+# The node goes through UNKNOWN (and maybe DOWN, resumed by ReturnToService) to idle.
+for _ in $(seq 150); do
+    if [ "$(sinfo -h -n localhost -o %t 2>/dev/null)" = idle ]; then
+        log "ready: $(sinfo -h -o '%P %D %t %G')"
+        log "stop it with: $0 stop"
+        exit 0
+    fi
+    sleep 0.2
+done
+log "the node did not become idle within 30 s:"
+sinfo -N -l >&2 || true
+tail -n 20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2 || true
+exit 1
