@@ -8,6 +8,8 @@ into one model entry per revision, so the rest of the pipeline sees a flat `mode
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from pathlib import Path
 
 import jsonschema
@@ -27,7 +29,27 @@ STRATEGY_DEFAULTS = {
 }
 
 
-class ConfigError(ValueError):
+# The schema and the default task table are parsed once per process, with libyaml when PyYAML has it (the pure-Python
+# parser took ~13 ms per read, twice per load_config; load_config runs in the DAG build and in every job's process).
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=None)
+def _schema() -> dict:
+    """The config schema (read-only: callers copy what they put into a config)."""
+    return yaml.load(SCHEMA.read_text(), Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
+
+
+@functools.lru_cache(maxsize=None)
+def _default_tasks() -> dict:
+    return yaml.load(DEFAULT_TASKS.read_text(), Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
+
+
+class CotscaleError(Exception):
+    """A problem with cotscale's inputs (config, files, environment) that the user fixes; the message says how."""
+
+
+class ConfigError(CotscaleError, ValueError):
     """A configuration problem, worded for the person who edits the YAML."""
 
 
@@ -35,17 +57,46 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " ...}"
+
+
 def _schema_errors(config: dict) -> list[str]:
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     messages = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         leaf = jsonschema.exceptions.best_match([error])
-        if leaf.validator == "additionalProperties" or leaf.validator == "propertyNames":
-            messages.append(f"config key {_key_path(leaf)}: {leaf.message}")
+        where = f"config key {_key_path(leaf)}"
+        if leaf.validator in ("additionalProperties", "propertyNames"):
+            messages.append(f"{where}: {leaf.message}")
+        elif leaf.validator == "required":
+            missing = leaf.message.split("'")[1] if "'" in leaf.message else ""
+            about = leaf.schema.get("properties", {}).get(missing, {})
+            about = about.get("description") or (about.get("$ref") and _definition(schema, about["$ref"]).get("description"))
+            messages.append(f"{where}: {leaf.message}" + (f" ({about})" if about else ""))
+        elif leaf.validator == "oneOf" and _is_model_schema(leaf.schema):
+            messages.append(
+                f"{where}: give either train_tokens (D, the number of training tokens) or checkpoints "
+                f"({{revision: D, ...}}), not both; a model with checkpoints takes no revision"
+            )
+        elif leaf.validator in ("oneOf", "anyOf") and leaf.schema.get("description"):
+            messages.append(f"{where}: {_short(leaf.instance)} is not allowed: {leaf.schema['description']}")
         else:
-            messages.append(f"config key {_key_path(leaf)}: {leaf.message} (value {leaf.instance!r}){_hint(leaf.instance)}")
+            messages.append(f"{where}: {leaf.message} (value {_short(leaf.instance)}){_hint(leaf.instance)}")
     return messages
+
+
+def _definition(schema: dict, ref: str) -> dict:
+    node = schema
+    for part in ref.lstrip("#/").split("/"):
+        node = node.get(part, {})
+    return node
+
+
+def _is_model_schema(schema: dict) -> bool:
+    return any("train_tokens" in option.get("required", []) for option in schema.get("oneOf", []))
 
 
 def _hint(value) -> str:
@@ -59,13 +110,27 @@ def _hint(value) -> str:
 
 
 def _fill_defaults(config: dict) -> None:
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = _schema()
     for key, prop in schema["properties"].items():
         if "default" in prop:
             config.setdefault(key, copy.deepcopy(prop["default"]))
     for key, prop in schema["properties"]["analysis"]["properties"].items():
         if "default" in prop:
-            config["analysis"].setdefault(key, prop["default"])
+            config["analysis"].setdefault(key, copy.deepcopy(prop["default"]))
+
+
+_REVISION_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # = the {model} wildcard constraint in common.smk
+
+
+def _check_revision(name: str, revision: str) -> None:
+    """A checkpoint revision becomes part of the {model} wildcard and so of output paths: every `/`-separated part
+    must start with a letter or digit (no `..`, `.` or empty parts)."""
+    if not all(_REVISION_PART.fullmatch(part) for part in revision.split("/")):
+        raise ConfigError(
+            f"config key models.{name}.checkpoints: revision {revision!r} has an empty, '.' or '..' path part (or "
+            f"one that starts with '.'); it would become the output folder results/evals/{name}@{revision}/ — use "
+            f"the Hugging Face branch or tag name (e.g. step1000-tokens4B)"
+        )
 
 
 def _expand_models(config: dict) -> dict:
@@ -74,6 +139,8 @@ def _expand_models(config: dict) -> dict:
     for name, entry in config["models"].items():
         if "hf_id" not in entry and "demo" not in entry:
             raise ConfigError(f"config key models.{name}: needs hf_id (a Hugging Face id or path) or demo (a tiny local model)")
+        for revision in entry.get("checkpoints") or {}:
+            _check_revision(name, revision)
         revisions = entry.get("checkpoints") or {entry.get("revision", "main"): entry["train_tokens"]}
         demo = entry.get("demo")
         if demo is not None:
@@ -110,6 +177,20 @@ def _expand_models(config: dict) -> dict:
     return models
 
 
+def _check_strategies(config: dict) -> None:
+    """Decoding settings that contradict each other (the schema checks each value alone)."""
+    for name, s in config["strategies"].items():
+        where = f"config key strategies.{name}"
+        if s["decoding"] == "sample" and s["temperature"] <= 0:
+            raise ConfigError(f"{where}.temperature: decoding: sample needs temperature > 0 (got {s['temperature']}); "
+                              "e.g. temperature: 0.7")
+        if s["samples"] > 1 and s["decoding"] != "sample":
+            raise ConfigError(f"{where}.samples: samples: {s['samples']} needs decoding: sample (got {s['decoding']})")
+        if s["num_beams"] > 1 and s["decoding"] != "beam":
+            raise ConfigError(f"{where}.num_beams: num_beams: {s['num_beams']} needs decoding: beam "
+                              f"(got {s['decoding']})")
+
+
 def _check_references(config: dict) -> None:
     known = set(config["models"]) | {m["name"] for m in config["models"].values()}
     for name, strategy in config["strategies"].items():
@@ -132,14 +213,70 @@ def _check_references(config: dict) -> None:
             )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last, silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; keys given next to it win
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                f"{key_node.start_mark.name}, line {line}: key {key!r} appears twice in the same mapping (first on "
+                f"line {seen[key]}); YAML would silently keep only the last one — remove or rename one of them"
+            )
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(path: str | Path):
+    """A YAML (or JSON) file, rejecting duplicate keys with a ConfigError naming the file, line and key."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None  # the message says it all; the loader's stack would bury it
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc
+
+
+def check_config_files(paths, base: str | Path | None = None) -> None:
+    """Re-read the config files Snakemake loaded (it keeps the last of duplicate keys) and reject duplicate keys.
+
+    Relative paths are tried against the working directory, then `base` (the workflow's folder).
+    """
+    for path in paths:
+        path = Path(path)
+        if not path.exists() and base is not None and (Path(base) / path).exists():
+            path = Path(base) / path
+        if path.exists():
+            read_yaml(path)
+
+
+def load_workflow_config(config: dict, configfiles=(), overrides: dict | None = None,
+                         base: str | Path | None = None) -> dict:
+    """load_config() for the Snakefile: duplicate keys in the config files are errors, and every error names the
+    files (and --config overrides) the configuration came from."""
+    check_config_files(configfiles, base)
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        sources = [str(p) for p in configfiles] + (["--config " + " ".join(f"{k}={v}" for k, v in overrides.items())] if overrides else [])
+        raise ConfigError(f"{exc}\n  (configuration from {', '.join(sources) or 'the Snakefile'})") from None
+
+
 def load_config(source: dict | str | Path) -> dict:
     """Validated config with defaults filled and checkpoints expanded (raises ConfigError naming the bad key)."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc
+        raw = read_yaml(source)
     else:
         raw = source
     config = copy.deepcopy(raw)
@@ -149,7 +286,7 @@ def load_config(source: dict | str | Path) -> dict:
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     config.setdefault("analysis", {})
-    config.setdefault("tasks", yaml.safe_load(DEFAULT_TASKS.read_text()))
+    config.setdefault("tasks", copy.deepcopy(_default_tasks()))
     _fill_defaults(config)
     if not config.get("models") and not config["published"]:
         raise ConfigError("config key models: list at least one model (or set `published` to ingest published outputs)")
@@ -161,6 +298,7 @@ def load_config(source: dict | str | Path) -> dict:
         strategy["answer_cue"] = config["answer_cue"]
         strategy["name"] = name
     config["models"] = _expand_models(config)
+    _check_strategies(config)
     _check_references(config)
     return config
 

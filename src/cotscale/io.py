@@ -31,6 +31,39 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
+SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_API_TOKEN")
+REDACTED = "<redacted>"
+
+
+def replace_in_strings(obj, replacements: dict[str, str]):
+    """`obj` (nested dicts / lists of JSON values) with every occurrence of each key of `replacements` in its strings
+    (keys included) replaced by the value."""
+    if not replacements:
+        return obj
+    if isinstance(obj, str):
+        for old, new in replacements.items():
+            obj = obj.replace(old, new)
+        return obj
+    if isinstance(obj, dict):
+        return {replace_in_strings(k, replacements): replace_in_strings(v, replacements) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [replace_in_strings(v, replacements) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(replace_in_strings(v, replacements) for v in obj)
+    return obj
+
+
+def redact_secrets(obj, secrets: list[str] | None = None):
+    """`obj` with every occurrence of a token (default: the values of SECRET_ENV_VARS) replaced by <redacted>.
+
+    Nothing cotscale writes should contain one; this is the safety net for what libraries put into results (lm-eval's
+    model arguments and environment report).
+    """
+    if secrets is None:
+        secrets = [v for k in SECRET_ENV_VARS if len(v := os.environ.get(k, "").strip()) >= 8]
+    return replace_in_strings(obj, dict.fromkeys(secrets, REDACTED))
+
+
 def _jsonable(value):
     """JSON for lm-eval's outputs: numpy scalars, sets, NaN (as null) and anything else as its string."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -64,10 +97,11 @@ def read_json(path: str | Path):
 
 
 def write_jsonl_gz(path: str | Path, records: Iterable[dict]) -> int:
-    """Stream records to a gzip JSON-lines file (mtime 0, so identical records give identical bytes)."""
+    """Stream records to a gzip JSON-lines file (mtime 0 and no file name in the gzip header, so identical records
+    give identical bytes)."""
     count = 0
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as fh:
             for record in records:
                 fh.write(dumps(record).encode() + b"\n")
                 count += 1

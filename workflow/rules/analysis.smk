@@ -4,10 +4,10 @@ rule ingest_published:
         models=f"{PUBLISHED_DIR}/published_models.csv",
     log:
         "logs/ingest_published.log",
-    params:
-        source=CFG["published"],
     conda:
         ANALYSIS_ENV
+    params:
+        source=CFG["published"],
     script:
         RULE_SCRIPT
 
@@ -29,9 +29,9 @@ rule analysis:
         table1_tex="results/tables/table1_tokens.tex",
     log:
         "logs/analysis.log",
-    params:
-        ruan=CFG["analysis"].get("ruan_table"),
     conda:
         ANALYSIS_ENV
+    params:
+        ruan=CFG["analysis"].get("ruan_table"),
     script:
         RULE_SCRIPT

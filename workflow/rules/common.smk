@@ -1,14 +1,21 @@
 # Helpers, wildcard constraints and target lists shared by every rule file.
-from cotscale.config import evaluation_jobs, load_config, DEMO_MODELS_DIR
+from cotscale.config import evaluation_jobs, load_workflow_config, DEMO_MODELS_DIR
 
-CFG = load_config(config)
+# Validated and expanded; also rejects duplicate keys in the config files (Snakemake's YAML loader keeps the last).
+CFG = load_workflow_config(
+    config,
+    workflow.configfiles,
+    workflow.config_settings.config,
+    workflow.basedir,
+)
 JOBS = evaluation_jobs(CFG)
 RULE_SCRIPT = "../scripts/cotscale_rule.py"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
 
 wildcard_constraints:
-    model=r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._/-]*)?",
+    # a model key, or key@revision; each `/`-separated part of a revision starts with a letter or digit (no `..`)
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*)?",
     strategy=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     task=r"[A-Za-z0-9_]+",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",

@@ -7,8 +7,8 @@ rule build_demo_model:
         "logs/build_demo_model/{name}.log",
     benchmark:
         "logs/benchmarks/build_demo_model/{name}.tsv"
-    threads: 1
     conda:
         "../../envs/evaluate-hf.yaml"
+    threads: 1
     script:
         RULE_SCRIPT
