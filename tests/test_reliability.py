@@ -134,7 +134,7 @@ def test_duplicate_yaml_keys_name_file_line_and_key(tmp_path):
 @pytest.mark.slow
 def test_snakemake_reports_duplicate_keys_and_override_errors(root, tmp_path):
     config = (root / "config" / "demo.yaml").read_text()
-    dup = config.replace("  tinyllama-m:\n", "  tinyllama-s:\n", 1)
+    dup = config.replace("  tinyllama-l:\n", "  tinyllama-s:\n", 1)
     assert dup != config
     (tmp_path / "config.yaml").write_text(dup)
     run = snakemake(root, tmp_path, "all", extra=["-n"])

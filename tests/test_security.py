@@ -91,8 +91,8 @@ def test_shell_metacharacters_in_config_are_rejected_before_anything_runs(root, 
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["config.yaml"]
     assert not list(tmp_path.rglob("canary*"))
     for text in INJECTIONS:  # and the loader rejects each one alone, naming the key
-        for edit in (lambda c: c["models"].update({text: c["models"]["tinyllama-m"]}),
-                     lambda c: c["models"]["tinyllama-m"].update(hf_id=text),
+        for edit in (lambda c: c["models"].update({text: c["models"]["tinyllama-l"]}),
+                     lambda c: c["models"]["tinyllama-l"].update(hf_id=text),
                      lambda c: c["strategies"].update({text: c["strategies"]["standard"]})):
             config = yaml.safe_load((root / "config" / "demo.yaml").read_text())
             edit(config)

@@ -533,8 +533,8 @@ def fig8_tef_ratio_vs_token_ratio(inputs: dict[str, Path], png: Path, config: di
     for family, d in data.groupby("family", sort=True):
         ci = d.dropna(subset=["tef_ci_low", "tef_ci_high"])
         lo, hi = ci["tef_ci_low"] / ci["train_flops"], ci["tef_ci_high"] / ci["train_flops"]
-        ax.errorbar(ci["ratio"], ci["tef_ratio"], yerr=[ci["tef_ratio"] - lo, hi - ci["tef_ratio"]], fmt="none",
-                    ecolor=palette[family], elinewidth=1, capsize=2.5, alpha=0.6)
+        # a percentile bootstrap interval need not contain the point estimate (few models): draw it as it is
+        ax.vlines(ci["ratio"], lo, hi, colors=palette[family], linewidth=1, alpha=0.6)
         for k, row in enumerate(d.itertuples()):
             ax.plot(row.ratio, row.tef_ratio, marker=MARKERS[k % len(MARKERS)], color=palette[family],
                     markeredgecolor="black", markeredgewidth=0.5, markersize=7, ls="none", zorder=3,
