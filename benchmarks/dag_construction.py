@@ -1,0 +1,116 @@
+"""Benchmark: DAG construction of the full paper grid (`snakemake -n` on config/config.yaml, 1092 evaluation jobs).
+
+Each round runs, in alternating order:
+
+* ``import``  — ``python -m snakemake --version``: the floor every Snakemake call pays (importing Snakemake and its
+                plugins); ``import_noscontrol`` the same without the SLURM plugin's scontrol call (see below).
+* ``dryrun``  — ``python -m snakemake -n --quiet all`` on the paper grid in an empty working directory (nothing
+                built, so every job of the grid is in the DAG: parse, validate config, build DAG, needrun, dry-run
+                "execution" of every job).
+* ``dryrun_noscontrol`` — only where the SLURM executor plugin is installed and ``scontrol`` is on PATH: the same dry
+                run with ``scontrol show config`` (which the plugin runs while Snakemake builds its command line, i.e. on
+                every ``snakemake`` call) failing at once, as on a host without SLURM tools. On a host with SLURM client
+                tools but no reachable controller that call blocks for its timeout (~9 s); this side measures the
+                pipeline without that environment cost. The script also times ``scontrol show config`` once.
+* ``--variant NAME=DIR``: the same dry run with DIR/Snakefile (a copy of the repository with a change), paired
+                (without the scontrol call where dryrun_noscontrol runs).
+
+Medians of wall and CPU (user + sys) seconds. Target: the dry run ≤ 5 s wall on 2 cores. Run:
+
+    python benchmarks/dag_construction.py [--rounds 5] [--configfile config/config.yaml] [--variant old=/tmp/old]
+                                          [--profile]   # one pyinstrument profile of the dry run too
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from _common import NO_SCONTROL, PYTHON, ROOT, load_line, median, scontrol_seconds, slurm_stall_possible, timed
+
+
+def dryrun_cmd(repo: Path, workdir: Path, configfile: Path, *extra: str, launcher: list[str] | None = None) -> list[str]:
+    return [*(launcher or [PYTHON, "-m", "snakemake"]), "-s", str(repo / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(configfile), "-n", *extra]
+
+
+def count_jobs(repo: Path, workdir: Path, configfile: Path, launcher: list[str] | None) -> dict[str, int]:
+    """Jobs per rule from the dry run's summary (run once, untimed)."""
+    out = timed(dryrun_cmd(repo, workdir, configfile, "--quiet", "rules", launcher=launcher))
+    counts = {}
+    for line in (out["stdout"] + out["stderr"]).splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--configfile", type=Path, default=ROOT / "config" / "config.yaml")
+    ap.add_argument("--variant", action="append", default=[], help="NAME=DIR: also time DIR/Snakefile, paired")
+    ap.add_argument("--profile", action="store_true", help="write a pyinstrument profile of one dry run")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    a = ap.parse_args(argv)
+
+    repos = {"dryrun": ROOT, **{v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in a.variant}}
+    slurm = slurm_stall_possible()
+    if slurm:
+        repos["dryrun_noscontrol"] = ROOT
+    scontrol = scontrol_seconds()
+    configfile = a.configfile.resolve()
+    rows: dict[str, list[dict]] = {"import": [], **({"import_noscontrol": []} if slurm else {}),
+                                   **{name: [] for name in repos}}
+    with tempfile.TemporaryDirectory(prefix="cotscale-dag-") as tmp:
+        workdirs = {name: Path(tmp) / name for name in repos}
+        for d in workdirs.values():
+            d.mkdir()
+        fast = [PYTHON, "-c", NO_SCONTROL] if slurm else None
+        jobs = {name: count_jobs(repo, workdirs[name], configfile, fast) for name, repo in repos.items()
+                if name != "dryrun_noscontrol"}
+        order = list(rows)
+        for rnd in range(a.rounds):
+            for name in (order if rnd % 2 == 0 else order[::-1]):
+                if name == "import":
+                    res = timed([PYTHON, "-m", "snakemake", "--version"])
+                elif name == "import_noscontrol":
+                    res = timed([PYTHON, "-c", NO_SCONTROL, "--version"])
+                else:
+                    # variants are compared with dryrun_noscontrol: they skip the scontrol call too
+                    launcher = [PYTHON, "-c", NO_SCONTROL] if slurm and name != "dryrun" else None
+                    res = timed(dryrun_cmd(repos[name], workdirs[name], configfile, "--quiet", "all",
+                                           launcher=launcher))
+                rows[name].append({k: res[k] for k in ("wall_s", "cpu_s")})
+        if a.profile:
+            out = ROOT / "benchmarks" / "out" / "dag_construction.pyinstrument.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            timed([PYTHON, "-m", "pyinstrument", "-r", "text", "-o", str(out), "-m", "snakemake",
+                   *dryrun_cmd(ROOT, workdirs["dryrun"], configfile, "--quiet", "all")[3:]])
+            print(f"profile: {out}")
+
+    med = {name: {"wall_s": median(r, "wall_s"), "cpu_s": median(r, "cpu_s")} for name, r in rows.items()}
+    print(f"snakemake -n on {configfile.name}: {jobs['dryrun'].get('evaluate', 0)} evaluate jobs, "
+          f"{jobs['dryrun'].get('total', 0)} jobs in all; {a.rounds} rounds (medians); {load_line()}")
+    print(f"{'what':18s} {'wall s':>8s} {'cpu s':>8s}")
+    for name, m in med.items():
+        print(f"{name:18s} {m['wall_s']:8.2f} {m['cpu_s']:8.2f}")
+    print(f"dry run: {med['dryrun']['wall_s']:.2f} s wall (target <= 5 s), of which starting Snakemake "
+          f"{med['import']['wall_s']:.2f} s")
+    if slurm:
+        print(f"without the stalled scontrol call: dry run {med['dryrun_noscontrol']['wall_s']:.2f} s wall, starting "
+              f"Snakemake {med['import_noscontrol']['wall_s']:.2f} s")
+    if scontrol is not None:
+        print(f"`scontrol show config` (run by the SLURM executor plugin on every snakemake call): {scontrol:.2f} s")
+    result = {"jobs": jobs, "medians": med, "rounds": rows, "load": load_line(), "scontrol_s": scontrol}
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
