@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import resource
 import shutil
@@ -83,3 +84,10 @@ def scontrol_seconds() -> float | None:
     start = time.perf_counter()
     timed(["scontrol", "show", "config"], check=False, timeout=60)
     return time.perf_counter() - start
+
+
+def save_json(path: Path | None, result: dict) -> None:
+    """Keep a run's numbers (per round and medians) when --json is given."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")

@@ -38,7 +38,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import PYTHON, ROOT, load_line
+from _common import PYTHON, ROOT, load_line, save_json
 
 # Real test-set sizes and answer choices of the seven benchmarks.
 SUBTASKS = {
@@ -301,9 +301,7 @@ def main(argv=None) -> dict:
     print(f"same totals on every side: {same} {next(iter(totals.values()))}")
     result = {"manifest": {k: v for k, v in manifest.items() if k not in ("results", "benchmarks")}, "medians": med,
               "totals": totals, "same_totals": same, "rounds": rows, "load": load_line()}
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(a.json, result)
     if not same:
         sys.exit("the sides disagree")
     return result

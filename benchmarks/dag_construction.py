@@ -24,12 +24,11 @@ Medians of wall and CPU (user + sys) seconds. Target: the dry run ≤ 5 s wall o
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import tempfile
 from pathlib import Path
 
-from _common import NO_SCONTROL, PYTHON, ROOT, load_line, median, scontrol_seconds, slurm_stall_possible, timed
+from _common import NO_SCONTROL, PYTHON, ROOT, load_line, median, save_json, scontrol_seconds, slurm_stall_possible, timed
 
 
 def dryrun_cmd(repo: Path, workdir: Path, configfile: Path, *extra: str, launcher: list[str] | None = None) -> list[str]:
@@ -106,9 +105,7 @@ def main(argv=None) -> dict:
     if scontrol is not None:
         print(f"`scontrol show config` (run by the SLURM executor plugin on every snakemake call): {scontrol:.2f} s")
     result = {"jobs": jobs, "medians": med, "rounds": rows, "load": load_line(), "scontrol_s": scontrol}
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(a.json, result)
     return result
 
 

@@ -25,7 +25,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import (NO_SCONTROL, PYTHON, ROOT, load_line, offline_env, scontrol_seconds, slurm_stall_possible,
+from _common import (NO_SCONTROL, save_json, PYTHON, ROOT, load_line, offline_env, scontrol_seconds, slurm_stall_possible,
                      timed)
 
 INPROCESS = """
@@ -123,9 +123,7 @@ def main(argv=None) -> dict:
     print(f"  files written by snakemake: {len(figures_made)} (expected {len(targets)})")
     result = {"medians": med, "per_figure": per_figure, "import_s": import_s, "rounds": rows, "setup_s": setup,
               "scontrol_s": scontrol, "load": load_line()}
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(a.json, result)
     return result
 
 

@@ -19,11 +19,12 @@ Without ``--model`` it trains the tiny demo Llama (hidden 64, 2 layers) in a tem
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _common import save_json
 
 
 def mini_task(n_docs: int):
@@ -124,9 +125,7 @@ def main(argv=None) -> dict:
     print(f"per_choice / per_doc_greedy:          {ratios['tokens_vs_greedy']:.2f}x tokens, "
           f"{ratios['wall_vs_greedy']:.2f}x wall time")
     result = {"medians": med, "ratios": ratios, "rounds": rows, "args": {k: str(v) for k, v in vars(a).items()}}
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(a.json, result)
     return result
 
 

@@ -30,11 +30,10 @@ Run:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
-from _common import PYTHON, load_line, timed
+from _common import PYTHON, load_line, save_json, timed
 
 NOSKLEARN = (
     "import transformers.utils as tu, transformers.utils.import_utils as iu\n"
@@ -104,9 +103,7 @@ def main(argv=None) -> dict:
           f"({med['hf']['cpu_s'] - med['hf_os_exit']['cpu_s']:.2f} CPU-s) per job process")
     result = {"medians": med, "rounds": rows, "load_config_s": cfg_med, "load_config_rounds": cfg_rows,
               "load": load_line()}
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(a.json, result)
     return result
 
 

@@ -35,3 +35,18 @@ def offline_hf(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def offline_datasets(tmp_path_factory):
+    """No network, and the datasets cache in a throwaway folder even if `datasets` was imported earlier."""
+    import datasets.config
+
+    cache = tmp_path_factory.mktemp("hf_datasets")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            mp.setenv(key, "1")
+        mp.setenv("HF_DATASETS_CACHE", str(cache))
+        mp.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+        mp.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+        yield cache
