@@ -15,7 +15,6 @@ Known failures (no GPU, too few GPUs, a missing model, an unknown task, out of m
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cotscale import package_versions
 from cotscale.config import ROOT, CotscaleError, lm_eval_task, resolve_path
 from cotscale.gpus import claim_gpus, claimed_gpus
 from cotscale.io import redact_secrets, replace_in_strings, write_json, write_jsonl_gz
@@ -38,16 +38,6 @@ OOM_MARKERS = ("out of memory", "can't allocate memory", "DefaultCPUAllocator", 
 
 class EvaluationError(CotscaleError, RuntimeError):
     """An evaluation that cannot run as configured, worded for the person who edits the config."""
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _task_manager(config: dict, lm_task: str, scratch: Path):
@@ -243,7 +233,7 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
         "device": config["device"],
         "limit": config["limit"],
         "seed": config["seed"],
-        "versions": package_versions(),
+        "versions": package_versions(VERSIONED_PACKAGES),
         "wall_seconds": round(wall_seconds, 3),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -83,6 +83,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from cotscale import package_versions
 from cotscale.cache import RequestCache, weights_signature
 from cotscale.config import CotscaleError
 from cotscale.usage import UsageRecorder
@@ -578,7 +579,7 @@ class CotscaleLM(LM):
                 "backend": backend, "dtype": dtype, "batch_size": batch_size, "device": device, "seed": seed,
                 "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
                 "max_length": max_length, "backend_kwargs": backend_kwargs, "request_chunk": self.request_chunk,
-                "world_size": self.lm.world_size, "versions": _versions(_FINGERPRINT_PACKAGES),
+                "world_size": self.lm.world_size, "versions": package_versions(_FINGERPRINT_PACKAGES),
             }
             self.cache = RequestCache(cache_dir, fingerprint, rank=self.lm.rank)
         log.info("cotscale: backend %s, strategy %s", backend, self.strategy)
@@ -935,16 +936,6 @@ def _deterministic(gen_kwargs: dict) -> bool:
     except (TypeError, ValueError):
         return False
     return not gen_kwargs.get("do_sample") and temperature == 0.0
-
-
-def _versions(packages) -> dict[str, str]:
-    out = {}
-    for name in packages:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def vote(lls: list[list[float]]) -> tuple[list[float], list[int]]:
