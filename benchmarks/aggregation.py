@@ -145,21 +145,14 @@ def generate(data: Path, target_records: int, seed: int = 0) -> dict:
 
 # ------------------------------------------------------------------------------------------------ sides (children)
 def stream_v0_usage_summary(usage_path: Path) -> dict[str, dict]:
-    """The first streaming implementation of cotscale.aggregate.usage_summary, kept as the reference."""
+    """The first streaming implementation of cotscale.aggregate.usage_summary (json.loads per line), kept as the
+    reference."""
+    from cotscale.aggregate import add_record, new_entry
     from cotscale.io import iter_jsonl_gz
 
-    per_task: dict[str, dict] = defaultdict(
-        lambda: {"requests": 0, "generate_requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "docs": set(),
-                 "token_unit": "tokens"}
-    )
+    per_task: dict[str, dict] = defaultdict(new_entry)
     for record in iter_jsonl_gz(usage_path):
-        entry = per_task[record["task"]]
-        entry["requests"] += 1
-        entry["generate_requests"] += record["kind"] == "generate"
-        entry["prompt_tokens"] += record["prompt_tokens"]
-        entry["generated_tokens"] += record["generated_tokens"]
-        entry["docs"].add(record["doc_id"])
-        entry["token_unit"] = record.get("token_unit", "tokens")
+        add_record(per_task, record)
     return per_task
 
 

@@ -191,7 +191,7 @@ _LEADING_ZERO = re.compile(rb": -?0[0-9]")  # JSON forbids 007; json.loads must 
 _BLOCK_BYTES = 1 << 22  # decompressed bytes parsed at a time: memory stays bounded whatever the file size
 
 
-def _new_entry() -> dict:
+def new_entry() -> dict:
     return {"requests": 0, "generate_requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "docs": set(),
             "token_unit": "tokens"}
 
@@ -225,19 +225,24 @@ def _add_records(per_task: dict, text: str, path) -> None:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: a usage record is not valid JSON ({exc.msg}); the file is truncated or "
                              "corrupt — delete it and rerun the evaluation that writes it") from exc
-        entry = per_task[record["task"]]
-        entry["requests"] += 1
-        entry["generate_requests"] += record["kind"] == "generate"
-        entry["prompt_tokens"] += record["prompt_tokens"]
-        entry["generated_tokens"] += record["generated_tokens"]
-        entry["docs"].add(record["doc_id"])
-        entry["token_unit"] = record.get("token_unit", "tokens")
+        add_record(per_task, record)
+
+
+def add_record(per_task: dict, record: dict) -> None:
+    """One parsed usage record into its task's sums."""
+    entry = per_task[record["task"]]
+    entry["requests"] += 1
+    entry["generate_requests"] += record["kind"] == "generate"
+    entry["prompt_tokens"] += record["prompt_tokens"]
+    entry["generated_tokens"] += record["generated_tokens"]
+    entry["docs"].add(record["doc_id"])
+    entry["token_unit"] = record.get("token_unit", "tokens")
 
 
 def usage_summary(usage_path: Path) -> dict[str, dict]:
     """Per lm-eval (sub)task: request counts, token sums, the set of document ids and the token unit, streamed
     from usage.jsonl.gz in bounded blocks (a paper-scale file never sits in memory whole)."""
-    per_task: dict[str, dict] = defaultdict(_new_entry)
+    per_task: dict[str, dict] = defaultdict(new_entry)
     tail = b""
     with gzip.open(usage_path, "rb") as fh:
         while True:
