@@ -49,7 +49,7 @@ class EvaluationError(CotscaleError, RuntimeError):
     """An evaluation that cannot run as configured, worded for the person who edits the config."""
 
 
-def _task_manager(config: dict, lm_task: str, strategy: dict, scratch: Path):
+def _task_manager(config: dict, lm_task: str, scratch: Path, strategy: dict | None = None):
     """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files; with
     self-consistency (decoding: sample, samples k > 1), generative tasks get `repeats: k` and a majority vote."""
     from cotscale.tasks import render_repeats_overrides, render_task_overrides, scoped_task_manager
@@ -70,7 +70,7 @@ def _task_manager(config: dict, lm_task: str, strategy: dict, scratch: Path):
             f"config key tasks.{benchmark}.{variant}.task: {exc}. Use a task lm-eval knows (`lm-eval ls tasks`) or "
             f"one defined in {TASKS_DIR}"
         ) from exc
-    if strategy["decoding"] == "sample" and strategy["samples"] > 1:
+    if strategy and strategy["decoding"] == "sample" and strategy["samples"] > 1:
         try:
             repeats = render_repeats_overrides(manager, lm_task, strategy["samples"], scratch / "repeats")
         except ValueError as exc:
@@ -264,7 +264,7 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cotscale-") as scratch:
         scratch_dir = str(Path(scratch).resolve())
-        task_manager = _task_manager(config, lm_task, strategy, Path(scratch))
+        task_manager = _task_manager(config, lm_task, Path(scratch), strategy)
         with explain_offline_errors(f"model {model_key!r} ({model['hf_id']} at revision {model['revision']})"), \
                 explain_out_of_memory(config, model_key, strategy_name), _about_model(model_key):
             lm = _build_lm(config, model, strategy, cache_dir)
