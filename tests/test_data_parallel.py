@@ -25,6 +25,16 @@ from cotscale.lm import without_padding
 from cotscale.tasks import render_repeats_overrides, scoped_task_manager
 
 LIMIT = 7  # odd: the two ranks get 4 and 3 documents, so lm-eval pads the second rank's requests
+KILL_RANK_SHIM = """
+import os, signal
+if os.environ.get("RANK") == os.environ.get("COTSCALE_TEST_KILL_RANK"):
+    from cotscale.cache import RequestCache
+    _put = RequestCache.put_many
+    def put_many(self, entries):  # this rank dies like an OOM-killed process, right after its first cache write
+        _put(self, entries)
+        os.kill(os.getpid(), signal.SIGKILL)
+    RequestCache.put_many = put_many
+"""
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +98,30 @@ def test_two_ranks_write_what_one_process_writes(hybrid_runs):
         assert samples[2][doc_id]["rationales"] == sample["rationales"]  # greedy: the same rationale on either rank
         assert samples[2][doc_id]["acc"] == sample["acc"]
     assert not (hybrid_runs[2] / "cache").exists()  # every rank dropped its request cache
+
+
+def test_a_killed_rank_resumes_from_the_ranks_caches(hybrid_runs, tiny_model, tmp_path, monkeypatch):
+    from cotscale.evaluate import EvaluationError
+
+    (tmp_path / "shim").mkdir()
+    (tmp_path / "shim" / "sitecustomize.py").write_text(KILL_RANK_SHIM)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    with monkeypatch.context() as env:
+        env.setenv("PYTHONPATH", str(tmp_path / "shim"))
+        env.setenv("COTSCALE_TEST_KILL_RANK", "1")
+        with pytest.raises(EvaluationError, match="exited with status"):
+            run_evaluation(_config(tiny_model, 2), "m", "hybrid_cot", "arc_challenge", out, cache_dir=cache)
+    assert not out.exists()
+    # rank 1 stored its 3 rationales before it died
+    (rank1,) = cache.glob("requests-*.rank1.jsonl")
+    assert [len(json.loads(line)["entries"]) for line in rank1.read_text().splitlines()] == [3]
+
+    resumed = run_evaluation(_config(tiny_model, 2), "m", "hybrid_cot", "arc_challenge", out, cache_dir=cache)
+    assert resumed["cotscale"]["cache"]["hits"] >= 3 and resumed["cotscale"]["cache"]["hits_by_kind"]["generate"] >= 3
+    assert not cache.exists()
+    reference = hybrid_runs[2]
+    assert _records(out / "usage.jsonl.gz") == _records(reference / "usage.jsonl.gz")
+    assert _records(out / "samples.jsonl.gz") == _records(reference / "samples.jsonl.gz")
 
 
 def test_self_consistency_votes_over_repeated_gsm8k_samples_on_two_ranks(tiny_model, tmp_path):
