@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cotscale.config import load_config
-from cotscale.gpus import claim_gpus, claimed_gpus, memory_mb, requested_gpus, runtime_minutes
+from cotscale.gpus import claim_gpus, claimed_gpus, job_processes, memory_mb, requested_gpus, runtime_minutes
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -154,6 +154,11 @@ def test_requests_follow_the_config(root):
     demo = load_config(raw)
     assert requested_gpus(demo, "tinyneox@step50", raw) == 2 and claimed_gpus(demo, "tinyneox@step50") == 0
     assert requested_gpus(demo, "tinyllama-s", raw) == 0
+    # two accelerate ranks, each a process with its own copy of the model: two cores, twice the memory
+    assert job_processes(demo, "tinyneox@step50") == 2 and job_processes(demo, "tinyllama-s") == 1
+    assert memory_mb(demo, "tinyneox@step50") == 2 * memory_mb(demo, "tinyllama-s") == 4000
+    raw["backend"] = "vllm"  # vLLM's data parallelism is its own workers inside one job process
+    assert job_processes(load_config(raw), "tinyneox@step50") == 1
 
 
 def test_evaluation_jobs_request_their_gpus(root, tmp_path):

@@ -149,6 +149,8 @@ def test_evaluations_ran_as_slurm_jobs_with_their_gpus(slurm_run):
         assert meta["data_parallel"]["processes"] == (2 if model == "mini-llama" else 1)
         job = _run("scontrol", "show", "job", "-o", meta["slurm_job_id"]).stdout
         assert re.search(rf"gres[/:]gpu[=:]{GPUS[model]}\b", job), job  # the request, as SLURM records it
+        ranks = meta["data_parallel"]["processes"]
+        assert re.search(rf"CPUs/Task={ranks}\b", job), job  # a core per accelerate rank (--cpus-per-task)
     assert len(job_ids) == len(targets())  # one SLURM job per evaluation
     # tables, fits and figures are local rules: the aggregate ran on this host, after the cluster jobs
     assert (workdir / "results" / "tables" / "benchmarks.csv").exists()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from cotscale import package_versions
 from cotscale.config import ROOT, CotscaleError, lm_eval_task, resolve_path
-from cotscale.gpus import claim_gpus, claimed_gpus
+from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
 from cotscale.io import read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
 from cotscale.prefetch import check_model_cached, explain_offline_errors
 
@@ -131,12 +131,9 @@ def run_evaluation(config: dict, model_key: str, strategy_name: str, task: str, 
 
 
 def data_parallel_processes(config: dict, model_key: str) -> int:
-    """Processes `accelerate launch` starts for this model: its data_parallel on the hf backend, else 1 (vLLM runs
-    its own data-parallel engines; a process that already is one rank of a launch does not launch again)."""
-    model = config["models"][model_key]
-    if model["backend"] != "hf" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return 1
-    return int(model["data_parallel"])
+    """Processes `accelerate launch` starts for this model (cotscale.gpus.job_processes); 1 in a process that already
+    is one rank of a launch."""
+    return 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else job_processes(config, model_key)
 
 
 def _free_port() -> int:

@@ -87,12 +87,19 @@ def runtime_minutes(config: dict, model_key: str, strategy_name: str, attempt: i
     return int(min(MAX_RUNTIME_MINUTES, math.ceil(minutes / 10) * 10))
 
 
+def job_processes(config: dict, model_key: str) -> int:
+    """Processes of one evaluation job: on the hf backend one `accelerate launch` rank per data_parallel, each with
+    its own copy of the model (cotscale.evaluate); otherwise one (vLLM starts and sizes its own workers)."""
+    model = config["models"][model_key]
+    return int(model["data_parallel"]) if model["backend"] == "hf" else 1
+
+
 def memory_mb(config: dict, model_key: str, attempt: int = 1) -> int:
-    """Host memory of one evaluation job: 8 GB plus twice the 16-bit weights (loading, tokenizer, lm-eval data);
-    2 GB for a demo model. A retried job (`attempt` > 1) gets that many times as much."""
+    """Host memory of one evaluation job: per process 8 GB plus twice the 16-bit weights (loading, tokenizer, lm-eval
+    data); 2 GB for a demo model. A retried job (`attempt` > 1) gets that many times as much."""
     model = config["models"][model_key]
     base = 2000 if model["demo"] else 8000 + 4 * model["N"] / 1e6
-    return int(base * attempt)
+    return int(base * job_processes(config, model_key) * attempt)
 
 
 # ------------------------------------------------------------------------------------------------ which GPU ids

@@ -74,12 +74,17 @@ def demo_model_dir(wildcards):
 
 
 # Scheduler requests of an evaluation job (SLURM: --gpus, --mem, -t; a workstation: --resources gpu=N).
-from cotscale.gpus import memory_mb, requested_gpus, runtime_minutes
+from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes
 
 
 def eval_gpus(wildcards):
     """GPUs = tensor_parallel × data_parallel of the model (none on device: cpu unless the model sets them)."""
     return requested_gpus(CFG, wildcards.model, config)
+
+
+def eval_threads(wildcards):
+    """One core per process of the job: data_parallel accelerate ranks on the hf backend, else one."""
+    return job_processes(CFG, wildcards.model)
 
 
 def eval_mem_mb(wildcards, attempt):

@@ -11,7 +11,7 @@ rule evaluate:
         "logs/benchmarks/evaluate/{model}/{strategy}/{task}.tsv"
     conda:
         evaluation_env
-    threads: 1
+    threads: eval_threads
     resources:
         gpu=eval_gpus,
         mem_mb=eval_mem_mb,
