@@ -91,3 +91,31 @@ def save_json(path: Path | None, result: dict) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def build_demo_llama(folder: Path) -> Path:
+    """Train the demo's tinyllama-l (config/demo.yaml) into `folder`; returns its model directory."""
+    import yaml
+
+    from cotscale.demo_models import build_demo_model
+
+    spec = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["models"]["tinyllama-l"]["demo"]
+    build_demo_model(spec, {"main": spec["steps"]}, folder)
+    return folder / "main"
+
+
+def one_model_config(model_dir: Path, **settings) -> dict:
+    """config/demo.yaml with `model_dir` as its only model "m" (tinyllama-l's N and D), every strategy open to it,
+    and `settings` (device, dtype, limit, ...) on top; `data_parallel` goes to the model."""
+    import yaml
+
+    from cotscale.config import load_config
+
+    raw = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    spec = raw["models"]["tinyllama-l"]
+    model = {"hf_id": str(model_dir), **{k: spec[k] for k in ("family", "params", "train_tokens")},
+             "data_parallel": settings.pop("data_parallel", 1)}
+    raw.update(task_data=str(ROOT / raw["task_data"]), models={"m": model}, **settings)
+    for strategy in raw["strategies"].values():
+        strategy.pop("models", None)
+    return load_config(raw)

@@ -17,33 +17,19 @@ Needs a CUDA GPU (it says so and stops otherwise).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from _common import ROOT, save_json
+from _common import build_demo_llama, one_model_config, save_json
+
+from cotscale.io import iter_jsonl_gz
 
 
 def _config(model_dir: Path, docs: int, device: str, dtype: str, data_parallel: int = 1) -> dict:
-    from cotscale.config import load_config
-
-    raw = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    spec = raw["models"]["tinyllama-l"]
-    raw.update(device=device, dtype=dtype, limit=docs, task_data=str(ROOT / raw["task_data"]))
-    raw["models"] = {"m": {"hf_id": str(model_dir), "family": spec["family"], "params": spec["params"],
-                           "train_tokens": spec["train_tokens"], "data_parallel": data_parallel}}
-    for strategy in raw["strategies"].values():
-        strategy.pop("models", None)
-    return load_config(raw)
-
-
-def _records(path: Path) -> list[dict]:
-    with gzip.open(path, "rt") as fh:
-        return [json.loads(line) for line in fh]
+    return one_model_config(model_dir, device=device, dtype=dtype, limit=docs, data_parallel=data_parallel)
 
 
 def _run(config: dict, strategy: str, task: str, out: Path) -> dict:
@@ -53,7 +39,7 @@ def _run(config: dict, strategy: str, task: str, out: Path) -> dict:
     run_evaluation(config, "m", strategy, task, out)
     results = json.loads((out / "results.json").read_text())
     return {"results": results, "seconds": time.perf_counter() - started,
-            "samples": _records(out / "samples.jsonl.gz"), "usage": _records(out / "usage.jsonl.gz")}
+            "samples": list(iter_jsonl_gz(out / "samples.jsonl.gz")), "usage": list(iter_jsonl_gz(out / "usage.jsonl.gz"))}
 
 
 def _compare(cpu: dict, gpu: dict, task: str) -> dict:
@@ -82,7 +68,6 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("cuda_check: no CUDA GPU is visible")
-    from cotscale.demo_models import build_demo_model
     from cotscale.evaluate import EvaluationError
 
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -90,9 +75,7 @@ def main() -> None:
     report: dict = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="cotscale-cuda-") as scratch:
         scratch = Path(scratch)
-        spec = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["models"]["tinyllama-l"]["demo"]
-        build_demo_model(spec, {"main": spec["steps"]}, scratch / "model")
-        model = scratch / "model" / "main"
+        model = build_demo_llama(scratch / "model")
         runs = {}
         for strategy in ("hybrid_cot", "beam"):
             for device in ("cpu", "cuda"):

@@ -20,7 +20,6 @@ Each side runs once untimed (CUDA warm-up), then `--rounds` timed rounds; median
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -28,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from _common import ROOT, save_json
+from _common import ROOT, build_demo_llama, one_model_config, save_json
+
+from cotscale.io import iter_jsonl_gz
 
 COT_PROMPT = "Q: {question}\nA: Let's think step by step."
 
@@ -94,21 +94,14 @@ def wrapped(model_dir: Path, texts: list[str], batch_size: int, max_new: int, de
 
 
 def job(model_dir: Path, scratch: Path, batch_size: int, max_new: int, device: str) -> dict:
-    from cotscale.config import load_config
     from cotscale.evaluate import run_evaluation
 
-    raw = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    spec = raw["models"]["tinyllama-l"]
-    raw.update(device=device, dtype="bfloat16", batch_size=batch_size, task_data=str(ROOT / raw["task_data"]))
-    raw["models"] = {"m": {"hf_id": str(model_dir), **{k: spec[k] for k in ("family", "params", "train_tokens")}}}
-    for strategy in raw["strategies"].values():
-        strategy.pop("models", None)
-    raw["strategies"]["cot_generate"]["max_gen_toks"] = max_new
+    config = one_model_config(model_dir, device=device, dtype="bfloat16", batch_size=batch_size)
+    config["strategies"]["cot_generate"]["max_gen_toks"] = max_new
     started = time.perf_counter()
-    results = run_evaluation(load_config(raw), "m", "cot_generate", "gsm8k", scratch / "job")
+    results = run_evaluation(config, "m", "cot_generate", "gsm8k", scratch / "job")
     wall = time.perf_counter() - started
-    with gzip.open(scratch / "job" / "usage.jsonl.gz", "rt") as fh:
-        usage = [json.loads(line) for line in fh]
+    usage = list(iter_jsonl_gz(scratch / "job" / "usage.jsonl.gz"))
     generated = sum(r["generated_tokens"] for r in usage)
     return {"requests": len(usage), "generated_tokens": generated, "job_wall_s": round(wall, 2),
             "evaluation_wall_s": results["cotscale"]["wall_seconds"], "tokens_per_s_job": round(generated / wall, 1)}
@@ -128,8 +121,6 @@ def main() -> None:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("hf_generate_throughput: no CUDA GPU is visible")
-    from cotscale.demo_models import build_demo_model
-
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[var] = "1"
     texts = prompts(args.prompts)
@@ -137,9 +128,7 @@ def main() -> None:
                     "batch_size": args.batch_size, "max_gen_toks": args.max_gen_toks, "dtype": "bfloat16"}
     with tempfile.TemporaryDirectory(prefix="cotscale-tps-") as scratch:
         scratch = Path(scratch)
-        spec = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["models"]["tinyllama-l"]["demo"]
-        build_demo_model(spec, {"main": spec["steps"]}, scratch / "model")
-        model = scratch / "model" / "main"
+        model = build_demo_llama(scratch / "model")
         for name, make in (("bare", bare), ("cotscale", wrapped)):
             run = make(model, texts, args.batch_size, args.max_gen_toks, args.device)
             run()  # warm-up

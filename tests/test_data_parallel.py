@@ -8,7 +8,6 @@ Self-consistency (`samples: k`) gives gsm8k `repeats: k` and a majority vote ove
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from collections import Counter
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _demo import reduced_demo
+from _demo import read_gz, reduced_demo
 from _lm_fixtures import build_tiny_model
 from cotscale.config import ROOT, load_config
 from cotscale.evaluate import run_evaluation
@@ -61,11 +60,6 @@ def _evaluate(model: Path, out: Path, strategy: str, task: str, data_parallel: i
     return written
 
 
-def _records(path: Path) -> list[dict]:
-    with gzip.open(path, "rt") as fh:
-        return [json.loads(line) for line in fh]
-
-
 def _key(record: dict) -> str:
     return json.dumps(record, sort_keys=True)
 
@@ -88,11 +82,11 @@ def test_two_ranks_write_what_one_process_writes(hybrid_runs):
     assert two["results"]["arc_challenge"]["acc,none"] == one["results"]["arc_challenge"]["acc,none"]
     assert two["cotscale"]["cache"]["misses"] == one["cotscale"]["cache"]["misses"] == 5 * LIMIT
 
-    usage = {dp: _records(hybrid_runs[dp] / "usage.jsonl.gz") for dp in (1, 2)}
+    usage = {dp: read_gz(hybrid_runs[dp] / "usage.jsonl.gz") for dp in (1, 2)}
     assert sorted(map(_key, usage[2])) == sorted(map(_key, usage[1]))
     assert Counter(r["kind"] for r in usage[2]) == {"generate": LIMIT, "loglikelihood": 4 * LIMIT}
 
-    samples = {dp: {s["doc_id"]: s for s in _records(hybrid_runs[dp] / "samples.jsonl.gz")} for dp in (1, 2)}
+    samples = {dp: {s["doc_id"]: s for s in read_gz(hybrid_runs[dp] / "samples.jsonl.gz")} for dp in (1, 2)}
     assert sorted(samples[2]) == list(range(LIMIT))
     for doc_id, sample in samples[1].items():
         assert samples[2][doc_id]["rationales"] == sample["rationales"]  # greedy: the same rationale on either rank
@@ -120,20 +114,20 @@ def test_a_killed_rank_resumes_from_the_ranks_caches(hybrid_runs, tiny_model, tm
     assert resumed["cotscale"]["cache"]["hits"] >= 3 and resumed["cotscale"]["cache"]["hits_by_kind"]["generate"] >= 3
     assert not cache.exists()
     reference = hybrid_runs[2]
-    assert _records(out / "usage.jsonl.gz") == _records(reference / "usage.jsonl.gz")
-    assert _records(out / "samples.jsonl.gz") == _records(reference / "samples.jsonl.gz")
+    assert read_gz(out / "usage.jsonl.gz") == read_gz(reference / "usage.jsonl.gz")
+    assert read_gz(out / "samples.jsonl.gz") == read_gz(reference / "samples.jsonl.gz")
 
 
 def test_self_consistency_votes_over_repeated_gsm8k_samples_on_two_ranks(tiny_model, tmp_path):
     results = _evaluate(tiny_model, tmp_path, "self_consistency", "gsm8k", 2)
     k = results["cotscale"]["strategy"]["samples"]
     assert k == 3 and results["configs"]["gsm8k"]["repeats"] == k
-    usage = _records(tmp_path / "usage.jsonl.gz")
+    usage = read_gz(tmp_path / "usage.jsonl.gz")
     # one backend request per document with k sampled sequences; the padding copies of rank 1 add none
     assert [(r["kind"], r["sequences"]) for r in usage] == [("generate", k)] * LIMIT
     assert sorted(r["doc_id"] for r in usage) == list(range(LIMIT))
 
-    samples = [s for s in _records(tmp_path / "samples.jsonl.gz") if s["filter"] == "flexible-extract"]
+    samples = [s for s in read_gz(tmp_path / "samples.jsonl.gz") if s["filter"] == "flexible-extract"]
     assert len(samples) == LIMIT
     pattern = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")  # gsm8k's flexible-extract, last match
     # lm-eval appends the answers of its padding copies to the padded request's own (rank 1's last document): the

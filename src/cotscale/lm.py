@@ -922,7 +922,7 @@ class CotscaleLM(LM):
         this instance's own."""
         part = (list(self.usage), dict(self.rationales), self.cache_stats())
         parts = self.gather_object(part, dst=0) if self.world_size > 1 else [part]
-        if parts is None or self.rank != 0:
+        if self.rank != 0:  # gather_object gave the parts to rank 0 only
             return GatheredOutputs([], {}, {}, [])
         usage, rationales = [], {}
         for part_usage, part_rationales, _ in parts:
