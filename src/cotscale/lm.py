@@ -575,6 +575,21 @@ class CotscaleLM(LM):
         self.lm = make_backend(backend, pretrained, revision, dtype, batch_size, trust_remote_code, seed, device,
                                tensor_parallel_size, data_parallel_size, max_length,
                                self.strategy["max_gen_toks"], **backend_kwargs)
+        self.usage_path, self.rationales_path = usage_path, rationales_path
+        self._cache_fingerprint = {
+            "pretrained": str(pretrained), "weights": weights_signature(pretrained), "revision": revision,
+            "backend": backend, "dtype": dtype, "batch_size": batch_size, "device": device, "seed": seed,
+            "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
+            "max_length": max_length, "backend_kwargs": backend_kwargs, "request_chunk": self.request_chunk,
+            "world_size": self.lm.world_size, "versions": package_versions(_FINGERPRINT_PACKAGES),
+        }
+        self.begin_task(self.strategy, cache_dir)
+        log.info("cotscale: backend %s, strategy %s", backend, self.strategy)
+
+    def begin_task(self, strategy: dict | str | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Start the next task of a suite on the loaded model: the task's strategy, empty outputs and counters, and
+        the task's own request cache in `cache_dir` (None: no cache). Returns the resolved strategy."""
+        self.strategy = resolve_strategy(strategy)
         self.usage = UsageRecorder()
         self.rationales: dict[tuple[str, int], list[str]] = {}
         self.hybrid_details: dict[tuple[str, int], dict] = {}
@@ -582,22 +597,12 @@ class CotscaleLM(LM):
         self.backend_calls = {"generate": 0, "loglikelihood": 0}
         self.cache_hits = {"generate": 0, "loglikelihood": 0}  # requests answered from the request cache
         self.cache_misses = {"generate": 0, "loglikelihood": 0}  # requests answered by the backend
-        self.usage_path, self.rationales_path = usage_path, rationales_path
         self._warned_repeats = False
-        self.cache = None
-        if cache_dir:
-            fingerprint = {
-                "pretrained": str(pretrained), "weights": weights_signature(pretrained), "revision": revision,
-                "backend": backend, "dtype": dtype, "batch_size": batch_size, "device": device, "seed": seed,
-                "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
-                "max_length": max_length, "backend_kwargs": backend_kwargs, "request_chunk": self.request_chunk,
-                "world_size": self.lm.world_size, "versions": package_versions(_FINGERPRINT_PACKAGES),
-            }
-            self.cache = RequestCache(cache_dir, fingerprint, rank=self.lm.rank)
-        log.info("cotscale: backend %s, strategy %s", backend, self.strategy)
+        self.cache = RequestCache(cache_dir, self._cache_fingerprint, rank=self.lm.rank) if cache_dir else None
+        return self.strategy
 
     def set_strategy(self, strategy: dict | str | None = None, **overrides: Any) -> dict[str, Any]:
-        """Switch strategy on the loaded model (one model load, several strategies); returns the resolved spec."""
+        """Switch strategy on the loaded model, keeping the outputs so far; returns the resolved spec."""
         self.strategy = resolve_strategy(strategy, **overrides)
         return self.strategy
 
