@@ -32,9 +32,11 @@ rule all:
     default_target: True
     input:
         TABLES,
-        FIGURES,
+        FIGURE_FILES,
 
 
 # With an executor (`--profile profiles/slurm`) only evaluations are submitted as cluster jobs; building the demo
 # models, prefetching, tables, fits and figures are light and run on the submitting host.
-workflow.localrules(*(rule.name for rule in workflow.rules if rule.name != "evaluate"))
+workflow.localrules(
+    *(rule.name for rule in workflow.rules if not rule.name.startswith("evaluate"))
+)

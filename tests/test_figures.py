@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cotscale import figures
+from cotscale import figures, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT.parent / "shared" / "paper"
@@ -147,7 +147,7 @@ def test_fig2_and_fig10_pick_their_strategies(tables, tmp_path):
     assert list(by_gid(fig2, "hybrid")[0].get_xdata()) == pytest.approx([0.28, 0.31, 0.36])
     assert list(by_gid(fig2, "standard")[0].get_xdata()) == pytest.approx([0.30, 0.34, 0.40])
     # the free-form CoT strategy is found by format (generate + cot) when not called cot_generate
-    assert figures.free_form_cot(CONFIG) == "free_cot"
+    assert registry.free_form_cot(CONFIG) == "free_cot"
     fig10 = draw("fig10_free_form_cot", tables, tmp_path)
     assert list(by_gid(fig10, "free_cot")[0].get_xdata()) == pytest.approx([0.05, 0.08])
     assert [t.get_text() for t in fig10.axes[0].get_yticklabels()] == ["f-m", "f-l"]
@@ -233,7 +233,7 @@ def test_fig9_crossover_at_r_star(tables, tmp_path, caplog):
 
 # ---------------------------------------------------------------- partial and empty inputs
 
-@pytest.mark.parametrize("name", list(figures.FIGURES))
+@pytest.mark.parametrize("name", registry.FIGURE_NAMES)
 def test_empty_and_missing_inputs_do_not_crash(name, tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
@@ -284,21 +284,23 @@ def test_output_is_deterministic(tables, tmp_path):
 
 # ---------------------------------------------------------------- wiring
 
-def test_every_registered_figure_has_a_rule_and_caption():
-    text = (ROOT / "workflow" / "rules" / "figures.smk").read_text()
-    rules = dict(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, flags=re.M | re.S))
-    assert set(rules) == set(figures.FIGURES)
-    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    listed = re.search(r"^FIGURE_NAMES = \[(.*?)\]", common, flags=re.M | re.S).group(1)
-    assert re.findall(r'"(\w+)"', listed) == list(figures.FIGURES)  # rule all's targets
-    for name, body in rules.items():
-        assert f'"figures/{name}.png"' in body and f'pdf="figures/{name}.pdf"' in body
-        assert f'"logs/figures/{name}.log"' in body and "report(" in body
-        caption = re.search(r'caption="\.\./report/([\w.]+)"', body).group(1)
-        assert (ROOT / "workflow" / "report" / caption).is_file()
-        # inputs are tables the function reads, by the names it reads them
-        inputs = re.findall(r'^\s+(\w+)="results/tables/(\w+)\.csv"', body, flags=re.M)
-        assert inputs and all(k == v for k, v in inputs)
+def test_every_registered_figure_has_a_rule_a_function_and_a_caption():
+    """The registry is the one list: Snakemake generates a rule per entry (and rule all asks for its files)."""
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules", "--configfile", "config/demo.yaml"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rules = set(run.stdout.split())
+    for figure in registry.FIGURES:
+        assert figure.name in rules
+        assert callable(getattr(figures, figure.name))
+        assert (ROOT / "workflow" / "report" / figure.caption).is_file()
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/published.yaml",
+                          "--quiet", "rules"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    for name in registry.FIGURE_NAMES:  # rule all's targets
+        assert re.search(rf"^{name}\s+1$", dry.stdout, flags=re.M), name
+    with pytest.raises(ValueError, match="unknown figure 'fig99'"):
+        figures.draw("fig99", {}, Path("x.png"), CONFIG)
 
 
 @pytest.mark.skipif(not (PAPER / "models.csv").exists(), reason="../shared/paper not present")

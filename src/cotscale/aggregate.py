@@ -1,28 +1,26 @@
-"""Evaluation outputs → tidy tables (scores, benchmarks, tokens, compute).
+"""Evaluation outputs → tidy tables (scores, benchmarks, tokens, compute), one set per strategy, then together.
 
-Everything here is read from the evaluation contract (results.json with its `cotscale` block, usage.jsonl.gz and the
-job's benchmark file), never from the config alone, so the same code aggregates our runs and ingested published ones.
-Usage files are streamed record by record: a paper-scale run holds millions of requests.
+Everything here is read from the evaluation contract (results.json with its `cotscale` block and the suite's
+benchmark file), never from the config alone, so the same code aggregates our runs and ingested published ones.
+Token counts come from the `usage_summary` each evaluation writes into its results.json (per-task sums of its usage
+records, cotscale.usage.summarize_usage): a paper-scale run's millions of usage records are never re-read here.
+A results.json whose recorded spec differs from what the config asks for now is refused: the tables must describe
+the experiment the config defines.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import io
-import json
 import logging
 import math
-import re
 from collections import defaultdict
-from itertools import groupby
-from operator import itemgetter
 from pathlib import Path
 
 import pandas as pd
 
-from cotscale.config import BENCHMARKS, CotscaleError, task_variant
+from cotscale.config import BENCHMARKS, CotscaleError, canonical, job_spec, task_variant
 from cotscale.io import read_json, write_csv
+from cotscale.registry import STRATEGY_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +29,14 @@ ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
 SCORE_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "metric", "filter", "value", "stderr"]
 BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overall_stderr", "n_benchmarks",
                      *(f"{b}_stderr" for b in BENCHMARKS)]
-TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "documents", "prompt_tokens",
-                 "generated_tokens", "mean_prompt_tokens", "mean_generated_tokens", "generated_tokens_per_document",
-                 "token_unit"]
+TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "loglikelihood_requests",
+                 "documents", "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
+                 "generated_tokens", "mean_generate_prompt_tokens", "mean_loglikelihood_prompt_tokens",
+                 "mean_generated_tokens", "generated_tokens_per_document", "truncated_fraction", "token_unit"]
 COMPUTE_COLUMNS = [*ID_COLUMNS, "documents", "requests", "prompt_tokens", "generated_tokens", "token_unit",
                    "train_flops", "generated_tokens_per_document", "inference_flops_per_document",
-                   "forward_flops_per_document", "wall_seconds", "max_rss_mb", "generated_tokens_per_second"]
+                   "forward_flops_per_document", "wall_seconds", "model_load_seconds", "max_rss_mb",
+                   "generated_tokens_per_second"]
 
 
 class AggregationError(CotscaleError, ValueError):
@@ -176,116 +176,35 @@ def benchmark_rows(config: dict, results_by_key: dict[tuple[str, str], dict[str,
     return rows
 
 
-# One usage record exactly as cotscale.usage.write_usage writes it (json.dumps, keys in FIELDS order). Blocks of
-# such lines are parsed by one regex over the whole decompressed block instead of json.loads per line (a few C calls
-# per block instead of ~20 Python operations per record). A block with any other line — published ingests add
-# token_unit, a hand-edited file may reorder keys or hold blank lines, an invalid file has numbers with leading zeros —
-# is parsed line by line with json.loads instead, so both paths give the same values, and a file json.loads
-# rejects is still rejected (a ValueError naming the file).
-_USAGE_LINE = re.compile(
-    rb'^\{"task": "([^"\\\n\r]*)", "doc_id": (-?[0-9]+|null), "kind": "(generate|loglikelihood)", '
-    rb'"prompt_tokens": ([0-9]+), "generated_tokens": ([0-9]+), "sequences": [0-9]+\}$',
-    re.MULTILINE,
-)
-_LEADING_ZERO = re.compile(rb": -?0[0-9]")  # JSON forbids 007; json.loads must be the one to reject it
-_BLOCK_BYTES = 1 << 22  # decompressed bytes parsed at a time: memory stays bounded whatever the file size
+def _mean(total: float, count: float) -> float:
+    return total / count if count else math.nan
 
 
-def new_entry() -> dict:
-    return {"requests": 0, "generate_requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "docs": set(),
-            "token_unit": "tokens"}
-
-
-def _doc_id(raw: bytes):
-    return None if raw == b"null" else int(raw)
-
-
-def _add_canonical(per_task: dict, rows: list[tuple[bytes, ...]]) -> None:
-    """Sums of regex-parsed records, one group of columns per task (C-level sum/count/set per column)."""
-    rows.sort(key=itemgetter(0))  # subtasks of a group (mmlu) come interleaved
-    groups = [(rows[0][0], rows)] if rows[0][0] == rows[-1][0] else groupby(rows, key=itemgetter(0))
-    for task, group in groups:
-        _, docs, kinds, prompts, generated = zip(*group)
-        entry = per_task[task.decode("utf-8")]
-        entry["requests"] += len(docs)
-        entry["generate_requests"] += kinds.count(b"generate")
-        entry["prompt_tokens"] += sum(map(int, prompts))
-        entry["generated_tokens"] += sum(map(int, generated))
-        entry["docs"].update(map(_doc_id, set(docs)))
-        entry["token_unit"] = "tokens"
-
-
-def _add_records(per_task: dict, text: str, path) -> None:
-    """Line by line with json.loads (universal newlines, blank lines skipped, as cotscale.io.iter_jsonl_gz)."""
-    for line in io.StringIO(text, newline=None):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: a usage record is not valid JSON ({exc.msg}); the file is truncated or "
-                             "corrupt — delete it and rerun the evaluation that writes it") from exc
-        add_record(per_task, record)
-
-
-def add_record(per_task: dict, record: dict) -> None:
-    """One parsed usage record into its task's sums."""
-    entry = per_task[record["task"]]
-    entry["requests"] += 1
-    entry["generate_requests"] += record["kind"] == "generate"
-    entry["prompt_tokens"] += record["prompt_tokens"]
-    entry["generated_tokens"] += record["generated_tokens"]
-    entry["docs"].add(record["doc_id"])
-    entry["token_unit"] = record.get("token_unit", "tokens")
-
-
-def usage_summary(usage_path: Path) -> dict[str, dict]:
-    """Per lm-eval (sub)task: request counts, token sums, the set of document ids and the token unit, streamed
-    from usage.jsonl.gz in bounded blocks (a paper-scale file never sits in memory whole)."""
-    per_task: dict[str, dict] = defaultdict(new_entry)
-    tail = b""
-    with gzip.open(usage_path, "rb") as fh:
-        while True:
-            block = fh.read(_BLOCK_BYTES)
-            if not block:
-                body, tail = tail, b""
-            else:
-                block = tail + block
-                cut = block.rfind(b"\n") + 1
-                body, tail = block[:cut], block[cut:]
-            if body:
-                rows = _USAGE_LINE.findall(body)
-                lines = body.count(b"\n") + (not body.endswith(b"\n"))
-                if len(rows) == lines and not _LEADING_ZERO.search(body):
-                    _add_canonical(per_task, rows)
-                else:
-                    _add_records(per_task, body.decode("utf-8"), usage_path)
-            if not block:
-                break
-    return per_task
-
-
-def token_rows(results: dict, usage_path: Path) -> list[dict]:
+def token_rows(results: dict, path: Path | str = "results.json") -> list[dict]:
+    """One row per lm-eval (sub)task of the evaluation, from the usage summary in its results.json. Means per
+    request are taken within a kind: generate prompts (context + cue) apart from log-likelihood prompts (choices)."""
     ident = _identity(results)
+    summary = results["cotscale"].get("usage_summary")
+    if summary is None:
+        raise AggregationError(f"{path}: has no cotscale.usage_summary (written by an older cotscale); delete it and "
+                               "rerun its evaluation")
     rows = []
-    for task, entry in sorted(usage_summary(usage_path).items()):
-        documents = len(entry["docs"])
-        rows.append(
-            {
-                **ident,
-                "benchmark": results["cotscale"]["benchmark"],
-                "task": task,
-                "requests": entry["requests"],
-                "generate_requests": entry["generate_requests"],
-                "documents": documents,
-                "prompt_tokens": entry["prompt_tokens"],
-                "generated_tokens": entry["generated_tokens"],
-                "mean_prompt_tokens": entry["prompt_tokens"] / entry["requests"],
-                "mean_generated_tokens": entry["generated_tokens"] / entry["generate_requests"] if entry["generate_requests"] else 0.0,
-                "generated_tokens_per_document": entry["generated_tokens"] / documents,
-                "token_unit": entry["token_unit"],
-            }
-        )
+    for task, e in sorted(summary.items()):
+        rows.append({
+            **ident,
+            "benchmark": results["cotscale"]["benchmark"],
+            "task": task,
+            **{k: e[k] for k in ("requests", "generate_requests", "loglikelihood_requests", "documents",
+                                 "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
+                                 "generated_tokens")},
+            "mean_generate_prompt_tokens": _mean(e["generate_prompt_tokens"], e["generate_requests"]),
+            "mean_loglikelihood_prompt_tokens": _mean(e["loglikelihood_prompt_tokens"], e["loglikelihood_requests"]),
+            "mean_generated_tokens": _mean(e["generated_tokens"], e["generate_requests"]) if e["generate_requests"]
+            else 0.0,
+            "generated_tokens_per_document": _mean(e["generated_tokens"], e["documents"]),
+            "truncated_fraction": _mean(e["truncated"], e["generate_requests"]),
+            "token_unit": e["token_unit"],
+        })
     return rows
 
 
@@ -312,10 +231,12 @@ def compute_rows(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     per["inference_flops_per_document"] = 2.0 * per["N"] * per["generated_tokens_per_document"]
     per["forward_flops_per_document"] = 2.0 * per["N"] * (per["prompt_tokens"] + per["generated_tokens"]) / per["documents"]
     if not measured.empty:
-        cost = measured.groupby(["model", "strategy"]).agg(wall_seconds=("wall_seconds", "sum"), max_rss_mb=("max_rss_mb", "max"))
+        cost = measured.groupby(["model", "strategy"]).agg(
+            wall_seconds=("wall_seconds", "sum"), model_load_seconds=("model_load_seconds", "max"),
+            max_rss_mb=("max_rss_mb", "max"))
         per = per.join(cost, on=["model", "strategy"])
         per["generated_tokens_per_second"] = per["generated_tokens"] / per["wall_seconds"]
-    return per
+    return per.reindex(columns=COMPUTE_COLUMNS)
 
 
 def _frame(rows: list[dict], empty_columns: list[str]) -> pd.DataFrame:
@@ -323,49 +244,99 @@ def _frame(rows: list[dict], empty_columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=empty_columns)
 
 
-def _check_known(config: dict, path: Path, ident: dict) -> None:
-    """Results of a strategy the config does not define, or (when the config lists models) of a model it does not
-    list, are stale or misplaced files: aggregating them would mix them into the tables silently."""
+def _first_difference(recorded, expected, where: str = "") -> str | None:
+    """The first key path (a.b.c) at which two JSON values differ, with both values; None if equal."""
+    if isinstance(recorded, dict) and isinstance(expected, dict):
+        for key in sorted(set(recorded) | set(expected)):
+            if key not in recorded or key not in expected:
+                return f"{where}{key}: {'absent' if key not in recorded else repr(recorded[key])} recorded, " \
+                       f"{'absent' if key not in expected else repr(expected[key])} in the config"
+            found = _first_difference(recorded[key], expected[key], f"{where}{key}.")
+            if found:
+                return found
+        return None
+    if canonical(recorded) != canonical(expected):
+        return f"{where.rstrip('.')}: {recorded!r} recorded, {expected!r} in the config"
+    return None
+
+
+def _check_known(config: dict, path: Path, results: dict) -> None:
+    """Results of a strategy the config does not define, of a model it does not list, or of another spec than the
+    config defines are stale or misplaced: aggregating them would mix them into the tables silently."""
+    ident = _identity(results)
     if ident["strategy"] not in config["strategies"]:
         raise AggregationError(
             f"{path}: results of strategy {ident['strategy']!r}, which config key strategies does not define "
             f"(defined: {', '.join(sorted(config['strategies']))}); add it to the config or remove the file"
         )
-    if config["models"] and not config.get("published") and ident["model"] not in config["models"]:
+    if config.get("published"):
+        return
+    if ident["model"] not in config["models"]:
         raise AggregationError(
             f"{path}: results of model {ident['model']!r}, which config key models does not list; add the model to "
             f"the config or remove the file"
         )
+    meta = results["cotscale"]
+    difference = _first_difference(meta.get("spec"), job_spec(config, ident["model"], ident["strategy"],
+                                                               meta["benchmark"]))
+    if difference:
+        raise AggregationError(
+            f"{path}: evaluated with another spec than the config defines ({difference}); rerun it (`snakemake "
+            f"--forcerun` on its suite, or delete the file) so the tables describe the configured experiment"
+        )
 
 
-def write_tables(config: dict, result_paths: list[str], out_dir: Path, benchmark_paths: list[str] | None = None) -> None:
-    """scores.csv, benchmarks.csv, tokens.csv and compute.csv from results.json files (and, aligned with them,
-    the evaluation jobs' benchmark files)."""
+def _suite_model(config: dict, path: str, strategy: str) -> str:
+    """The model of a suite's benchmark file: logs/benchmarks/evaluate/{model}/{strategy}.tsv, or {model}.tsv with
+    `suite: model`."""
+    text = str(path).replace("\\", "/").split("logs/benchmarks/evaluate/", 1)[-1]
+    return text[: -len(f"/{strategy}.tsv")] if config["suite"] == "strategy" else text[: -len(".tsv")]
+
+
+def write_strategy_tables(config: dict, strategy: str, result_paths: list[str], out_dir: Path,
+                          benchmark_paths: list[str] | None = None) -> None:
+    """scores.csv, benchmarks.csv, tokens.csv and compute.csv of one strategy, from its results.json files and the
+    Snakemake benchmark files (max RSS) of the suites that evaluated it."""
     out_dir = Path(out_dir)
     scores, tokens, measured = [], [], []
     by_key: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
     paths: dict[tuple[str, str, str], Path] = {}
-    pairs = sorted(zip(result_paths, benchmark_paths or [None] * len(result_paths)))
-    for path, bench in pairs:
-        path = Path(path)
+    rss = {_suite_model(config, bench, strategy): read_benchmark_file(Path(bench))["max_rss_mb"]
+           for bench in benchmark_paths or []}
+    for path in sorted(map(Path, result_paths)):
         results = read_results(path)
+        _check_known(config, path, results)
         ident = _identity(results)
-        _check_known(config, path, ident)
+        if ident["strategy"] != strategy:
+            continue
+        meta = results["cotscale"]
         scores.extend(score_rows(results))
-        by_key[(ident["model"], ident["strategy"])][results["cotscale"]["benchmark"]] = results
-        paths[(ident["model"], ident["strategy"], results["cotscale"]["benchmark"])] = path
-        usage = path.parent / "usage.jsonl.gz"
-        if usage.exists():
-            tokens.extend(token_rows(results, usage))
-        if bench is not None:
-            measured.append({"model": ident["model"], "strategy": ident["strategy"], **read_benchmark_file(Path(bench))})
+        by_key[(ident["model"], strategy)][meta["benchmark"]] = results
+        paths[(ident["model"], strategy, meta["benchmark"])] = path
+        if "usage_summary" in meta or not config.get("published"):
+            tokens.extend(token_rows(results, path))
+        if meta.get("wall_seconds") is not None:
+            measured.append({"model": ident["model"], "strategy": strategy, "wall_seconds": meta["wall_seconds"],
+                             "model_load_seconds": meta.get("model_load_seconds"),
+                             "max_rss_mb": rss.get(ident["model"], math.nan)})
     benchmarks_table = _frame(benchmark_rows(config, by_key, paths), BENCHMARK_COLUMNS)
     if len(benchmarks_table):
         benchmarks_table = benchmarks_table.sort_values(["family", "model", "strategy"])
     else:
-        log.warning("no evaluation results to aggregate: the tables have headers only")
+        log.warning("no evaluation results of strategy %s to aggregate: its tables have headers only", strategy)
     tokens_table = _frame(tokens, TOKEN_COLUMNS)
     write_csv(out_dir / "scores.csv", _frame(scores, SCORE_COLUMNS))
     write_csv(out_dir / "benchmarks.csv", benchmarks_table)
     write_csv(out_dir / "tokens.csv", tokens_table)
     write_csv(out_dir / "compute.csv", compute_rows(tokens_table, pd.DataFrame(measured)))
+
+
+def combine_tables(strategy_dirs: list[Path], out_dir: Path) -> None:
+    """The per-strategy tables of `strategy_dirs`, concatenated into the tables of every strategy."""
+    for table in STRATEGY_TABLES:
+        parts = [pd.read_csv(Path(d) / f"{table}.csv") for d in strategy_dirs]
+        parts = [p for p in parts if not p.empty] or parts[:1]
+        combined = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if table == "benchmarks" and len(combined):
+            combined = combined.sort_values(["family", "model", "strategy"], kind="stable")
+        write_csv(Path(out_dir) / f"{table}.csv", combined)

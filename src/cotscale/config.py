@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from pathlib import Path
 
@@ -311,16 +312,55 @@ def resolve_path(path: str | Path) -> Path:
     return ROOT / path
 
 
-def evaluation_jobs(config: dict) -> list[tuple[str, str, str]]:
-    """Every (model, strategy, task) the config asks for, in config order."""
+def strategies_of(config: dict, model: str) -> list[str]:
+    """The strategies that evaluate `model` (a strategy's `models:` list restricts it), in config order."""
+    entry = config["models"][model]
+    return [name for name, strategy in config["strategies"].items()
+            if not strategy.get("models") or model in strategy["models"] or entry["name"] in strategy["models"]]
+
+
+def suites(config: dict) -> list[tuple[str, tuple[str, ...]]]:
+    """Every evaluation job as (model, strategies): the model is loaded once per job and evaluates every task of
+    those strategies. `suite: strategy` (default) gives one job per model × strategy, `suite: model` one per model."""
     jobs = []
-    for strategy_name, strategy in config["strategies"].items():
-        wanted = strategy.get("models")
-        for model in config["models"]:
-            if wanted and model not in wanted and config["models"][model]["name"] not in wanted:
-                continue
-            jobs.extend((model, strategy_name, task) for task in config["tasks"])
+    for model in config["models"]:
+        names = strategies_of(config, model)
+        if config["suite"] == "model":
+            jobs.append((model, tuple(names)))
+        else:
+            jobs.extend((model, (name,)) for name in names)
     return jobs
+
+
+def evaluation_jobs(config: dict) -> list[tuple[str, str, str]]:
+    """Every (model, strategy, task) the config asks for."""
+    return [(model, strategy, task) for model, names in suites(config) for strategy in names
+            for task in config["tasks"]]
+
+
+# What an evaluation's outputs depend on (and so what reruns it when edited): its results.json records it as
+# `cotscale.spec`, Snakemake compares it as the job's params, aggregation refuses a results.json whose spec differs.
+_SPEC_SETTINGS = ("limit", "seed", "batch_size", "device", "task_data")
+
+
+def job_spec(config: dict, model: str, strategy: str, task: str) -> dict:
+    """The full definition of one task's evaluation: model entry, strategy, task variant and run settings."""
+    return {
+        "model": config["models"][model],
+        "strategy": {k: v for k, v in config["strategies"][strategy].items() if k != "models"},
+        "task": {"benchmark": task, **task_variant(config, strategy, task)},
+        **{key: config[key] for key in _SPEC_SETTINGS},
+    }
+
+
+def canonical(obj) -> str:
+    """A deterministic JSON text of `obj` (sorted keys), for Snakemake params and spec comparisons."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def suite_spec(config: dict, model: str, strategies) -> str:
+    """The params of one suite job: the spec of every task it evaluates, as canonical JSON."""
+    return canonical({s: {t: job_spec(config, model, s, t) for t in config["tasks"]} for s in strategies})
 
 
 def task_variant(config: dict, strategy: str, task: str) -> dict:

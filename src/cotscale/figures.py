@@ -31,11 +31,10 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from cotscale import flops  # noqa: E402
 from cotscale.io import atomic_path  # noqa: E402
+from cotscale.registry import FIGURE_NAMES, free_form_cot  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-#: free-form CoT generation (Experiment 1's CoT arm); see free_form_cot()
-FREE_FORM_COT = "cot_generate"
 #: families in this order get the first palette colours, so a family keeps its colour in every figure
 KNOWN_FAMILIES = ("olmo", "pythia", "gemma", "llama", "qwen")
 Z95 = 1.96
@@ -58,12 +57,18 @@ def _theme() -> None:
 
 
 def _read(inputs: dict, key: str, figure: str) -> pd.DataFrame:
-    """An input table, or an empty frame (logged) when the rule did not give it or it is absent or empty."""
-    path = inputs.get(key)
-    if path is None:
+    """An input table (several: concatenated, e.g. the per-strategy benchmarks.csv files), or an empty frame (logged)
+    when the rule did not give it or it is absent or empty."""
+    paths = inputs.get(key)
+    if paths is None:
         log.warning("%s: input table %r not given", figure, key)
         return pd.DataFrame()
-    path = Path(path)
+    tables = [_read_one(Path(path), figure) for path in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    tables = [t for t in tables if not t.empty]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _read_one(path: Path, figure: str) -> pd.DataFrame:
     if not path.exists() or path.stat().st_size == 0:
         log.warning("%s: input table %s is missing or empty", figure, path)
         return pd.DataFrame()
@@ -158,17 +163,6 @@ def _sci(x: float) -> str:
     if round(mant, 1) == 1.0:
         return rf"$10^{{{exp}}}$"
     return rf"${mant:.1f}\times10^{{{exp}}}$"
-
-
-def free_form_cot(config: dict) -> str:
-    """The free-form CoT strategy of fig10: ``cot_generate`` if configured, else the first generate+cot one."""
-    strategies = config.get("strategies") or {}
-    if FREE_FORM_COT in strategies:
-        return FREE_FORM_COT
-    for name, spec in strategies.items():
-        if spec.get("format") == "generate" and spec.get("prompt") == "cot":
-            return name
-    return FREE_FORM_COT
 
 
 # ---------------------------------------------------------------- fig1
@@ -614,20 +608,8 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     return fig
 
 
-FIGURES = {f.__name__: f for f in (
-    fig1_overall_vs_train_flops,
-    fig2_loglikelihood_vs_hybrid,
-    fig3_cot_vs_no_cot,
-    fig4_cot_gain_vs_train_flops,
-    table1_tokens,
-    fig5_pca_loadings_ours,
-    fig6_pca_loadings_ruan,
-    fig7_isoflop,
-    fig8_tef_ratio_vs_token_ratio,
-    fig9_lifetime_cost,
-    fig10_free_form_cot,
-)}
-
-
 def draw(figure: str, inputs: dict[str, Path], png: Path, config: dict):
-    return FIGURES[figure](inputs, Path(png), config)
+    """Draw the registry's figure `figure` (cotscale.registry) with its function of the same name here."""
+    if figure not in FIGURE_NAMES:
+        raise ValueError(f"unknown figure {figure!r}; the registry (cotscale.registry) has {', '.join(FIGURE_NAMES)}")
+    return globals()[figure](inputs, Path(png), config)

@@ -7,7 +7,7 @@
   family would need to score what the model scores with CoT; its interval maps each bootstrap draw of (a, b).
 - IsoFLOP, per prompting type on its own scores: ``score = α·ln(C) + β·tokens + δ``. The seed fitted the CoT
   curve on baseline scores; that variant is reported too, with its difference from the corrected fit.
-``run_analysis`` reads the aggregate tables and writes every analysis table.
+``run_pair_analysis`` (Experiment 2: baseline vs CoT), ``run_pca`` and ``run_pca_ruan`` write the analysis tables.
 """
 
 from __future__ import annotations
@@ -176,17 +176,18 @@ def isoflop_fit(baseline: pd.DataFrame, cot: pd.DataFrame, tokens: pd.DataFrame,
     return out
 
 
-def run_analysis(tables_dir, out_dir, baseline: str, cot: str, llh: str, ruan=None,
-                 n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Read benchmarks.csv and tokens.csv from ``tables_dir``; write every analysis table into ``out_dir``.
+def _concat(paths) -> pd.DataFrame:
+    """Per-strategy tables (cotscale.aggregate.write_strategy_tables) as one."""
+    parts = [pd.read_csv(p) for p in paths]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
-    ``baseline``/``cot``: the compared strategies (Experiment 2: hybrid, hybrid_cot); ``llh``: the strategy our
-    PCA uses (standard); ``ruan``: path of Ruan et al.'s table, or None to skip its PCA.
-    Returns the tables by file stem.
-    """
-    tables_dir, out_dir = Path(tables_dir), Path(out_dir)
-    bench = pd.read_csv(tables_dir / "benchmarks.csv")
-    tokens = pd.read_csv(tables_dir / "tokens.csv")
+
+def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot: str,
+                      n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Experiment 2's tables from the baseline and CoT strategies' benchmarks.csv and tokens.csv: regression,
+    train-equivalent FLOPs, Table I, crossover and the IsoFLOP fit, written into ``out_dir``. Returns them by stem."""
+    out_dir = Path(out_dir)
+    bench, tokens = _concat(benchmark_paths), _concat(token_paths)
     base, cots = strategy_scores(bench, baseline), strategy_scores(bench, cot)
     reg, draws = regression(base, n_boot, seed)
     tef = train_equivalent(base, cots, reg, draws)
@@ -195,19 +196,32 @@ def run_analysis(tables_dir, out_dir, baseline: str, cot: str, llh: str, ruan=No
                                       how="left").rename(columns={"baseline_tokens": "tok_std",
                                                                   "cot_tokens": "tok_cot"}))
     out = {"regression": reg, "train_equivalent": tef, "table1_tokens": tab1, "crossover": cross,
-           "isoflop_fit": isoflop_fit(base, cots, tab1, (baseline, cot)),
-           "pca_loadings_ours": pca.pca_loadings(bench[bench["strategy"] == llh])}
-    if ruan is not None:
-        scores = pca.ruan_scores(pd.read_csv(ruan))
-        out["pca_loadings_ruan"] = pca.pca_loadings(scores, pca.BENCHMARKS + ("humaneval",))
-        out["pca_loadings_ruan_no_humaneval"] = pca.pca_loadings(scores)
-    else:
-        log.warning("analysis.ruan_table is not set: Ruan et al.'s PCA tables are written empty")
-        empty = pd.DataFrame(columns=["benchmark", "pc_1", "pc_2", "pc_3", "n_rows"])
-        out["pca_loadings_ruan"] = out["pca_loadings_ruan_no_humaneval"] = empty
+           "isoflop_fit": isoflop_fit(base, cots, tab1, (baseline, cot))}
     for stem, df in out.items():
         write_csv(out_dir / f"{stem}.csv", df)
     for suffix, text in (("md", table1.to_markdown(tab1)), ("tex", table1.to_latex(tab1))):
         with atomic_path(out_dir / f"table1_tokens.{suffix}") as tmp:
             tmp.write_text(text)
+    return out
+
+
+def run_pca(benchmarks_path, out_dir) -> pd.DataFrame:
+    """Our PCA loadings (pca_loadings_ours.csv) on the log-likelihood strategy's benchmarks.csv."""
+    loadings = pca.pca_loadings(pd.read_csv(benchmarks_path))
+    write_csv(Path(out_dir) / "pca_loadings_ours.csv", loadings)
+    return loadings
+
+
+def run_pca_ruan(ruan, out_dir) -> dict[str, pd.DataFrame]:
+    """Ruan et al.'s PCA with and without HumanEval; ``ruan`` None (analysis.ruan_table unset): empty tables."""
+    if ruan is not None:
+        scores = pca.ruan_scores(pd.read_csv(ruan))
+        out = {"pca_loadings_ruan": pca.pca_loadings(scores, pca.BENCHMARKS + ("humaneval",)),
+               "pca_loadings_ruan_no_humaneval": pca.pca_loadings(scores)}
+    else:
+        log.warning("analysis.ruan_table is not set: Ruan et al.'s PCA tables are written empty")
+        empty = pd.DataFrame(columns=["benchmark", "pc_1", "pc_2", "pc_3", "n_rows"])
+        out = {"pca_loadings_ruan": empty, "pca_loadings_ruan_no_humaneval": empty}
+    for stem, df in out.items():
+        write_csv(Path(out_dir) / f"{stem}.csv", df)
     return out

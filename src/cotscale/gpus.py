@@ -72,18 +72,22 @@ def _work_units(config: dict, model_key: str, strategy_name: str) -> float:
     return model["N"] / 1e9 * sequences
 
 
-def runtime_minutes(config: dict, model_key: str, strategy_name: str, attempt: int = 1) -> int:
-    """A generous wall-time limit for one evaluation job (SLURM `-t`), from the model size and the strategy.
+def runtime_minutes(config: dict, model_key: str, strategies, attempt: int = 1) -> int:
+    """A generous wall-time limit for one evaluation suite (SLURM `-t`): 30 minutes of margin (model load, start-up)
+    plus the summed estimates of its tasks (strategies × benchmarks).
 
-    Calibrated so that a 7B model's log-likelihood run of a full benchmark (mmlu, ~14k documents) fits easily on one
-    GPU; jobs on several GPUs get proportionally less; capped at MAX_RUNTIME_MINUTES. Override with
-    `--set-resources evaluate:runtime=...`. A retried job (`attempt` > 1) gets that many times as long.
+    A task's estimate is calibrated so that a 7B model's log-likelihood run of a full benchmark (mmlu, ~14k
+    documents) fits easily on one GPU; jobs on several GPUs get proportionally less; capped at MAX_RUNTIME_MINUTES.
+    Override with `--set-resources evaluate:runtime=...`. A retried job (`attempt` > 1) gets that many times as long.
     """
     model = config["models"][model_key]
     gpus = max(1, int(model["tensor_parallel"]) * int(model["data_parallel"]))
     limit = config.get("limit")
     fraction = 1.0 if limit is None else (limit if limit < 1 else min(1.0, limit / 1000))
-    minutes = (30 + 20 * _work_units(config, model_key, strategy_name) * fraction / gpus) * attempt
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    tasks = sum(20 * _work_units(config, model_key, s) * fraction / gpus for s in strategies for _ in config["tasks"])
+    minutes = (30 + tasks) * attempt
     return int(min(MAX_RUNTIME_MINUTES, math.ceil(minutes / 10) * 10))
 
 

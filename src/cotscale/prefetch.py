@@ -84,11 +84,11 @@ def fetch_model(repo_id: str, revision: str) -> dict:
 
 def fetch_task(config: dict, lm_task: str) -> dict:
     """Build the task as an evaluation job does; building it loads (and so caches) its datasets."""
-    from cotscale.evaluate import _task_manager
+    from cotscale.tasks import evaluation_task_manager
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cotscale-prefetch-") as scratch:
-        manager = _task_manager(config, lm_task, Path(scratch))
+        manager = evaluation_task_manager(config, lm_task, Path(scratch))
         leaves = list(manager.load([lm_task])["tasks"].values())
     datasets = sorted({(t.config.dataset_path, t.config.dataset_name) for t in leaves}, key=str)
     log.info("task %s: %d subtask(s), datasets %s (%.0f s)", lm_task, len(leaves), datasets, time.monotonic() - started)

@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from cotscale.io import write_csv, write_json, write_jsonl_gz
+from cotscale.usage import summarize_usage
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,14 @@ def ingest(source: str | Path, out_dir: str | Path, *, on_invalid: str = "raise"
         raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
     source, out, layout = str(source), Path(out_dir), layout or {}
     models = read_models(source, layout)
+    usage: dict[tuple[str, str, str], list[dict]] = {}
+    for part, strategy in SAMPLES.items():
+        folder = layout.get(part, part)
+        for m in models.itertuples():
+            samples = _load(source, f"{folder}/{m.stem}.json", on_invalid)
+            for bench, records in (usage_records(samples) if samples else {}).items():
+                usage[(m.model, strategy, bench)] = records
+                write_jsonl_gz(out / "evals" / m.model / strategy / bench / "usage.jsonl.gz", records)
     strategies: dict[str, list[str]] = defaultdict(list)
     for part, strategy in STRATEGIES.items():
         folder = layout.get(part, part)
@@ -221,13 +230,9 @@ def ingest(source: str | Path, out_dir: str | Path, *, on_invalid: str = "raise"
                     "N": m.N, "D": m.D, "strategy": {"name": strategy, **STRATEGY_SPECS[strategy]},
                     "benchmark": bench, "lm_eval_task": root, "source": f"{source.rstrip('/')}/{rel}",
                 }
+                if (m.model, strategy, bench) in usage:
+                    payload["cotscale"]["usage_summary"] = summarize_usage(usage[(m.model, strategy, bench)])
                 write_json(out / "evals" / m.model / strategy / bench / "results.json", payload)
-    for part, strategy in SAMPLES.items():
-        folder = layout.get(part, part)
-        for m in models.itertuples():
-            samples = _load(source, f"{folder}/{m.stem}.json", on_invalid)
-            for bench, records in (usage_records(samples) if samples else {}).items():
-                write_jsonl_gz(out / "evals" / m.model / strategy / bench / "usage.jsonl.gz", records)
     table = models.drop(columns=["name", "checkpoint", "stem"])
     table["strategies"] = [";".join(strategies.get(k, [])) for k in table["model"]]
     write_csv(out / "published_models.csv", table)

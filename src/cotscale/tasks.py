@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from cotscale.config import ROOT, ConfigError, resolve_path
+
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
 
@@ -574,3 +576,36 @@ def render_repeats_overrides(manager: TaskManager, task_name: str, repeats: int,
     log.info("self-consistency: %d generative task(s) run with repeats %d and a majority vote: %s", len(docs),
              repeats, ", ".join(sorted(docs)))
     return out_dir
+
+
+TASKS_DIR = ROOT / "config" / "tasks"  # the project's task YAMLs (cot variants), always on the include path
+
+
+def evaluation_task_manager(config: dict, lm_task: str, scratch: Path, strategy: dict | None = None):
+    """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files; with
+    self-consistency (decoding: sample, samples k > 1), generative tasks get `repeats: k` and a majority vote."""
+    paths = [TASKS_DIR]
+    try:
+        manager = scoped_task_manager([lm_task], paths)
+        if config["task_data"]:
+            paths.append(render_task_overrides([lm_task], resolve_path(config["task_data"]), scratch / "tasks",
+                                               manager=manager))
+            manager = scoped_task_manager([lm_task], paths)
+    except ValueError as exc:
+        if f"unknown lm-eval task, group or tag {lm_task!r}" not in str(exc):
+            raise
+        benchmark, variant = next(((b, v) for b, spec in config["tasks"].items() for v, t in spec.items()
+                                   if isinstance(t, dict) and t.get("task") == lm_task), ("?", "?"))
+        raise ConfigError(
+            f"config key tasks.{benchmark}.{variant}.task: {exc}. Use a task lm-eval knows (`lm-eval ls tasks`) or "
+            f"one defined in {TASKS_DIR}"
+        ) from exc
+    if strategy and strategy["decoding"] == "sample" and strategy["samples"] > 1:
+        try:
+            repeats = render_repeats_overrides(manager, lm_task, strategy["samples"], scratch / "repeats")
+        except ValueError as exc:
+            raise ConfigError(f"config key strategies.{strategy['name']}.samples: self-consistency (samples "
+                              f"{strategy['samples']}) on lm-eval task {lm_task!r}: {exc}") from exc
+        if repeats is not None:
+            manager = scoped_task_manager([lm_task], [*paths, repeats])
+    return manager

@@ -109,3 +109,27 @@ def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
             raise ValueError(f"{path}: record {line_no} lacks {', '.join(missing)}")
         yield make_record(raw["task"], raw["doc_id"], raw["kind"], raw["prompt_tokens"], raw["generated_tokens"],
                           raw["sequences"])
+
+
+def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
+    """Per lm-eval (sub)task: request counts and token sums by kind, documents and the token unit — the small summary
+    an evaluation writes into its results.json so that the tables never re-read usage.jsonl.gz."""
+    per_task: dict[str, dict] = {}
+    docs: dict[str, set] = {}
+    for r in records:
+        entry = per_task.setdefault(r["task"], {
+            "requests": 0, "generate_requests": 0, "loglikelihood_requests": 0, "documents": 0,
+            "prompt_tokens": 0, "generate_prompt_tokens": 0, "loglikelihood_prompt_tokens": 0,
+            "generated_tokens": 0, "sequences": 0, "truncated": 0, "token_unit": r.get("token_unit", "tokens")})
+        kind = r["kind"]
+        entry["requests"] += 1
+        entry[f"{kind}_requests"] += 1
+        entry["prompt_tokens"] += r["prompt_tokens"]
+        entry[f"{kind}_prompt_tokens"] += r["prompt_tokens"]
+        entry["generated_tokens"] += r["generated_tokens"]
+        entry["sequences"] += r["sequences"]
+        entry["truncated"] += bool(r.get("truncated"))
+        docs.setdefault(r["task"], set()).add(r["doc_id"])
+    for task, entry in per_task.items():
+        entry["documents"] = len(docs[task])
+    return dict(sorted(per_task.items(), key=lambda item: str(item[0])))

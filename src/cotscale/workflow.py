@@ -1,7 +1,9 @@
-"""The bridge between Snakemake rules and cotscale: every rule's `script:` calls `run_rule(snakemake)`.
+"""The bridge between Snakemake rules and cotscale: each rule family's `script:` (workflow/scripts/<family>.py)
+calls `run_rule(snakemake, <its entry point here>)`.
 
-Rules only wire files; this module maps a rule name to the function that does the work, sends all output
-(including lm-eval's and transformers') to the rule's log, and keeps config strings away from any shell.
+Rules only wire files; the entry points read the job's inputs, outputs, wildcards and params and call the function
+that does the work; run_rule sends all output (including lm-eval's and transformers') to the rule's log and keeps
+config strings away from any shell.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from cotscale.config import CotscaleError, load_config, resolve_path
 
+EVALS_DIR = Path("results/evals")  # results/evals/{model}/{strategy}/{task}/: the evaluation contract
 CACHE_DIR = Path("results/cache")  # request caches of running evaluations (cotscale.cache), beside their outputs
 log = logging.getLogger("cotscale")
 
@@ -56,18 +59,29 @@ def build_demo_model(smk, config):
 
 
 def evaluate(smk, config):
-    from cotscale.evaluate import run_evaluation
+    """One suite: the model of the job, every task of its strategies (params.strategies)."""
+    from cotscale.evaluate import run_suite, suite_tasks
 
-    w = smk.wildcards
-    return run_evaluation(config, w.model, w.strategy, w.task, Path(smk.output.results).parent,
-                          cache_dir=CACHE_DIR / w.model / w.strategy / w.task)
+    model = smk.wildcards.model
+    return run_suite(config, model, suite_tasks(config, model, list(smk.params.strategies), EVALS_DIR, CACHE_DIR))
+
+
+def aggregate_strategy(smk, config):
+    """The tables of one strategy, from its results.json files (or, published, from the ingested folder)."""
+    from cotscale.aggregate import write_strategy_tables
+
+    strategy = smk.wildcards.strategy
+    results = [str(p) for item in smk.input.results
+               for p in (sorted(Path(item).glob(f"*/{strategy}/*/results.json")) if Path(item).is_dir() else [item])]
+    return write_strategy_tables(config, strategy, results, Path(smk.output.scores).parent,
+                                 list(smk.input.benchmarks) or None)
 
 
 def aggregate(smk, config):
-    from cotscale.aggregate import write_tables
+    """The per-strategy tables, concatenated."""
+    from cotscale.aggregate import combine_tables
 
-    results = [str(p) for item in smk.input.results for p in (sorted(Path(item).rglob("results.json")) if Path(item).is_dir() else [item])]
-    return write_tables(config, results, Path(smk.output.scores).parent, list(smk.input.benchmarks) or None)
+    return combine_tables([Path(p).parent for p in smk.input.benchmarks], Path(smk.output.scores).parent)
 
 
 def _local_or_url(source: str | None) -> str | None:
@@ -83,10 +97,27 @@ def ingest_published(smk, config):
 
 
 def analysis(smk, config):
-    from cotscale.fits import run_analysis
+    """Experiment 2's fits of the baseline / CoT pair: regression, train-equivalent FLOPs, IsoFLOP, crossover,
+    Table I."""
+    from cotscale.fits import run_pair_analysis
 
-    a = config["analysis"]
-    return run_analysis(Path(smk.input.benchmarks).parent, Path(smk.output.regression).parent, a["baseline"], a["cot"], a["llh"], ruan=_local_or_url(smk.params.ruan), seed=config["seed"])
+    return run_pair_analysis([Path(p) for p in smk.input.benchmarks], [Path(p) for p in smk.input.tokens],
+                             Path(smk.output.regression).parent, smk.params.baseline, smk.params.cot,
+                             seed=smk.params.seed)
+
+
+def pca(smk, config):
+    """Our observational-scaling PCA, on the log-likelihood strategy's scores."""
+    from cotscale.fits import run_pca
+
+    return run_pca(Path(smk.input.benchmarks[0]), Path(smk.output.ours).parent)
+
+
+def pca_ruan(smk, config):
+    """Ruan et al.'s PCA (their 148-model table), with and without HumanEval."""
+    from cotscale.fits import run_pca_ruan
+
+    return run_pca_ruan(_local_or_url(smk.params.ruan), Path(smk.output.ruan).parent)
 
 
 def prefetch(smk, config):
@@ -96,24 +127,12 @@ def prefetch(smk, config):
 
 
 def figure(smk, config):
+    """A figure of the registry (cotscale.registry), drawn by its function in cotscale.figures."""
     from cotscale.figures import draw
 
-    return draw(smk.rule, {k: Path(v) for k, v in smk.input.items()}, Path(smk.output.png), config)
-
-
-RULES = {
-    "build_demo_model": build_demo_model,
-    "evaluate": evaluate,
-    "aggregate": aggregate,
-    "ingest_published": ingest_published,
-    "analysis": analysis,
-    "prefetch": prefetch,
-}
-
-
-def _handler(rule: str):
-    """Figure and table rules are named after their function in cotscale.figures."""
-    return RULES.get(rule, figure)
+    inputs = {key: [Path(p) for p in value] if isinstance(value, list) else Path(value)
+              for key, value in smk.input.items()}
+    return draw(smk.params.figure, inputs, Path(smk.output.png), config)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -123,17 +142,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return CotscaleError, OfflineCacheMiss
 
 
-def run_rule(smk) -> None:
-    """Run the rule's handler with its output in the rule's log. A user error ends the job with its message as the
-    log's last line and as one line on Snakemake's terminal (exit status 1); anything else raises as usual."""
+def run_rule(smk, entry) -> None:
+    """Run the rule family's entry point with its output in the rule's log. A user error ends the job with its
+    message as the log's last line and as one line on Snakemake's terminal (exit status 1); anything else raises."""
     user_errors = _user_errors()
     try:
         config = load_config(smk.config)
-        if smk.rule != "prefetch":  # the one rule that downloads, on a host with internet
+        if entry is not prefetch:  # the one rule that downloads, on a host with internet
             _offline(config)
         with _logging_to(smk.log[0] if smk.log else None):
             try:
-                _handler(smk.rule)(smk, config)
+                entry(smk, config)
             except user_errors as exc:
                 log.info("details of the error below:", exc_info=True)
                 log.error("%s", exc)

@@ -1,31 +1,37 @@
+# Evaluation outputs → tidy tables, one set per strategy (a figure reads only its strategies'), then together.
+
+
+rule aggregate_strategy:
+    input:
+        results=strategy_results,
+        benchmarks=strategy_benchmarks,
+    output:
+        **{table: f"{STRATEGY_DIR}/{table}.csv" for table in STRATEGY_TABLES},
+    log:
+        "logs/aggregate/{strategy}.log",
+    conda:
+        ANALYSIS_ENV
+    params:
+        variants=strategy_table_params,
+    script:
+        f"{SCRIPTS}/aggregate_strategy.py"
+
+
 rule aggregate:
     input:
-        results=RESULTS,
-        benchmarks=BENCHMARKS,
+        benchmarks=strategy_tables(list(CFG["strategies"])),
     output:
-        scores=report(
-            "results/tables/scores.csv",
-            caption="../report/scores.rst",
-            category="Tables",
-        ),
-        benchmarks=report(
-            "results/tables/benchmarks.csv",
-            caption="../report/benchmarks.rst",
-            category="Tables",
-        ),
-        tokens=report(
-            "results/tables/tokens.csv",
-            caption="../report/tokens.rst",
-            category="Tables",
-        ),
-        compute=report(
-            "results/tables/compute.csv",
-            caption="../report/compute.rst",
-            category="Tables",
-        ),
+        **{
+            table: report(
+                f"results/tables/{table}.csv",
+                caption=f"../report/{table}.rst",
+                category="Tables",
+            )
+            for table in STRATEGY_TABLES
+        },
     log:
         "logs/aggregate.log",
     conda:
         ANALYSIS_ENV
     script:
-        RULE_SCRIPT
+        f"{SCRIPTS}/aggregate.py"

@@ -9,13 +9,14 @@ rule ingest_published:
     params:
         source=CFG["published"],
     script:
-        RULE_SCRIPT
+        f"{SCRIPTS}/ingest_published.py"
 
 
+# Experiment 2's fits read only the baseline and CoT strategies' tables.
 rule analysis:
     input:
-        benchmarks="results/tables/benchmarks.csv",
-        tokens="results/tables/tokens.csv",
+        benchmarks=strategy_tables(role_strategies("baseline", "cot")),
+        tokens=strategy_tables(role_strategies("baseline", "cot"), "tokens"),
     output:
         **{
             table: report(
@@ -23,7 +24,7 @@ rule analysis:
                 caption=f"../report/{table}.rst",
                 category="Tables",
             )
-            for table in ANALYSIS_TABLES
+            for table in PAIR_TABLES
         },
         table1_md="results/tables/table1_tokens.md",
         table1_tex="results/tables/table1_tokens.tex",
@@ -32,6 +33,50 @@ rule analysis:
     conda:
         ANALYSIS_ENV
     params:
+        baseline=CFG["analysis"]["baseline"],
+        cot=CFG["analysis"]["cot"],
+        seed=CFG["seed"],
+    script:
+        f"{SCRIPTS}/analysis.py"
+
+
+# Our PCA reads the log-likelihood strategy's scores; Ruan et al.'s needs no evaluation at all.
+rule pca:
+    input:
+        benchmarks=strategy_tables(role_strategies("llh")),
+    output:
+        ours=report(
+            "results/tables/pca_loadings_ours.csv",
+            caption="../report/pca_loadings_ours.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/pca.log",
+    conda:
+        ANALYSIS_ENV
+    params:
+        llh=CFG["analysis"]["llh"],
+    script:
+        f"{SCRIPTS}/pca.py"
+
+
+rule pca_ruan:
+    output:
+        ruan=report(
+            "results/tables/pca_loadings_ruan.csv",
+            caption="../report/pca_loadings_ruan.rst",
+            category="Tables",
+        ),
+        ruan_no_humaneval=report(
+            "results/tables/pca_loadings_ruan_no_humaneval.csv",
+            caption="../report/pca_loadings_ruan_no_humaneval.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/pca_ruan.log",
+    conda:
+        ANALYSIS_ENV
+    params:
         ruan=CFG["analysis"].get("ruan_table"),
     script:
-        RULE_SCRIPT
+        f"{SCRIPTS}/pca_ruan.py"

@@ -1,5 +1,23 @@
-# Helpers, wildcard constraints and target lists shared by every rule file.
-from cotscale.config import evaluation_jobs, load_workflow_config, DEMO_MODELS_DIR
+# Helpers, wildcard constraints, input/params functions and target lists shared by every rule file.
+import re
+
+from cotscale.config import (
+    DEMO_MODELS_DIR,
+    canonical,
+    load_workflow_config,
+    suite_spec,
+    suites,
+    task_variant,
+)
+from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes
+from cotscale.registry import (
+    FIGURES,
+    PAIR_TABLES,
+    PCA_TABLES,
+    STRATEGY_TABLES,
+    figure_strategies,
+    strategy_of,
+)
 
 # Validated and expanded; also rejects duplicate keys in the config files (Snakemake's YAML loader keeps the last).
 CFG = load_workflow_config(
@@ -8,9 +26,12 @@ CFG = load_workflow_config(
     workflow.config_settings.config,
     workflow.basedir,
 )
-JOBS = evaluation_jobs(CFG)
-RULE_SCRIPT = "../scripts/cotscale_rule.py"
+SCRIPTS = "../scripts"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
+TASKS = list(CFG["tasks"])
+# Evaluation jobs: (model, strategies) suites, each one model load (cotscale.config.suites).
+SUITES = suites(CFG)
+SUITE_STRATEGIES = dict(SUITES) if CFG["suite"] == "model" else {}
 
 
 wildcard_constraints:
@@ -22,44 +43,35 @@ wildcard_constraints:
 
 
 EVAL_DIR = "results/evals/{model}/{strategy}/{task}"
+STRATEGY_DIR = "results/tables/strategies/{strategy}"
 PUBLISHED_DIR = "results/published"
-if CFG["published"]:
-    # Ingest instead of evaluate: the aggregation reads every results.json the ingest wrote.
-    RESULTS = [f"{PUBLISHED_DIR}/evals"]
-    BENCHMARKS = []
-else:
-    RESULTS = [f"results/evals/{m}/{s}/{t}/results.json" for m, s, t in JOBS]
-    BENCHMARKS = [f"logs/benchmarks/evaluate/{m}/{s}/{t}.tsv" for m, s, t in JOBS]
-ANALYSIS_TABLES = [
-    "regression",
-    "train_equivalent",
-    "isoflop_fit",
-    "crossover",
-    "table1_tokens",
-    "pca_loadings_ours",
-    "pca_loadings_ruan",
-    "pca_loadings_ruan_no_humaneval",
-]
+# What each strategy's tables are built from: ingested published outputs, or the evaluations of its models.
+STRATEGY_MODELS = {
+    s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
+}
 TABLES = expand(
-    "results/tables/{table}.csv",
-    table=["scores", "benchmarks", "tokens", "compute"] + ANALYSIS_TABLES,
+    "results/tables/{table}.csv", table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES]
 )
-# One rule each in figures.smk, named after its function in cotscale.figures (importing that module here would
-# load matplotlib and seaborn into every DAG build).
-FIGURE_NAMES = [
-    "fig1_overall_vs_train_flops",
-    "fig2_loglikelihood_vs_hybrid",
-    "fig3_cot_vs_no_cot",
-    "fig4_cot_gain_vs_train_flops",
-    "table1_tokens",
-    "fig5_pca_loadings_ours",
-    "fig6_pca_loadings_ruan",
-    "fig7_isoflop",
-    "fig8_tef_ratio_vs_token_ratio",
-    "fig9_lifetime_cost",
-    "fig10_free_form_cot",
-]
-FIGURES = expand("figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
+FIGURE_FILES = expand(
+    "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]
+)
+
+
+def suite_strategies(wildcards):
+    """The strategies of one evaluation job: its {strategy}, or with `suite: model` all the model's."""
+    return list(SUITE_STRATEGIES.get(wildcards.model, [])) or [wildcards.strategy]
+
+
+def suite_params(wildcards):
+    """Everything that defines the job's outputs, as canonical JSON: an edit reruns exactly the suites it changes."""
+    return suite_spec(CFG, wildcards.model, suite_strategies(wildcards))
+
+
+def suite_outputs(strategies, name):
+    """One output file `name` per task of the suite's strategies ({model} stays a wildcard)."""
+    return expand(
+        f"{EVAL_DIR}/{name}", strategy=strategies, task=TASKS, allow_missing=True
+    )
 
 
 def evaluation_env(wildcards):
@@ -73,10 +85,12 @@ def demo_model_dir(wildcards):
     return [f"{DEMO_MODELS_DIR}/{model['name']}"] if model["demo"] else []
 
 
+def demo_model_params(wildcards):
+    """The build spec of every checkpoint of one demo model: an edit retrains it (and reruns its evaluations)."""
+    return canonical([m for m in CFG["models"].values() if m["name"] == wildcards.name])
+
+
 # Scheduler requests of an evaluation job (SLURM: --gpus, --mem, -t; a workstation: --resources gpu=N).
-from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes
-
-
 def eval_gpus(wildcards):
     """GPUs = tensor_parallel × data_parallel of the model (none on device: cpu unless the model sets them)."""
     return requested_gpus(CFG, wildcards.model, config)
@@ -93,5 +107,70 @@ def eval_mem_mb(wildcards, attempt):
 
 
 def eval_runtime(wildcards, attempt):
-    """Wall-time limit in minutes, from the model size, the strategy's decoding and the GPU count; doubled on retry."""
-    return runtime_minutes(CFG, wildcards.model, wildcards.strategy, attempt)
+    """Wall-time limit in minutes: the summed estimates of the suite's tasks; doubled on retry."""
+    return runtime_minutes(CFG, wildcards.model, suite_strategies(wildcards), attempt)
+
+
+# Tables: per strategy (so a figure pulls only the evaluations it reads), then all strategies together.
+def strategy_results(wildcards):
+    """results.json of every evaluation of the strategy (published: the ingested folder)."""
+    if CFG["published"]:
+        return [f"{PUBLISHED_DIR}/evals"]
+    models = STRATEGY_MODELS[wildcards.strategy]
+    return expand(
+        f"{EVAL_DIR}/results.json",
+        model=models,
+        strategy=wildcards.strategy,
+        task=TASKS,
+    )
+
+
+def strategy_benchmarks(wildcards):
+    """Snakemake's benchmark files (max RSS) of the suites that evaluated the strategy."""
+    if CFG["published"]:
+        return []
+    if CFG["suite"] == "model":
+        return expand(
+            "logs/benchmarks/evaluate/{model}.tsv",
+            model=STRATEGY_MODELS[wildcards.strategy],
+        )
+    return expand(
+        "logs/benchmarks/evaluate/{model}/{strategy}.tsv",
+        model=STRATEGY_MODELS[wildcards.strategy],
+        strategy=wildcards.strategy,
+    )
+
+
+def strategy_table_params(wildcards):
+    """What a strategy's tables depend on beyond its results: the benchmarks' variants and metrics."""
+    return canonical({t: task_variant(CFG, wildcards.strategy, t) for t in TASKS})
+
+
+def strategy_tables(strategies, table="benchmarks"):
+    return expand(f"{STRATEGY_DIR}/{table}.csv", strategy=strategies)
+
+
+def role_strategies(*roles):
+    """The configured strategies the analysis roles name (llh, baseline, cot)."""
+    names = dict.fromkeys(strategy_of(CFG, role) for role in roles)
+    return [name for name in names if name in CFG["strategies"]]
+
+
+def figure_inputs(figure):
+    """The per-strategy benchmarks of the strategies the figure reads and the analysis tables it names."""
+    inputs = {t: f"results/tables/{t}.csv" for t in figure.tables}
+    if figure.strategies:
+        inputs["benchmarks"] = strategy_tables(figure_strategies(CFG, figure))
+    return inputs
+
+
+def figure_params(figure):
+    """What a figure draws beyond its inputs: the strategies its roles name and the configured models."""
+    return canonical(
+        {
+            "figure": figure.name,
+            "strategies": figure_strategies(CFG, figure),
+            "analysis": CFG["analysis"],
+            "models": sorted(CFG["models"]),
+        }
+    )

@@ -10,5 +10,7 @@ rule build_demo_model:
     conda:
         "../../envs/evaluate-hf.yaml"
     threads: 1
+    params:
+        spec=demo_model_params,
     script:
-        RULE_SCRIPT
+        f"{SCRIPTS}/build_demo_model.py"

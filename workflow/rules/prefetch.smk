@@ -14,4 +14,4 @@ rule prefetch:
     params:
         targets=prefetch_targets(CFG),
     script:
-        RULE_SCRIPT
+        f"{SCRIPTS}/prefetch.py"
