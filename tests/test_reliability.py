@@ -252,7 +252,9 @@ def test_evaluation_errors_through_snakemake(root, tmp_path):
     work = tmp_path / "work"
     (work / "weights").mkdir(parents=True)  # a local model folder (its content does not matter: loading fails first)
     config = reduced_demo(root, tasks=["arc_challenge", "gsm8k"], models=[])
-    config["tasks"]["gsm8k"]["standard"]["task"] = "no_such_lm_eval_task"
+    config["tasks"]["gsm8k"]["cot"]["task"] = "no_such_lm_eval_task"
+    config["strategies"]["cot_generate"] = {"format": "generate", "prompt": "cot", "decoding": "greedy",
+                                            "variant": "cot", "models": ["no-vllm"]}
     base = {"family": "f", "params": 1.0e6, "train_tokens": 1.0e6}
     config["models"] = {
         "missing-dir": {**base, "hf_id": "/nonexistent/cotscale/model"},
@@ -261,21 +263,23 @@ def test_evaluation_errors_through_snakemake(root, tmp_path):
     }
     write_config(work, config)
     env = {"PYTHONPATH": f"{shim}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "HF_HUB_OFFLINE": "1"}
-    targets = [f"{eval_dir(m, 'standard', t)}/results.json" for m in config["models"] for t in ("arc_challenge", "gsm8k")]
+    suites = [(m, "standard") for m in config["models"]] + [("no-vllm", "cot_generate")]
+    targets = [f"{eval_dir(m, s, t)}/results.json" for m, s in suites for t in ("arc_challenge", "gsm8k")]
     run = snakemake(root, work, *targets, extra=["--keep-going"], env=env)
     assert run.returncode != 0
     expected = {
-        ("missing-dir", "arc_challenge"): "'/nonexistent/cotscale/model' is a local path, but no such directory exists",
-        ("offline-hub", "arc_challenge"): "is not in the Hugging Face cache, and hf_offline: true forbids downloading",
-        ("no-vllm", "arc_challenge"): "model 'no-vllm': backend 'vllm' needs vLLM: `pip install vllm`",
-        ("no-vllm", "gsm8k"): "config key tasks.gsm8k.standard.task: unknown lm-eval task, group or tag "
-                              "'no_such_lm_eval_task'",
+        ("missing-dir", "standard"): "'/nonexistent/cotscale/model' is a local path, but no such directory exists",
+        ("offline-hub", "standard"): "is not in the Hugging Face cache, and hf_offline: true forbids downloading",
+        ("no-vllm", "standard"): "model 'no-vllm': backend 'vllm' needs vLLM: `pip install vllm`",
+        # every task of a suite is looked up before the model is loaded
+        ("no-vllm", "cot_generate"): "config key tasks.gsm8k.cot.task: unknown lm-eval task, group or tag "
+                                     "'no_such_lm_eval_task'",
     }
-    for (model, task), text in expected.items():
-        log = (work / "logs" / "evaluate" / model / "standard" / f"{task}.log").read_text()
-        assert text in log.strip().splitlines()[-1], (model, task, log[-1500:])  # the log's last line says it
+    for (model, strategy), text in expected.items():
+        log = (work / "logs" / "evaluate" / model / f"{strategy}.log").read_text()
+        assert text in log.strip().splitlines()[-1], (model, strategy, log[-1500:])  # the log's last line says it
         assert text in run.output  # and Snakemake's terminal output shows it as one line
-    assert run.output.count("cotscale error in rule evaluate: ") == 6
+    assert run.output.count("cotscale error in rule evaluate: ") == 4
     assert not list((work / "results").rglob("*.json")) and not list((work / "results").rglob("*.gz"))
 
 

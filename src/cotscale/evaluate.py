@@ -42,7 +42,7 @@ from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task
 from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
 from cotscale.io import atomic_path, read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
 from cotscale.prefetch import check_model_cached, explain_offline_errors
-from cotscale.tasks import evaluation_task_manager
+from cotscale.tasks import check_tasks_known, evaluation_task_manager
 from cotscale.usage import summarize_usage
 
 log = logging.getLogger(__name__)
@@ -287,11 +287,13 @@ def _place(job: TaskJob) -> None:
 def _evaluate_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[dict]:
     """Evaluate the unfinished tasks on one model load, place every task's outputs, then drop the caches."""
     lm, load_seconds = None, None
+    pending = [job for job in jobs if not _finished(config, model_key, job)]
     for job in jobs:
-        if _finished(config, model_key, job):
+        if job not in pending:
             log.info("%s / %s / %s: finished by an earlier attempt of this suite, outputs kept", model_key,
                      job.strategy, job.task)
-            continue
+    check_tasks_known(config, [lm_eval_task(config, job.strategy, job.task) for job in pending])
+    for job in pending:
         strategy = config["strategies"][job.strategy]
         if lm is None:
             started = time.monotonic()

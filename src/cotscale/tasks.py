@@ -26,6 +26,7 @@ dropped. Pass the returned folder to lm-eval as the *last* include path: later i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -581,25 +582,39 @@ def render_repeats_overrides(manager: TaskManager, task_name: str, repeats: int,
 TASKS_DIR = ROOT / "config" / "tasks"  # the project's task YAMLs (cot variants), always on the include path
 
 
+@contextlib.contextmanager
+def _naming_the_config_key(config: dict):
+    """An unknown lm-eval task as a ConfigError naming the config key that asks for it."""
+    try:
+        yield
+    except ValueError as exc:
+        unknown = re.search(r"unknown lm-eval task, group or tag '([^']+)'", str(exc))
+        if unknown is None:
+            raise
+        benchmark, variant = next(((b, v) for b, spec in config["tasks"].items() for v, t in spec.items()
+                                   if isinstance(t, dict) and t.get("task") == unknown.group(1)), ("?", "?"))
+        raise ConfigError(
+            f"config key tasks.{benchmark}.{variant}.task: {exc}. Use a task lm-eval knows (`lm-eval ls tasks`) or "
+            f"one defined in {TASKS_DIR}"
+        ) from exc
+
+
+def check_tasks_known(config: dict, lm_tasks: Iterable[str]) -> None:
+    """Every task of a suite exists (one index build, ~0.1 s), checked before the model is loaded."""
+    with _naming_the_config_key(config):
+        scoped_task_manager(list(dict.fromkeys(lm_tasks)), [TASKS_DIR])
+
+
 def evaluation_task_manager(config: dict, lm_task: str, scratch: Path, strategy: dict | None = None):
     """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files; with
     self-consistency (decoding: sample, samples k > 1), generative tasks get `repeats: k` and a majority vote."""
     paths = [TASKS_DIR]
-    try:
+    with _naming_the_config_key(config):
         manager = scoped_task_manager([lm_task], paths)
         if config["task_data"]:
             paths.append(render_task_overrides([lm_task], resolve_path(config["task_data"]), scratch / "tasks",
                                                manager=manager))
             manager = scoped_task_manager([lm_task], paths)
-    except ValueError as exc:
-        if f"unknown lm-eval task, group or tag {lm_task!r}" not in str(exc):
-            raise
-        benchmark, variant = next(((b, v) for b, spec in config["tasks"].items() for v, t in spec.items()
-                                   if isinstance(t, dict) and t.get("task") == lm_task), ("?", "?"))
-        raise ConfigError(
-            f"config key tasks.{benchmark}.{variant}.task: {exc}. Use a task lm-eval knows (`lm-eval ls tasks`) or "
-            f"one defined in {TASKS_DIR}"
-        ) from exc
     if strategy and strategy["decoding"] == "sample" and strategy["samples"] > 1:
         try:
             repeats = render_repeats_overrides(manager, lm_task, strategy["samples"], scratch / "repeats")
