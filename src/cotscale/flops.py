@@ -39,7 +39,7 @@ def crossover(models: pd.DataFrame) -> pd.DataFrame:
     out = models.copy()
     gain = out["tef"] - out["train_flops"]
     extra = out["tok_cot"] - out["tok_std"]
-    why_no_tef = out.get("reason", pd.Series("", index=out.index)).fillna("")
+    why_no_tef = out.get("reason", pd.Series("", index=out.index)).fillna("").astype(str)
     reasons = [
         (out[["tef", "train_flops"]].isna().any(axis=1),
          ("no train-equivalent FLOPs: " + why_no_tef).where(why_no_tef != "", "no train-equivalent FLOPs")),

@@ -40,6 +40,7 @@ import pandas as pd
 
 from cotscale import flops
 from cotscale.config import BENCHMARKS, CotscaleError
+from cotscale.io import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class ScalingError(CotscaleError, ValueError):
 # ---------------------------------------------------------------- estimators for one document
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k = 1 − C(n−c, k)/C(n, k) for c correct of n samples (Chen et al. 2021, stable product form)."""
+    """Unbiased pass@k = 1 − C(n−c, k)/C(n, k) for c correct of n samples (Chen et al. 2021; stable product)."""
     if not 0 < k <= n or not 0 <= c <= n:
         raise ValueError(f"pass@k needs 0 < k <= n and 0 <= c <= n, got n={n}, c={c}, k={k}")
     if n - c < k:
@@ -265,3 +266,11 @@ def inference_scaling(rows: pd.DataFrame, benchmarks=BENCHMARKS) -> pd.DataFrame
     return out[COLUMNS].sort_values(["family", "model", "strategy", "budget_kind", "budget", "metric",
                                      "benchmark"]).reset_index(drop=True)
 
+
+
+def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMARKS) -> pd.DataFrame:
+    """inference_scaling.csv from the sample_sweep()/length_sweep() rows of every run (header only when none)."""
+    rows = [s for s in sweeps if len(s)]
+    table = inference_scaling(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(), benchmarks)
+    write_csv(out, table)
+    return table
