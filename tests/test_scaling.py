@@ -106,29 +106,32 @@ def test_weighted_maj_at_k_exact_matches_enumeration_and_uses_the_weights():
         correct = [a == 0 for a in answers]
         logprobs = list(rng.normal(-30, 5, n))
         weights = np.exp(np.array(logprobs) - max(logprobs))
-        for k in range(1, n + 1):
-            value, mc, exact = scaling.weighted_maj_at_k(answers, correct, logprobs, k, np.random.default_rng(0))
-            assert exact and mc == 0.0
-            assert value == pytest.approx(brute_vote(answers, correct, k, weights), abs=1e-12)
+        ks = list(range(1, n + 1))
+        values, mc, exact = scaling.weighted_maj_at_k(answers, correct, logprobs, ks, np.random.default_rng(0))
+        assert exact.all() and (mc == 0).all()
+        np.testing.assert_allclose(values, [brute_vote(answers, correct, k, weights) for k in ks], atol=1e-12)
     # two likely votes for a wrong answer lose to one much likelier correct one; the plain vote does not
     answers, correct, logprobs = ["b", "b", "a"], [False, False, True], [-50.0, -50.0, -5.0]
-    assert scaling.weighted_maj_at_k(answers, correct, logprobs, 3, np.random.default_rng(0))[0] == 1.0
+    assert scaling.weighted_maj_at_k(answers, correct, logprobs, [3], np.random.default_rng(0))[0][0] == 1.0
     assert scaling.maj_at_k(answers, correct, [3])[0] == 0.0
 
 
 def test_weighted_maj_at_k_monte_carlo_beyond_the_exact_limit(monkeypatch):
     rng = np.random.default_rng(5)
-    n, k = 12, 5  # C(12, 5) = 792 subsets
+    n, ks = 12, [1, 5, 7, 12]  # C(12, 5) = 792 and C(12, 7) = 792 subsets; C(12, 1) = 12, C(12, 12) = 1
     answers = [int(x) for x in rng.integers(0, 3, n)]
     correct = [a == 1 for a in answers]
     logprobs = list(rng.normal(-20, 2, n))
-    exact = brute_vote(answers, correct, k, np.exp(np.array(logprobs) - max(logprobs)))
+    weights = np.exp(np.array(logprobs) - max(logprobs))
+    expected = [brute_vote(answers, correct, k, weights) for k in ks]
     monkeypatch.setattr(scaling, "EXACT_SUBSETS", 100)
-    value, mc, was_exact = scaling.weighted_maj_at_k(answers, correct, logprobs, k, np.random.default_rng(1))
-    assert not was_exact and 0 < mc < 0.05
-    assert abs(value - exact) < 4 * mc
-    again = scaling.weighted_maj_at_k(answers, correct, logprobs, k, np.random.default_rng(1))
-    assert again[0] == value  # seeded
+    values, mc, exact = scaling.weighted_maj_at_k(answers, correct, logprobs, ks, np.random.default_rng(1))
+    assert exact.tolist() == [True, False, False, True]
+    assert values[[0, 3]] == pytest.approx([expected[0], expected[3]], abs=1e-12)
+    for i in (1, 2):
+        assert 0 < mc[i] < 0.05 and abs(values[i] - expected[i]) < 4 * mc[i]
+    again = scaling.weighted_maj_at_k(answers, correct, logprobs, ks, np.random.default_rng(1))
+    assert (again[0] == values).all()  # seeded
 
 
 # ---------------------------------------------------------------- tables

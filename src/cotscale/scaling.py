@@ -133,33 +133,44 @@ def maj_at_k(answers, correct, ks) -> np.ndarray:
     return out
 
 
-def weighted_maj_at_k(answers, correct, logprobs, k: int, rng: np.random.Generator) -> tuple[float, float, bool]:
-    """Expected accuracy of the probability-weighted vote over k-subsets: (value, Monte-Carlo stderr, exact).
+def weighted_maj_at_k(answers, correct, logprobs, ks, rng: np.random.Generator):
+    """Expected accuracy of the probability-weighted vote over k-subsets, per k in ``ks``: (values, Monte-Carlo
+    stderrs, exact flags).
 
     Weights are exp(logprob − max), so one document's weights never underflow together (the vote is scale-free).
+    A k with at most EXACT_SUBSETS subsets is enumerated; the others share MC_DRAWS random orderings of the votes,
+    whose first k votes are a uniform k-subset, so one draw serves every k.
     """
     n = len(answers)
-    if not 1 <= k <= n:
-        raise ValueError(f"weighted maj@k needs 1 <= k <= n, got n={n}, k={k}")
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) < 1 or max(ks) > n:
+        raise ValueError(f"weighted maj@k needs 1 <= k <= n, got n={n}, k={ks}")
     labels, index = np.unique(np.asarray([str(a) for a in answers]), return_inverse=True)
     ok = np.zeros(len(labels))
     ok[index] = np.asarray(correct, dtype=float)
     lp = np.asarray(logprobs, dtype=float)
     if not np.isfinite(lp).all():
         raise ScalingError("weighted maj@k needs a finite sequence log-probability for every sample")
-    w = np.exp(lp - lp.max())
     onehot = np.zeros((n, len(labels)))
-    onehot[np.arange(n), index] = w
-    exact = math.comb(n, k) <= EXACT_SUBSETS
-    if exact:
-        subsets = np.array(list(itertools.combinations(range(n), k)))
-    else:
-        subsets = np.argsort(rng.random((MC_DRAWS, n)), axis=1)[:, :k]
-    sums = onehot[subsets].sum(axis=1)
-    top = np.isclose(sums, sums.max(axis=1, keepdims=True), rtol=1e-12, atol=0)
-    values = (top * ok).sum(axis=1) / top.sum(axis=1)
-    mc = 0.0 if exact else float(values.std(ddof=1) / math.sqrt(len(values)))
-    return float(values.mean()), mc, exact
+    onehot[np.arange(n), index] = np.exp(lp - lp.max())
+
+    def accuracy(sums: np.ndarray) -> np.ndarray:  # per subset: the credit of the correct answers among the top
+        top = np.isclose(sums, sums.max(axis=1, keepdims=True), rtol=1e-12, atol=0)
+        return (top * ok).sum(axis=1) / top.sum(axis=1)
+
+    exact = np.array([math.comb(n, k) <= EXACT_SUBSETS for k in ks])
+    prefix = None
+    if not exact.all():
+        orders = np.argsort(rng.random((MC_DRAWS, n)), axis=1)
+        prefix = np.cumsum(onehot[orders], axis=1)  # [draw, votes taken, answer]
+    values, mc = np.zeros(len(ks)), np.zeros(len(ks))
+    for i, k in enumerate(ks):
+        if exact[i]:
+            values[i] = accuracy(onehot[np.array(list(itertools.combinations(range(n), k)))].sum(axis=1)).mean()
+        else:
+            draws = accuracy(prefix[:, k - 1, :])
+            values[i], mc[i] = draws.mean(), draws.std(ddof=1) / math.sqrt(len(draws))
+    return values, mc, exact
 
 
 # ---------------------------------------------------------------- tables
@@ -186,7 +197,7 @@ def sample_sweep(samples: pd.DataFrame, ks, seed: int = 0) -> pd.DataFrame:
     """Per run × benchmark × k: maj@k, weighted_maj@k (where log-probabilities are given) and pass@k (PASS_AT_K).
 
     Every document must have the same number n ≥ max(ks) of samples. The Monte-Carlo generator is seeded once
-    per run × benchmark × k from ``seed``, so rows do not depend on which other runs are in the table.
+    per run × benchmark from ``seed``, so rows do not depend on which other runs are in the table.
     """
     _check(samples, [c for c in SAMPLE_COLUMNS if c != "logprob"], "sample_sweep")
     ks = sorted({int(k) for k in ks})
@@ -202,17 +213,18 @@ def sample_sweep(samples: pd.DataFrame, ks, seed: int = 0) -> pd.DataFrame:
                                f"(found {sorted(sizes)}); list k values up to the strategy's samples")
         maj = np.array([maj_at_k(d["answer"].tolist(), d["correct"].tolist(), ks) for d in docs])
         per_sample_tokens = np.array([d["generated_tokens"].mean() for d in docs])
-        weighted = "logprob" in grp and grp["logprob"].notna().all()
+        weighted = None
+        if "logprob" in grp and grp["logprob"].notna().all():
+            rng = np.random.default_rng([seed, *map(ord, where)])
+            weighted = [weighted_maj_at_k(d["answer"].tolist(), d["correct"].tolist(), d["logprob"].tolist(), ks,
+                                          rng) for d in docs]
         for i, k in enumerate(ks):
             tokens = float(k * per_sample_tokens.mean())
             rows.append(_row(ident, "k", k, benchmark, "maj@k", "exact", maj[:, i], 0.0, tokens))
-            if weighted:
-                rng = np.random.default_rng([seed, k, *map(ord, where)])
-                est = [weighted_maj_at_k(d["answer"].tolist(), d["correct"].tolist(), d["logprob"].tolist(), k, rng)
-                       for d in docs]
-                values, mc = np.array([e[0] for e in est]), np.array([e[1] for e in est])
-                estimator = "exact" if all(e[2] for e in est) else \
-                    f"monte_carlo where C(n,k) > {EXACT_SUBSETS} (draws={MC_DRAWS}, seed={seed})"
+            if weighted is not None:
+                values, mc = np.array([w[0][i] for w in weighted]), np.array([w[1][i] for w in weighted])
+                estimator = "exact" if all(w[2][i] for w in weighted) else \
+                    f"monte_carlo, C(n,k) > {EXACT_SUBSETS} (draws={MC_DRAWS}, seed={seed})"
                 rows.append(_row(ident, "k", k, benchmark, "weighted_maj@k", estimator, values,
                                  float((mc**2).sum()) / len(docs) ** 2, tokens))
             if benchmark in PASS_AT_K:
