@@ -81,18 +81,68 @@ def test_pca_sign_convention_and_variance():
     assert (np.diff(evr) <= 0).all()
 
 
+def tokens_rows(rows) -> pd.DataFrame:
+    """tokens.csv-shaped rows from (strategy, benchmark, task, requests, generate_requests, generated_tokens)."""
+    cols = ["strategy", "benchmark", "task", "requests", "generate_requests", "generated_tokens"]
+    df = pd.DataFrame(rows, columns=cols).assign(model="m", family="f", N=1.0, D=1.0, token_unit="tokens")
+    return df.assign(documents=df["generate_requests"], prompt_tokens=0)
+
+
 def test_table1_pools_subtasks_and_averages_benchmarks():
-    cols = ["strategy", "benchmark", "task", "requests", "mean_generated_tokens"]
-    rows = [("s", "mmlu", "mmlu_a", 1, 10), ("s", "mmlu", "mmlu_b", 3, 2), ("s", "arc", "arc", 5, 8),
-            ("c", "mmlu", "mmlu_a", 4, 20), ("c", "arc", "arc", 5, 40), ("c", "gsm8k", "gsm8k", 5, 99)]
-    tokens = pd.DataFrame(rows, columns=cols).assign(model="m", family="f", N=1.0, D=1.0, token_unit="tokens")
-    out = table1.table1(tokens, "s", "c").set_index("model")
-    # mmlu pooled: (10 + 3*2)/4 = 4; mean over {mmlu, arc} (gsm8k only has CoT): (4 + 8)/2 = 6 vs (20 + 40)/2 = 30
+    rows = [("s", "mmlu", "mmlu_a", 1, 1, 10), ("s", "mmlu", "mmlu_b", 3, 3, 6), ("s", "arc", "arc", 5, 5, 40),
+            ("c", "mmlu", "mmlu_a", 4, 4, 80), ("c", "arc", "arc", 5, 5, 200), ("c", "gsm8k", "gsm8k", 5, 5, 495)]
+    out = table1.table1(tokens_rows(rows), "s", "c").set_index("model")
+    # mmlu pooled: (10 + 6)/4 = 4; mean over {mmlu, arc} (gsm8k only has CoT): (4 + 8)/2 = 6 vs (20 + 40)/2 = 30
     assert (out.loc["m", "baseline_tokens"], out.loc["m", "cot_tokens"], out.loc["m", "n_benchmarks"]) == (6, 30, 2)
     assert out.loc["Overall", "ratio"] == 5
     tex = table1.to_latex(out.reset_index())
     assert r"\toprule" in tex and r"\bottomrule" in tex and "Overall & 6.0 & 30.0 & 5.00" in tex
     assert "| m | 6.0 | 30.0 | 5.00 |" in table1.to_markdown(out.reset_index())
+
+
+def test_table1_pools_subtasks_with_different_choice_counts_by_generate_requests():
+    """A hybrid document is 1 generate request + one log-likelihood request per choice: a 4-choice subtask has 5
+    requests per document, a 2-choice one 3. Pooling must weigh subtasks by generate requests, not by requests."""
+    rows = [("h", "xwinograd", "xwinograd_en", 10 * 3, 10, 10 * 30),   # 2 choices, 30 tokens per rationale
+            ("h", "xwinograd", "xwinograd_fr", 30 * 3, 30, 30 * 10),   # 2 choices, 10 tokens per rationale
+            ("h", "mmlu", "mmlu_a", 20 * 5, 20, 20 * 50),              # 4 choices
+            ("h", "mmlu", "mmlu_b", 10 * 3, 10, 10 * 20),              # 2 choices
+            ("c", "xwinograd", "xwinograd_en", 10 * 3, 10, 10 * 60),
+            ("c", "mmlu", "mmlu_a", 20 * 5, 20, 20 * 100)]
+    out = table1.table1(tokens_rows(rows), "h", "c").set_index("model")
+    # by hand: xwinograd (300 + 300)/(10 + 30) = 15; mmlu (1000 + 200)/(20 + 10) = 40 -> (15 + 40)/2 = 27.5
+    # (request-weighting would give mmlu (100·50 + 30·20)/130 = 43.08, and the same here only by accident)
+    assert out.loc["m", "baseline_tokens"] == pytest.approx(27.5)
+    assert out.loc["m", "cot_tokens"] == pytest.approx((60 + 100) / 2)
+    bench = table1.benchmark_tokens(tokens_rows(rows)).set_index(["strategy", "benchmark"])
+    assert bench.loc[("h", "mmlu"), "mean_generated_tokens"] == pytest.approx(40)
+    # a benchmark without generate requests (log-likelihood) generated nothing: 0 per request, not NaN
+    llh = tokens_rows([("s", "arc", "arc", 40, 0, 0)])
+    assert table1.benchmark_tokens(llh)["mean_generated_tokens"].tolist() == [0.0]
+
+
+def test_no_tef_where_the_family_slope_is_not_positive():
+    x = [1e20, 1e21, 1e22, 1e23]
+    down = _scores("down", x, [0.40, 0.37, 0.35, 0.30])  # score falls with compute: b < 0
+    flat = _scores("flat", x, [0.30, 0.45, 0.28, 0.46])  # b > 0 by a hair, its bootstrap interval spans 0
+    up = _scores("up", x, [0.30, 0.33, 0.35, 0.40])
+    base = pd.concat([down, flat, up])
+    assert np.polyfit(np.log(x), [0.40, 0.37, 0.35, 0.30], 1)[0] < 0 < np.polyfit(np.log(x), flat["overall"], 1)[0]
+    reg, draws = fits.regression(base, n_boot=500, seed=1)
+    r = reg.set_index("family")
+    assert r.loc["flat", "b_ci_low"] < 0 < r.loc["flat", "b_ci_high"] and r.loc["up", "b_ci_low"] > 0
+    cot = base.assign(overall=base["overall"] + 0.01)
+    tef = fits.train_equivalent(base, cot, reg, draws).set_index("model")
+    assert np.isnan(tef.loc["down0", "tef"]) and "<= 0" in tef.loc["down0", "reason"]
+    assert np.isnan(tef.loc["flat1", ["tef", "tef_ratio", "tef_ci_low", "tef_ci_high"]].astype(float)).all()
+    assert "interval of the family slope" in tef.loc["flat1", "reason"] and "contains 0" in tef.loc["flat1", "reason"]
+    b, a = np.polyfit(np.log(x), up["overall"], 1)
+    assert tef.loc["up2", "tef"] == pytest.approx(math.exp((0.35 + 0.01 - a) / b))
+    assert tef.loc["up2", "reason"] == ""
+    # the crossover says why it has no TEF
+    cross = flops.crossover(tef.reset_index().assign(tok_std=10.0, tok_cot=50.0)).set_index("model")
+    assert cross.loc["down0", "reason"].startswith("no train-equivalent FLOPs: family slope b =")
+    assert np.isnan(cross.loc["down0", "crossover_requests"])
 
 
 # ---------------------------------------------------------------- the paper's published data
@@ -129,8 +179,9 @@ def tables_from_evals(evals: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         for task, g in use.groupby("task"):
             tokens.append({"model": model, "family": cs["family"], "N": cs["N"], "D": cs["D"], "strategy": strategy,
                            "benchmark": bench, "task": task, "requests": len(g), "documents": g["doc_id"].nunique(),
-                           "mean_prompt_tokens": g["prompt_tokens"].mean(),
-                           "mean_generated_tokens": g["generated_tokens"].mean(),
+                           "generate_requests": int((g["kind"] == "generate").sum()),
+                           "prompt_tokens": int(g["prompt_tokens"].sum()),
+                           "generated_tokens": int(g["generated_tokens"].sum()),
                            "token_unit": g["token_unit"].iloc[0]})
     bench = pd.DataFrame(rows.values())
     bench["overall"] = bench[BENCHMARKS].mean(axis=1, skipna=False)

@@ -25,11 +25,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from cotscale import flops  # noqa: E402
+from cotscale import flops, plan  # noqa: E402
 from cotscale.io import atomic_path  # noqa: E402
 from cotscale.registry import FIGURE_NAMES, free_form_cot  # noqa: E402
 
@@ -604,6 +604,117 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
+    _save(fig, png)
+    return fig
+
+
+# ---------------------------------------------------------------- fig11: inference-compute scaling
+
+def fig11_inference_scaling(inputs: dict[str, Path], png: Path, config: dict):
+    """Overall score vs inference FLOPs per request (2·N·generated tokens, log x) over every operating point.
+
+    Budget sweeps of inference_scaling.csv are a line per model × strategy (gid ``sweep:<model>/<strategy>``),
+    evaluated strategies without a sweep a marker each; colour: train FLOPs. All points drawn carry gid
+    ``points``, the Pareto frontier (no point cheaper and better) gid ``pareto``.
+    """
+    title = "Score vs inference compute per request, over budgets and models"
+    tables = {name: _read(inputs, name, "fig11") for name in ("benchmarks", "tokens", "inference_scaling")}
+    tables["benchmarks"] = _columns(tables["benchmarks"], plan.REQUIRED["benchmarks"])
+    tables["tokens"] = _columns(tables["tokens"], plan.REQUIRED["tokens"])
+    if tables["inference_scaling"].empty:
+        del tables["inference_scaling"]
+    _theme()
+    try:
+        points = plan.operating_points(tables, "generated")
+    except plan.PlanError as exc:
+        return _nothing_to_draw(png, title, str(exc))
+    points = points.assign(x=flops.inference_flops(points["N"], points["tokens_per_request"]))
+    points = points[(points["x"] > 0) & points["overall"].notna()]
+    _log_absent("fig11", "operating point with generated tokens", _expected_models(config, tables["benchmarks"]),
+                points["model"])
+    if points.empty:
+        return _nothing_to_draw(png, title, "no operating point has an overall score and generated tokens")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    c = points["train_flops"]
+    norm = LogNorm(vmin=c.min(), vmax=c.max() if c.max() > c.min() else c.min() * 10)
+    cmap = plt.get_cmap("viridis")
+    swept = points[points["budget"] != ""]
+    for (model, strategy), d in swept.groupby(["model", "strategy"], sort=True):
+        d = d.sort_values("x")
+        ax.plot(d["x"], d["overall"], color=cmap(norm(d["train_flops"].iloc[0])), lw=1.4, marker="o",
+                markersize=4, gid=f"sweep:{model}/{strategy}")
+    plain = points[points["budget"] == ""]
+    ax.scatter(plain["x"], plain["overall"], c=plain["train_flops"], cmap=cmap, norm=norm, marker="s", s=34,
+               edgecolor="black", linewidth=0.5, zorder=3)
+    ax.plot(points["x"], points["overall"], ls="none", gid="points")  # every drawn value, in one place
+    front = plan.pareto_frontier(points, "x", "overall")
+    ax.step(front["x"], front["overall"], where="post", color="crimson", lw=1.6, zorder=4, gid="pareto")
+    ax.plot(front["x"], front["overall"], ls="none", marker="o", markersize=9, markerfacecolor="none",
+            markeredgecolor="crimson", zorder=4)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"inference FLOPs per request, 2·N·({_unit(points)} generated) (log scale)")
+    ax.set_ylabel("overall score")
+    ax.set_title(title)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="train FLOPs 6·N·D (log scale)")
+    handles = [Line2D([], [], color="0.4", marker="o", markersize=4, lw=1.4, label="budget sweep (one run)"),
+               Line2D([], [], color="0.6", marker="s", markeredgecolor="black", ls="none",
+                      label="evaluated strategy"),
+               Line2D([], [], color="crimson", lw=1.6, label="Pareto frontier")]
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
+    _save(fig, png)
+    return fig
+
+
+# ---------------------------------------------------------------- fig12: the planner's regions
+
+def _cell_edges(centres, log_scale: bool) -> np.ndarray:
+    """Cell boundaries halfway between grid values (geometrically on a log axis), the ends mirrored."""
+    v = np.log10(centres) if log_scale else np.asarray(centres, dtype=float)
+    step = np.diff(v) if len(v) > 1 else np.array([1.0 if log_scale else 0.01])
+    e = np.concatenate([[v[0] - step[0] / 2], v[:-1] + step / 2, [v[-1] + step[-1] / 2]])
+    return 10**e if log_scale else e
+
+
+def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
+    """The cheapest operating point of plan.csv for each lifetime-request count R × target score S, as regions.
+
+    The cell mesh has gid ``regions``: its values (rows: S ascending, columns: R ascending) index the legend's
+    entries, −1 where no point reaches S (grey).
+    """
+    cols = ["requests", "target", "model", "strategy", "budget", "lifetime_flops", "cost"]
+    table = _columns(_read(inputs, "plan", "fig12"), cols)
+    table = table.dropna(subset=["requests", "target"])
+    _theme()
+    title = "Cheapest operating point by lifetime requests and target score"
+    if table.empty:
+        return _nothing_to_draw(png, title, "no plan grid (plan.csv has no rows)")
+    budget = table["budget"].fillna("").astype(str)
+    label = (table["model"].astype(str) + " / " + table["strategy"].astype(str)
+             + np.where(budget != "", " (" + budget + ")", ""))
+    table = table.assign(label=label.where(table["model"].notna()))
+    labels = sorted(table["label"].dropna().unique())
+    rs, ss = np.sort(table["requests"].unique()), np.sort(table["target"].unique())
+    cells = np.full((len(ss), len(rs)), -1.0)
+    for row in table.itertuples():
+        cells[np.searchsorted(ss, row.target), np.searchsorted(rs, row.requests)] = \
+            labels.index(row.label) if isinstance(row.label, str) else -1
+
+    log_x = bool((rs > 0).all())
+    fig, ax = plt.subplots(figsize=(8.5, 1.8 + 0.35 * max(len(ss), 6)), layout="constrained")
+    colours = sns.color_palette("tab20", max(len(labels), 1))
+    cmap = ListedColormap(["0.85", *colours[:len(labels)]])
+    ax.pcolormesh(_cell_edges(rs, log_x), _cell_edges(ss, False), cells, cmap=cmap, vmin=-1.5,
+                         vmax=len(labels) - 0.5, edgecolors="white", linewidth=0.4, gid="regions")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("lifetime inference requests R" + (" (log scale)" if log_x else ""))
+    ax.set_ylabel("target overall score S")
+    cost = ", ".join(sorted(set(table["cost"].dropna()))) or "generated"
+    ax.set_title(f"{title}\n(lifetime FLOPs = 6·N·D + R·2·N·t, t: {cost} tokens per request)")
+    handles = [Patch(color=colours[i], label=name) for i, name in enumerate(labels)]
+    if (cells < 0).any():
+        handles.append(Patch(color="0.85", label="no evaluated point reaches S"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="cheapest point")
     _save(fig, png)
     return fig
 

@@ -5,6 +5,8 @@
   reproduces the point estimate, so the interval is left NaN.
 - Train-equivalent FLOPs ``TEF = exp((overall_cot − a)/b)``: the training compute a baseline model of the same
   family would need to score what the model scores with CoT; its interval maps each bootstrap draw of (a, b).
+  Only a family whose score rises with compute gives one: where b ≤ 0, or b's bootstrap interval contains 0,
+  the inversion means nothing and the model gets no TEF and a ``reason`` saying which.
 - IsoFLOP, per prompting type on its own scores: ``score = α·ln(C) + β·tokens + δ``. The seed fitted the CoT
   curve on baseline scores; that variant is reported too, with its difference from the corrected fit.
 ``run_pair_analysis`` (Experiment 2: baseline vs CoT), ``run_pca`` and ``run_pca_ruan`` write the analysis tables.
@@ -116,25 +118,39 @@ def train_equivalent(baseline: pd.DataFrame, cot: pd.DataFrame, reg: pd.DataFram
     overall_baseline, overall_cot, tef, tef_ratio, tef_ci_low, tef_ci_high, reason.
     """
     df = cot[["model", "family", "N", "D", "train_flops", "overall"]].rename(columns={"overall": "overall_cot"})
-    coefs = reg[["family", "a", "b"]].astype({"a": float, "b": float})
+    coefs = reg[["family", "a", "b", "b_ci_low", "b_ci_high"]].astype(
+        {"a": float, "b": float, "b_ci_low": float, "b_ci_high": float})
     df = df.merge(baseline[["model", "overall"]].rename(columns={"overall": "overall_baseline"}),
                   on="model", how="left").merge(coefs, on="family", how="left")
+    df["reason"] = [_no_tef(row) for row in df.itertuples()]
+    ok = df["reason"] == ""
     with np.errstate(over="ignore"):
-        df["tef"] = np.exp((df["overall_cot"] - df["a"]) / df["b"])
+        df["tef"] = np.where(ok, np.exp((df["overall_cot"] - df["a"]) / df["b"]), np.nan)
         lo, hi = [], []
         for row in df.itertuples():
-            d = draws[draws["family"] == row.family]
+            d = draws[draws["family"] == row.family] if row.reason == "" else draws.iloc[:0]
             tef = np.exp((row.overall_cot - d["a"].to_numpy()) / d["b"].to_numpy())
             lo.append(np.quantile(tef, 0.025) if len(tef) else np.nan)
             hi.append(np.quantile(tef, 0.975) if len(tef) else np.nan)
     df["tef_ratio"] = df["tef"] / df["train_flops"]
     df["tef_ci_low"], df["tef_ci_high"] = lo, hi
-    df["reason"] = np.where(df["a"].isna(), "no baseline fit for this family (needs 2 models with distinct train FLOPs)", "")
-    for row in df[df["a"].isna()].itertuples():
-        log.warning("train_equivalent: %s (%s): %s", row.model, row.family, row.reason)
+    for row in df[~ok].itertuples():
+        log.warning("train_equivalent: %s (%s): no TEF: %s", row.model, row.family, row.reason)
     cols = ["model", "family", "N", "D", "train_flops", "overall_baseline", "overall_cot", "tef", "tef_ratio",
             "tef_ci_low", "tef_ci_high", "reason"]
     return df[cols]
+
+
+def _no_tef(row) -> str:
+    """Why a model gets no train-equivalent FLOPs ('' when it gets one)."""
+    if np.isnan(row.a):
+        return "no baseline fit for this family (needs 2 models with distinct train FLOPs)"
+    if row.b <= 0:
+        return f"family slope b = {row.b:.3g} <= 0: the baseline score does not rise with train FLOPs"
+    if row.b_ci_low <= 0 <= row.b_ci_high:
+        return (f"bootstrap 95% interval of the family slope [{row.b_ci_low:.3g}, {row.b_ci_high:.3g}] contains 0: "
+                "the score's rise with train FLOPs is not resolved")
+    return ""
 
 
 def isoflop_fit(baseline: pd.DataFrame, cot: pd.DataFrame, tokens: pd.DataFrame,

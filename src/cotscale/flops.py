@@ -18,7 +18,8 @@ def train_flops(n_params, n_tokens):
 
 
 def inference_flops(n_params, tokens):
-    """Inference compute of ``tokens`` generated tokens: 2·N per token (prompt processing not counted)."""
+    """Inference compute of ``tokens`` tokens: 2·N per token (the paper counts generated tokens only; pass prompt +
+    generated for the full forward cost)."""
     return 2.0 * n_params * tokens
 
 
@@ -30,22 +31,26 @@ def lifetime_cost(fixed_flops, n_params, tokens_per_request, requests):
 def crossover(models: pd.DataFrame) -> pd.DataFrame:
     """R* per model, in requests and in CoT tokens generated over those requests.
 
-    ``models`` needs columns model, family, N, train_flops, tef, tok_std, tok_cot (and token_unit, passed on).
+    ``models`` needs columns model, family, N, train_flops, tef, tok_std, tok_cot (and token_unit, passed on; a
+    ``reason`` column, train_equivalent.csv's, says why a TEF is missing).
     R* is only meaningful when CoT buys compute (TEF > C) at an extra inference price (tok_cot > tok_std);
     otherwise it is NaN and ``reason`` says why.
     """
     out = models.copy()
     gain = out["tef"] - out["train_flops"]
     extra = out["tok_cot"] - out["tok_std"]
+    why_no_tef = out.get("reason", pd.Series("", index=out.index)).fillna("").astype(str)
     reasons = [
-        (out[["tef", "train_flops"]].isna().any(axis=1), "no train-equivalent FLOPs"),
+        (out[["tef", "train_flops"]].isna().any(axis=1),
+         ("no train-equivalent FLOPs: " + why_no_tef).where(why_no_tef != "", "no train-equivalent FLOPs")),
         (out[["tok_std", "tok_cot"]].isna().any(axis=1), "no token counts for both strategies"),
         (gain <= 0, "TEF <= C: CoT is worth no extra training compute"),
         (extra <= 0, "tok_cot <= tok_std: CoT generates no extra tokens per request"),
     ]
     out["reason"] = ""
     for mask, text in reasons:
-        out.loc[mask & (out["reason"] == ""), "reason"] = text
+        fill = mask & (out["reason"] == "")
+        out.loc[fill, "reason"] = text[fill] if isinstance(text, pd.Series) else text
     ok = out["reason"] == ""
     out["crossover_requests"] = np.where(ok, gain / (2.0 * out["N"] * extra), np.nan)
     out["crossover_cot_tokens"] = out["crossover_requests"] * out["tok_cot"]

@@ -1,7 +1,9 @@
 """Table I: tokens generated per request, baseline vs CoT, per model.
 
-As in the paper, a model's figure is the unweighted mean over benchmarks of the mean per request within each
-benchmark, a group benchmark (mmlu, xwinograd) pooling its subtasks request-weighted; only benchmarks that both
+As in the paper, a model's figure is the unweighted mean over benchmarks of the mean per generate request within
+each benchmark, a group benchmark (mmlu, xwinograd) pooling its subtasks by generate requests (Σ generated tokens /
+Σ generate requests, so subtasks with different numbers of choices, hence of log-likelihood requests, weigh by
+what they generated for; a benchmark without generate requests generated 0 tokens); only benchmarks that both
 strategies have for that model enter, so the two columns compare like with like. The Overall row is the mean
 over models and every ratio is CoT/baseline of the two means beside it (the seed's table mixed per-task ratios
 with the overall ratio).
@@ -14,20 +16,25 @@ import pandas as pd
 MODEL_COLS = ["model", "family", "N", "D"]
 
 
-def _units(values: pd.Series) -> str:
+def units(values: pd.Series) -> str:
+    """The token units present, joined (tokens, words or both)."""
     return "+".join(sorted(set(values.dropna())))
 
 
 def benchmark_tokens(tokens: pd.DataFrame) -> pd.DataFrame:
-    """Mean generated tokens per request per model × strategy × benchmark, subtasks pooled by request count.
+    """Per model × strategy × benchmark, subtasks pooled: generated tokens per generate request, and prompt plus
+    generated tokens per document (``forward_tokens_per_document``, the full forward cost of one request).
 
-    ``tokens`` has tokens.csv's columns (one row per model × strategy × task).
+    ``tokens`` has tokens.csv's columns (one row per model × strategy × task; ``generate_requests``,
+    ``generated_tokens``, ``documents``, ``prompt_tokens`` are sums over the task).
     """
-    df = tokens.assign(total=tokens["requests"] * tokens["mean_generated_tokens"])
-    out = df.groupby(MODEL_COLS + ["strategy", "benchmark"], as_index=False, dropna=False).agg(
-        requests=("requests", "sum"), total=("total", "sum"), token_unit=("token_unit", _units))
-    out["mean_generated_tokens"] = out["total"] / out["requests"]
-    return out.drop(columns="total")
+    out = tokens.groupby(MODEL_COLS + ["strategy", "benchmark"], as_index=False, dropna=False).agg(
+        generate_requests=("generate_requests", "sum"), generated_tokens=("generated_tokens", "sum"),
+        documents=("documents", "sum"), prompt_tokens=("prompt_tokens", "sum"), token_unit=("token_unit", units))
+    generating = out["generate_requests"] > 0
+    out["mean_generated_tokens"] = (out["generated_tokens"] / out["generate_requests"].where(generating)).fillna(0.0)
+    out["forward_tokens_per_document"] = (out["prompt_tokens"] + out["generated_tokens"]) / out["documents"]
+    return out
 
 
 def table1(tokens: pd.DataFrame, baseline: str, cot: str) -> pd.DataFrame:
@@ -43,9 +50,9 @@ def table1(tokens: pd.DataFrame, baseline: str, cot: str) -> pd.DataFrame:
                                                     pair["token_unit_b"] + "/" + pair["token_unit_c"])
     rows = pair.groupby(MODEL_COLS, as_index=False, dropna=False).agg(
         baseline_tokens=("mean_generated_tokens_b", "mean"), cot_tokens=("mean_generated_tokens_c", "mean"),
-        n_benchmarks=("benchmark", "nunique"), token_unit=("token_unit", _units))
+        n_benchmarks=("benchmark", "nunique"), token_unit=("token_unit", units))
     overall = pd.DataFrame([{"model": "Overall", "baseline_tokens": rows["baseline_tokens"].mean(),
-                             "cot_tokens": rows["cot_tokens"].mean(), "token_unit": _units(rows["token_unit"])}])
+                             "cot_tokens": rows["cot_tokens"].mean(), "token_unit": units(rows["token_unit"])}])
     out = pd.concat([rows, overall], ignore_index=True)
     out["ratio"] = out["cot_tokens"] / out["baseline_tokens"]
     return out[MODEL_COLS + ["baseline_tokens", "cot_tokens", "ratio", "n_benchmarks", "token_unit"]]
@@ -58,7 +65,7 @@ def _cells(df: pd.DataFrame) -> list[list[str]]:
 
 def to_markdown(df: pd.DataFrame) -> str:
     """Table I as a GitHub-flavoured markdown table (unit in the header)."""
-    unit = _units(df["token_unit"])
+    unit = units(df["token_unit"])
     lines = [f"| Model | Baseline ({unit}/request) | CoT ({unit}/request) | Ratio (CoT/baseline) |",
              "|---|---:|---:|---:|"]
     lines += ["| " + " | ".join(c) + " |" for c in _cells(df)]
@@ -67,7 +74,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 def to_latex(df: pd.DataFrame) -> str:
     """Table I as a booktabs tabular; the Overall row below a midrule."""
-    unit = _units(df["token_unit"])
+    unit = units(df["token_unit"])
     esc = str.maketrans({"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#"})
     body = [" & ".join(c.translate(esc) for c in cells) + r" \\" for cells in _cells(df)]
     if len(body) > 1 and df["model"].iloc[-1] == "Overall":

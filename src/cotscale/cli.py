@@ -1,0 +1,66 @@
+"""The ``cotscale`` console script.
+
+    cotscale plan --requests R --target S [--tables DIR] [--cost generated|forward] [--format table|csv|json]
+
+ranks the evaluated operating points that reach overall score S by lifetime FLOPs over R requests (cotscale.plan).
+A problem with the inputs is one line on stderr and exit status 2, as for a bad argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cotscale import plan
+
+MEASURED = ["seconds_per_request", "lifetime_gpu_seconds", "rank_by_gpu_seconds"]
+FLOAT_FORMATS = {"overall": "{:.4f}", "tokens_per_request": "{:.2f}", "train_flops": "{:.3e}",
+                 "inference_flops": "{:.3e}", "lifetime_flops": "{:.3e}", "N": "{:.3g}", "D": "{:.3g}",
+                 "seconds_per_request": "{:.4g}", "lifetime_gpu_seconds": "{:.4g}"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cotscale", description="cotscale: chain-of-thought cost-performance tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="cheapest evaluated operating point for R lifetime requests at score >= S",
+                       description="Rank operating points with overall score >= S by lifetime FLOPs "
+                                   "6·N·D + R·2·N·t, cheapest first.")
+    p.add_argument("--requests", type=float, required=True, metavar="R", help="lifetime inference requests")
+    p.add_argument("--target", type=float, required=True, metavar="S", help="minimum overall score")
+    p.add_argument("--tables", default="results/tables", metavar="DIR",
+                   help="folder with benchmarks.csv and tokens.csv (default: results/tables)")
+    p.add_argument("--cost", choices=plan.COSTS, default="generated",
+                   help="tokens charged per request: generated (the paper's convention, default) or forward "
+                        "(prompt + generated; also prices log-likelihood strategies)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", dest="fmt")
+    return parser
+
+
+def run_plan(args) -> str:
+    """The ranking as text in the requested format."""
+    ranked = plan.rank(plan.operating_points(plan.read_tables_dir(args.tables), args.cost), args.requests,
+                       args.target)
+    if ranked["seconds_per_request"].isna().all():
+        ranked = ranked.drop(columns=MEASURED)
+    if args.fmt == "csv":
+        return ranked.to_csv(index=False, lineterminator="\n")
+    if args.fmt == "json":
+        return ranked.to_json(orient="records", indent=1, double_precision=15) + "\n"
+    shown = ranked.drop(columns=["family", "revision", "N", "D"])
+    formatters = {c: (lambda f: lambda v: "" if v != v else f.format(v))(f) for c, f in FLOAT_FORMATS.items()
+                  if c in shown}
+    return shown.to_string(index=False, formatters=formatters) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        sys.stdout.write(run_plan(args))
+    except plan.PlanError as exc:
+        parser.exit(2, f"cotscale {args.command}: error: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

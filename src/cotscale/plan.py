@@ -1,0 +1,202 @@
+"""The deployment planner: which evaluated operating point reaches a target score at the least lifetime compute.
+
+An operating point is a (model revision, strategy[, budget]) with an overall score and token counts: every row of
+benchmarks.csv with tokens.csv counts, plus every budget of inference_scaling.csv (its primary metric, see
+cotscale.scaling.PRIMARY_METRIC) when that table is there. Over R lifetime requests it costs
+
+    lifetime FLOPs = 6·N·D + R · 2·N · t
+
+(the paper's convention). ``cost="generated"``: t = generated tokens per request as Table I defines it (the
+unweighted mean over benchmarks of the mean per generate request within each); only points that generate on
+every benchmark they were scored on qualify, since prompt processing is free under this convention and a
+log-likelihood strategy would look free. ``cost="forward"``: t = prompt + generated tokens per document (the
+full forward cost of a request, same averaging), which also prices log-likelihood strategies. Budget points
+take the prompt tokens of their run.
+
+Where compute.csv has measured job wall seconds, a point also gets seconds per request (wall seconds × GPUs, when
+compute.csv says how many, over documents) and the same ranking by R × those seconds; budget points have none
+(their run was timed at its largest budget).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cotscale import flops, scaling, table1
+from cotscale.config import CotscaleError
+from cotscale.io import write_csv
+
+log = logging.getLogger(__name__)
+
+COSTS = ("generated", "forward")
+POINT_COLUMNS = ["model", "revision", "family", "N", "D", "strategy", "budget", "overall", "tokens_per_request",
+                 "generated_tokens_per_request", "train_flops", "seconds_per_request", "token_unit"]
+PLAN_COLUMNS = ["rank", "model", "strategy", "budget", "overall", "tokens_per_request", "train_flops",
+                "inference_flops", "lifetime_flops", "seconds_per_request", "lifetime_gpu_seconds",
+                "rank_by_gpu_seconds", "family", "revision", "N", "D", "token_unit"]
+GRID_COLUMNS = ["requests", "target", "model", "strategy", "budget", "overall", "tokens_per_request",
+                "train_flops", "inference_flops", "lifetime_flops", "qualifying_points", "cost", "reason"]
+
+
+class PlanError(CotscaleError, ValueError):
+    """A plan that cannot be made from these tables or arguments; the message says which and what to do."""
+
+
+REQUIRED = {
+    "benchmarks": ["model", "revision", "family", "N", "D", "strategy", "overall"],
+    "tokens": ["model", "family", "N", "D", "strategy", "benchmark", "generate_requests", "generated_tokens",
+               "documents", "prompt_tokens", "token_unit"],
+    "inference_scaling": scaling.COLUMNS,
+    "compute": ["model", "strategy", "documents"],
+}
+OPTIONAL = ("inference_scaling", "compute")
+
+
+def _read(path: Path, name: str) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        raise PlanError(f"{path}: missing or empty; run the pipeline's aggregate step first "
+                        "(snakemake results/tables/benchmarks.csv) or point --tables at its output folder") from None
+    missing = [c for c in REQUIRED[name] if c not in table.columns]
+    if missing:
+        raise PlanError(f"{path}: lacks column(s) {', '.join(missing)}; regenerate it with this cotscale version")
+    return table
+
+
+def read_tables(benchmarks, tokens, inference_scaling=None, compute=None) -> dict[str, pd.DataFrame]:
+    """The planner's input tables by name, from their paths (the optional ones may be None)."""
+    paths = {"benchmarks": benchmarks, "tokens": tokens, "inference_scaling": inference_scaling, "compute": compute}
+    return {name: _read(Path(path), name) for name, path in paths.items() if path is not None}
+
+
+def read_tables_dir(tables_dir) -> dict[str, pd.DataFrame]:
+    """The planner's input tables from a results/tables folder (optional tables where they exist)."""
+    tables_dir = Path(tables_dir)
+    if not tables_dir.is_dir():
+        raise PlanError(f"tables folder {tables_dir} does not exist; pass --tables the pipeline's results/tables")
+    paths = {name: tables_dir / f"{name}.csv" for name in REQUIRED}
+    return read_tables(**{n: p for n, p in paths.items() if n not in OPTIONAL or p.exists()})
+
+
+def operating_points(tables: dict[str, pd.DataFrame], cost: str = "generated") -> pd.DataFrame:
+    """Every operating point of ``tables`` (read_tables()) with its score and tokens per request under ``cost``.
+
+    Columns: POINT_COLUMNS (``tokens_per_request`` is what ``cost`` charges; ``budget`` is '' or e.g. 'k=4').
+    """
+    if cost not in COSTS:
+        raise PlanError(f"unknown cost {cost!r}; use one of {', '.join(COSTS)}")
+    bench, tokens = tables["benchmarks"], tables["tokens"]
+    if tokens.empty:
+        raise PlanError("tokens.csv has no token counts (no usage records were aggregated); the planner prices "
+                        "operating points by their tokens per request")
+    per_bench = table1.benchmark_tokens(tokens)
+    per_bench["generates"] = per_bench["generate_requests"] > 0
+    runs = per_bench.groupby(["model", "strategy"], as_index=False).agg(
+        generated_tokens_per_request=("mean_generated_tokens", "mean"),
+        forward_tokens_per_request=("forward_tokens_per_document", "mean"),
+        generates=("generates", "all"), token_unit=("token_unit", table1.units))
+    points = bench.dropna(subset=["overall"]).merge(runs, on=["model", "strategy"], how="inner")
+    points["budget"] = ""
+    sweep = _budget_points(tables.get("inference_scaling"), runs)
+    points = pd.concat([points, sweep], ignore_index=True) if len(sweep) else points
+    points["train_flops"] = flops.train_flops(points["N"], points["D"])
+    if cost == "generated":
+        dropped = points.loc[~points["generates"].astype(bool), "strategy"].unique()
+        if len(dropped):
+            log.info("plan: %s do not generate on every benchmark; only cost 'forward' prices them",
+                     ", ".join(sorted(dropped)))
+        points = points[points["generates"].astype(bool)].copy()
+        points["tokens_per_request"] = points["generated_tokens_per_request"]
+    else:
+        points["tokens_per_request"] = points["forward_tokens_per_request"]
+    points["seconds_per_request"] = _measured(tables.get("compute"), points)
+    return points[POINT_COLUMNS].reset_index(drop=True)
+
+
+def _budget_points(sweep: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFrame:
+    """The overall rows of inference_scaling.csv in their primary metric, with their run's prompt tokens."""
+    if sweep is None or sweep.empty:
+        return pd.DataFrame()
+    primary = sweep["budget_kind"].map(scaling.PRIMARY_METRIC)
+    sweep = sweep[(sweep["benchmark"] == "overall") & (sweep["metric"] == primary)].dropna(subset=["score"])
+    if sweep.empty:
+        return pd.DataFrame()
+    sweep = sweep.merge(runs[["model", "strategy", "generated_tokens_per_request", "forward_tokens_per_request",
+                              "token_unit"]], on=["model", "strategy"], how="left", suffixes=("", "_run"))
+    prompt = sweep["forward_tokens_per_request"] - sweep["generated_tokens_per_request"]
+    budget = sweep["budget"].map(lambda b: f"{b:g}" if isinstance(b, float) else str(b))
+    return sweep.assign(
+        overall=sweep["score"], budget=sweep["budget_kind"] + "=" + budget, generates=True,
+        generated_tokens_per_request=sweep["tokens_per_request"],
+        forward_tokens_per_request=prompt + sweep["tokens_per_request"],
+        token_unit=sweep["token_unit"].fillna("tokens"))
+
+
+def _measured(compute: pd.DataFrame | None, points: pd.DataFrame) -> pd.Series:
+    """GPU-seconds per request of each plain point from compute.csv's wall_seconds (NaN where not measured)."""
+    if compute is None or "wall_seconds" not in compute or compute["wall_seconds"].isna().all():
+        return pd.Series(np.nan, index=points.index)
+    gpus = compute["gpus"] if "gpus" in compute else 1.0
+    compute = compute.assign(seconds=compute["wall_seconds"] * gpus / compute["documents"])
+    seconds = points[["model", "strategy", "budget"]].merge(compute[["model", "strategy", "seconds"]],
+                                                           on=["model", "strategy"], how="left")["seconds"]
+    return pd.Series(np.where(points["budget"].to_numpy() == "", seconds.to_numpy(), np.nan), index=points.index)
+
+
+def rank(points: pd.DataFrame, requests: float, target: float) -> pd.DataFrame:
+    """The points whose overall score is ≥ ``target``, cheapest lifetime FLOPs over ``requests`` requests first.
+
+    ``inference_flops`` is the inference compute of all ``requests`` requests, R · 2·N·t.
+    """
+    if not np.isfinite(requests) or requests < 0:
+        raise PlanError(f"--requests must be a number >= 0, got {requests}")
+    if points.empty:
+        raise PlanError("no operating point has both an overall score and token counts under this cost")
+    ok = points[points["overall"] >= target].copy()
+    if ok.empty:
+        best = points.loc[points["overall"].idxmax()]
+        raise PlanError(f"no operating point reaches overall score {target:g}: the best is {best['overall']:.4f} "
+                        f"({best['model']} / {best['strategy']}{' ' + best['budget'] if best['budget'] else ''}); "
+                        "lower --target")
+    ok["inference_flops"] = requests * flops.inference_flops(ok["N"], ok["tokens_per_request"])
+    ok["lifetime_flops"] = ok["train_flops"] + ok["inference_flops"]
+    ok["lifetime_gpu_seconds"] = requests * ok["seconds_per_request"]
+    ok = ok.sort_values(["lifetime_flops", "model", "strategy", "budget"], kind="stable").reset_index(drop=True)
+    ok["rank"] = np.arange(1, len(ok) + 1)
+    ok["rank_by_gpu_seconds"] = ok["lifetime_gpu_seconds"].rank(method="first").astype("Int64")
+    return ok[PLAN_COLUMNS]
+
+
+def grid(points: pd.DataFrame, requests, targets, cost: str) -> pd.DataFrame:
+    """plan.csv: the cheapest point for every (R, S) of the configured grid; a cell nothing reaches says so."""
+    rows = []
+    for s in sorted(float(t) for t in targets):
+        for r in sorted(float(x) for x in requests):
+            try:
+                ranked = rank(points, r, s)
+            except PlanError as exc:
+                rows.append({"requests": r, "target": s, "qualifying_points": 0, "cost": cost, "reason": str(exc)})
+                continue
+            best = ranked.iloc[0]
+            rows.append({"requests": r, "target": s, **{c: best[c] for c in GRID_COLUMNS if c in best.index},
+                         "qualifying_points": len(ranked), "cost": cost, "reason": ""})
+    return pd.DataFrame(rows).reindex(columns=GRID_COLUMNS)
+
+
+def pareto_frontier(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The points no other point beats on both counts (lower ``x``, higher ``y``), in increasing ``x``."""
+    ordered = points.sort_values([x, y], ascending=[True, False], kind="stable")
+    best = ordered[y].cummax().shift(fill_value=-np.inf)
+    return ordered[ordered[y] > best]
+
+
+def write_plan(out, tables: dict[str, pd.DataFrame], requests, targets, cost: str = "generated") -> pd.DataFrame:
+    """plan.csv for the configured grid of lifetime requests × target scores (config key ``plan``)."""
+    table = grid(operating_points(tables, cost), requests, targets, cost)
+    write_csv(out, table)
+    return table

@@ -1,0 +1,288 @@
+"""Inference-compute scaling from one run: operating points at smaller budgets, estimated from what was generated.
+
+A budget sweep needs no new generation (``budget_kind`` names the knob):
+
+- ``k`` — a strategy with ``samples: n`` drew n rationales per document; each k ≤ n is estimated from them:
+  ``maj@k``, the exact expected majority-vote accuracy over all C(n, k) subsets of the n votes (ties split
+  evenly, i.e. broken uniformly at random — the pipeline's own vote breaks them by mean log-likelihood, so at
+  k = n the two can differ on tied documents); ``weighted_maj@k``, each vote weighted by its rationale's
+  sequence probability (the seed's listed but never implemented "wmv"): exact over the subsets when there are
+  at most ``EXACT_SUBSETS`` of them, else a seeded Monte-Carlo estimate whose error is reported in
+  ``mc_stderr``; and, for free-form answers (``PASS_AT_K``), the unbiased ``pass@k`` of Chen et al. (2021).
+  Tokens per request at k = k × the document's mean generated tokens per rationale.
+- ``max_gen_toks`` (or another length budget) — one greedy generation at the largest budget serves every smaller
+  one; the evaluation scores each budget on its own truncated rationale, and this module averages those scores.
+
+Input, one row per document × sample (``sample_sweep``) or document × budget (``length_sweep``): the
+``ID_COLUMNS`` of the run, ``benchmark`` (one of the seven), ``task`` (the lm-eval (sub)task), ``doc_id``, then
+
+- samples: ``sample`` (0..n−1), ``answer`` (the extracted answer of a free-form task, or the index of the choice
+  the rationale voted for), ``correct`` (bool; a function of the answer), ``generated_tokens`` (of that
+  rationale), ``logprob`` (its sequence log-probability, natural log; only weighted_maj@k reads it);
+- length budgets: ``budget`` (the budget the row was scored at), ``correct``, ``generated_tokens`` (after
+  truncation to that budget).
+
+Scores per benchmark pool the subtasks' documents (a group such as mmlu is document-weighted); the interval is
+score ± 1.96·√(stderr² + mc_stderr²), stderr being the standard error of the mean over documents of each
+document's expected score. ``overall`` is the unweighted mean over the seven benchmarks (NaN when one is
+missing, as in benchmarks.csv), with tokens per request as Table I defines them (the mean over benchmarks of
+the mean per request within each).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from cotscale import flops
+from cotscale.config import BENCHMARKS, CotscaleError
+from cotscale.io import write_csv
+
+log = logging.getLogger(__name__)
+
+ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
+DOC_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "doc_id"]
+SAMPLE_COLUMNS = [*DOC_COLUMNS, "sample", "answer", "correct", "generated_tokens", "logprob"]
+LENGTH_COLUMNS = [*DOC_COLUMNS, "budget", "correct", "generated_tokens"]
+#: benchmarks whose answers are free-form (checked, not picked among choices): pass@k means something only there
+PASS_AT_K = frozenset({"gsm8k"})
+#: metrics defined only on those benchmarks, so they get no overall row
+FREE_FORM_METRICS = frozenset({"pass@k"})
+#: weighted_maj@k is enumerated exactly up to this many k-subsets per document, else estimated by Monte Carlo
+EXACT_SUBSETS = 5000
+MC_DRAWS = 2000
+Z95 = 1.96
+#: per budget kind, the metric whose overall score is the operating point's score (the planner's and fig11's)
+PRIMARY_METRIC = {"k": "maj@k", "max_gen_toks": "accuracy", "thinking_budget": "accuracy"}
+COLUMNS = [*ID_COLUMNS, "budget_kind", "budget", "benchmark", "metric", "estimator", "documents", "score",
+           "score_stderr", "mc_stderr", "ci_low", "ci_high", "tokens_per_request", "inference_flops_per_request",
+           "train_flops", "n_benchmarks"]
+
+
+class ScalingError(CotscaleError, ValueError):
+    """Sample data that cannot be swept as given; the message names the run and what is wrong."""
+
+
+# ---------------------------------------------------------------- estimators for one document
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k = 1 − C(n−c, k)/C(n, k) for c correct of n samples (Chen et al. 2021; stable product)."""
+    if not 0 < k <= n or not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 0 < k <= n and 0 <= c <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def _win_probability(c: int, others: list[int], ks: np.ndarray, n: int) -> np.ndarray:
+    """P(an answer holding c of the n votes wins the vote of a uniformly random k-subset), per k; ties split evenly.
+
+    Counted, not enumerated: for each number j of its votes drawn, a generating polynomial over the other answers
+    counts the ways to draw the remaining k − j votes with every other answer at most j, by how many tie at j.
+    """
+    kmax = int(ks.max())
+    m = len(others)
+    share = 1.0 / (1.0 + np.arange(m + 1))  # its share of the win when t other answers tie with it
+    total = np.zeros(len(ks))
+    for j in range(1, min(c, kmax) + 1):
+        depth = kmax - j + 1  # other votes drawn: 0 .. kmax − j
+        poly = np.zeros((depth, m + 1))  # [other votes drawn, other answers tied at j]
+        poly[0, 0] = 1.0
+        for ci in others:
+            new = np.zeros_like(poly)
+            for x in range(min(j, ci, depth - 1) + 1):
+                ways = float(math.comb(ci, x))
+                if x < j:
+                    new[x:, :] += ways * poly[: depth - x, :]
+                else:
+                    new[x:, 1:] += ways * poly[: depth - x, :-1]
+            poly = new
+        weighted = poly @ share
+        for i, k in enumerate(ks):
+            if j <= k:
+                total[i] += math.comb(c, j) * weighted[k - j]
+    return total / np.array([float(math.comb(n, int(k))) for k in ks])
+
+
+def _votes(answers, correct) -> tuple[list[int], list[bool]]:
+    """Vote counts per distinct answer and whether each is correct (it must be the same for every vote)."""
+    counts: dict = {}
+    right: dict = {}
+    for a, ok in zip(answers, correct):
+        counts[a] = counts.get(a, 0) + 1
+        if right.setdefault(a, bool(ok)) != bool(ok):
+            raise ScalingError(f"answer {a!r} is marked both correct and incorrect among one document's samples")
+    return list(counts.values()), [right[a] for a in counts]
+
+
+def maj_at_k(answers, correct, ks) -> np.ndarray:
+    """Exact expected majority-vote accuracy of one document over all k-subsets of its n votes, per k in ``ks``."""
+    ks = np.asarray(ks, dtype=int)
+    n = len(answers)
+    if n == 0 or ks.min() < 1 or ks.max() > n:
+        raise ValueError(f"maj@k needs 1 <= k <= n, got n={n}, k={ks.tolist()}")
+    counts, right = _votes(answers, correct)
+    out = np.zeros(len(ks))
+    for i, (c, ok) in enumerate(zip(counts, right)):
+        if ok:
+            out += _win_probability(c, counts[:i] + counts[i + 1:], ks, n)
+    return out
+
+
+def weighted_maj_at_k(answers, correct, logprobs, ks, rng: np.random.Generator):
+    """Expected accuracy of the probability-weighted vote over k-subsets, per k in ``ks``: (values, Monte-Carlo
+    stderrs, exact flags).
+
+    Weights are exp(logprob − max), so one document's weights never underflow together (the vote is scale-free).
+    A k with at most EXACT_SUBSETS subsets is enumerated; the others share MC_DRAWS random orderings of the votes,
+    whose first k votes are a uniform k-subset, so one draw serves every k.
+    """
+    n = len(answers)
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) < 1 or max(ks) > n:
+        raise ValueError(f"weighted maj@k needs 1 <= k <= n, got n={n}, k={ks}")
+    labels, index = np.unique(np.asarray([str(a) for a in answers]), return_inverse=True)
+    ok = np.zeros(len(labels))
+    ok[index] = np.asarray(correct, dtype=float)
+    lp = np.asarray(logprobs, dtype=float)
+    if not np.isfinite(lp).all():
+        raise ScalingError("weighted maj@k needs a finite sequence log-probability for every sample")
+    onehot = np.zeros((n, len(labels)))
+    onehot[np.arange(n), index] = np.exp(lp - lp.max())
+
+    def accuracy(sums: np.ndarray) -> np.ndarray:  # per subset: the credit of the correct answers among the top
+        top = np.isclose(sums, sums.max(axis=1, keepdims=True), rtol=1e-12, atol=0)
+        return (top * ok).sum(axis=1) / top.sum(axis=1)
+
+    exact = np.array([math.comb(n, k) <= EXACT_SUBSETS for k in ks])
+    prefix = None
+    if not exact.all():
+        orders = np.argsort(rng.random((MC_DRAWS, n)), axis=1)
+        prefix = np.cumsum(onehot[orders], axis=1)  # [draw, votes taken, answer]
+    values, mc = np.zeros(len(ks)), np.zeros(len(ks))
+    for i, k in enumerate(ks):
+        if exact[i]:
+            values[i] = accuracy(onehot[np.array(list(itertools.combinations(range(n), k)))].sum(axis=1)).mean()
+        else:
+            draws = accuracy(prefix[:, k - 1, :])
+            values[i], mc[i] = draws.mean(), draws.std(ddof=1) / math.sqrt(len(draws))
+    return values, mc, exact
+
+
+# ---------------------------------------------------------------- tables
+
+def _check(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ScalingError(f"{what}: sample data lacks column(s) {', '.join(missing)} (needs {', '.join(columns)})")
+
+
+def _row(ident: dict, kind: str, budget, benchmark: str, metric: str, estimator: str, values: np.ndarray,
+         mc_var: float, tokens: float) -> dict:
+    n = len(values)
+    stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    mc = math.sqrt(mc_var)
+    half = Z95 * math.sqrt((0.0 if math.isnan(stderr) else stderr) ** 2 + mc**2)
+    score = float(values.mean())
+    return {**ident, "budget_kind": kind, "budget": budget, "benchmark": benchmark, "metric": metric,
+            "estimator": estimator, "documents": n, "score": score, "score_stderr": stderr, "mc_stderr": mc,
+            "ci_low": score - half, "ci_high": score + half, "tokens_per_request": tokens}
+
+
+def sample_sweep(samples: pd.DataFrame, ks, seed: int = 0) -> pd.DataFrame:
+    """Per run × benchmark × k: maj@k, weighted_maj@k (where log-probabilities are given) and pass@k (PASS_AT_K).
+
+    Every document must have the same number n ≥ max(ks) of samples. The Monte-Carlo generator is seeded once
+    per run × benchmark from ``seed``, so rows do not depend on which other runs are in the table.
+    """
+    _check(samples, [c for c in SAMPLE_COLUMNS if c != "logprob"], "sample_sweep")
+    ks = sorted({int(k) for k in ks})
+    rows = []
+    for key, grp in samples.groupby(ID_COLUMNS + ["benchmark"], sort=True, dropna=False):
+        ident = dict(zip(ID_COLUMNS, key[:-1]))
+        benchmark = key[-1]
+        docs = [d for _, d in grp.groupby(["task", "doc_id"], sort=True)]
+        sizes = {len(d) for d in docs}
+        where = f"{ident['model']} / {ident['strategy']} / {benchmark}"
+        if len(sizes) != 1 or min(sizes) < max(ks):
+            raise ScalingError(f"{where}: every document needs the same number n >= {max(ks)} of samples "
+                               f"(found {sorted(sizes)}); list k values up to the strategy's samples")
+        maj = np.array([maj_at_k(d["answer"].tolist(), d["correct"].tolist(), ks) for d in docs])
+        per_sample_tokens = np.array([d["generated_tokens"].mean() for d in docs])
+        weighted = None
+        if "logprob" in grp and grp["logprob"].notna().all():
+            rng = np.random.default_rng([seed, *map(ord, where)])
+            weighted = [weighted_maj_at_k(d["answer"].tolist(), d["correct"].tolist(), d["logprob"].tolist(), ks,
+                                          rng) for d in docs]
+        for i, k in enumerate(ks):
+            tokens = float(k * per_sample_tokens.mean())
+            rows.append(_row(ident, "k", k, benchmark, "maj@k", "exact", maj[:, i], 0.0, tokens))
+            if weighted is not None:
+                values, mc = np.array([w[0][i] for w in weighted]), np.array([w[1][i] for w in weighted])
+                estimator = "exact" if all(w[2][i] for w in weighted) else \
+                    f"monte_carlo, C(n,k) > {EXACT_SUBSETS} (draws={MC_DRAWS}, seed={seed})"
+                rows.append(_row(ident, "k", k, benchmark, "weighted_maj@k", estimator, values,
+                                 float((mc**2).sum()) / len(docs) ** 2, tokens))
+            if benchmark in PASS_AT_K:
+                values = np.array([pass_at_k(len(d), int(d["correct"].sum()), k) for d in docs])
+                rows.append(_row(ident, "k", k, benchmark, "pass@k", "exact", values, 0.0, tokens))
+    return pd.DataFrame(rows)
+
+
+def length_sweep(scored: pd.DataFrame, kind: str = "max_gen_toks") -> pd.DataFrame:
+    """Per run × benchmark × budget: accuracy of the rationales truncated to that budget, and their mean tokens."""
+    _check(scored, LENGTH_COLUMNS, "length_sweep")
+    rows = []
+    for key, grp in scored.groupby(ID_COLUMNS + ["benchmark", "budget"], sort=True, dropna=False):
+        ident = dict(zip(ID_COLUMNS, key[:-2]))
+        values = grp["correct"].to_numpy(dtype=float)
+        rows.append(_row(ident, kind, key[-1], key[-2], "accuracy", "exact", values, 0.0,
+                         float(grp["generated_tokens"].mean())))
+    return pd.DataFrame(rows)
+
+
+def inference_scaling(rows: pd.DataFrame, benchmarks=BENCHMARKS) -> pd.DataFrame:
+    """inference_scaling.csv: the per-benchmark sweep rows plus an ``overall`` row per run × budget × metric
+    (metrics scored on every benchmark only), with inference FLOPs per request 2·N·tokens and train FLOPs 6·N·D."""
+    if rows.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    keys = ID_COLUMNS + ["budget_kind", "budget", "metric"]
+    overall = []
+    for key, grp in rows.groupby(keys, sort=True, dropna=False):
+        if key[-1] in FREE_FORM_METRICS:
+            continue
+        by_bench = grp.set_index("benchmark").reindex(list(benchmarks))
+        if by_bench["score"].isna().any():
+            log.warning("inference_scaling: %s / %s, %s = %s, %s: no score for %s; no overall row", key[0], key[5],
+                        key[6], key[7], key[8], ", ".join(by_bench.index[by_bench["score"].isna()]))
+            continue
+        se = by_bench["score_stderr"].fillna(0.0)
+        mc = by_bench["mc_stderr"].fillna(0.0)
+        score = float(by_bench["score"].mean())
+        half = Z95 * math.sqrt(float((se**2).sum() + (mc**2).sum())) / len(by_bench)
+        overall.append({**dict(zip(keys, key)), "benchmark": "overall",
+                        "estimator": "+".join(sorted(set(grp["estimator"]))),
+                        "documents": int(by_bench["documents"].sum()),
+                        "score": score, "score_stderr": math.sqrt(float((se**2).sum())) / len(by_bench),
+                        "mc_stderr": math.sqrt(float((mc**2).sum())) / len(by_bench),
+                        "ci_low": score - half, "ci_high": score + half,
+                        "tokens_per_request": float(by_bench["tokens_per_request"].mean()),
+                        "n_benchmarks": len(by_bench)})
+    out = pd.concat([rows.assign(n_benchmarks=1), pd.DataFrame(overall)], ignore_index=True)
+    out["inference_flops_per_request"] = flops.inference_flops(out["N"], out["tokens_per_request"])
+    out["train_flops"] = flops.train_flops(out["N"], out["D"])
+    return out[COLUMNS].sort_values(["family", "model", "strategy", "budget_kind", "budget", "metric",
+                                     "benchmark"]).reset_index(drop=True)
+
+
+
+def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMARKS) -> pd.DataFrame:
+    """inference_scaling.csv from the sample_sweep()/length_sweep() rows of every run (header only when none)."""
+    rows = [s for s in sweeps if len(s)]
+    table = inference_scaling(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(), benchmarks)
+    write_csv(out, table)
+    return table

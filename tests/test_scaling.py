@@ -1,0 +1,275 @@
+"""Budget-sweep estimators and inference_scaling rows, against brute-force enumeration of all k-subsets, the
+hypergeometric distribution (scipy) and hand-computed tables; fig11 on a hand-made sweep."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import hypergeom
+
+from cotscale import figures, scaling
+
+# ---------------------------------------------------------------- brute-force oracles (no code under test)
+
+
+def brute_pass(n: int, c: int, k: int) -> float:
+    """Fraction of the k-subsets of n samples (the first c correct) that hold a correct sample."""
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(i < c for i in s) for s in subsets) / len(subsets)
+
+
+def brute_vote(answers, correct, k, weights=None) -> float:
+    """Mean over all k-subsets of the (weighted) vote's accuracy, a tie's credit split evenly among the tied."""
+    ok = {a: bool(c) for a, c in zip(answers, correct)}
+    total = 0.0
+    subsets = list(itertools.combinations(range(len(answers)), k))
+    for s in subsets:
+        votes = Counter()
+        for i in s:
+            votes[answers[i]] += 1.0 if weights is None else weights[i]
+        top = max(votes.values())
+        winners = [a for a, v in votes.items() if math.isclose(v, top, rel_tol=1e-12)]
+        total += sum(ok[a] for a in winners) / len(winners)
+    return total / len(subsets)
+
+
+# ---------------------------------------------------------------- one document
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_pass_at_k_matches_enumeration(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert scaling.pass_at_k(n, c, k) == pytest.approx(brute_pass(n, c, k), abs=1e-12)
+
+
+def test_pass_at_k_rejects_k_above_n():
+    with pytest.raises(ValueError, match="0 < k <= n"):
+        scaling.pass_at_k(4, 1, 5)
+
+
+def test_maj_at_k_matches_enumeration_on_random_small_documents():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n = int(rng.integers(1, 10))
+        answers = [f"a{x}" for x in rng.integers(0, 4, n)]
+        right = {f"a{x}" for x in range(4) if rng.random() < 0.35}  # zero, one or several correct answers
+        correct = [a in right for a in answers]
+        ks = list(range(1, n + 1))
+        expected = [brute_vote(answers, correct, k) for k in ks]
+        np.testing.assert_allclose(scaling.maj_at_k(answers, correct, ks), expected, atol=1e-12)
+
+
+def test_maj_at_k_for_real_n_against_the_hypergeometric():
+    """Two answers: the correct one (c of n votes) wins when it draws more than half the k votes, half on a tie."""
+    n, c = 64, 37
+    answers = ["right"] * c + ["wrong"] * (n - c)
+    ks = [1, 2, 3, 4, 8, 15, 16, 32, 63, 64]
+    got = scaling.maj_at_k(answers, [a == "right" for a in answers], ks)
+    for k, value in zip(ks, got):
+        votes = hypergeom(n, c, k)  # the correct answer's votes among k drawn without replacement
+        expected = votes.sf(k // 2) + (0.5 * votes.pmf(k // 2) if k % 2 == 0 else 0.0)
+        assert value == pytest.approx(expected, abs=1e-10)
+
+
+def test_maj_at_k_many_answers_real_n_against_monte_carlo():
+    """n = 48 votes over 12 answers: the exact value lies within 4 standard errors of 200k random subsets."""
+    rng = np.random.default_rng(3)
+    answers = list(rng.choice(12, size=48, p=np.r_[0.3, np.full(11, 0.7 / 11)]))
+    correct = [a == 0 for a in answers]
+    k = 9
+    exact = scaling.maj_at_k(answers, correct, [k])[0]
+    arr = np.asarray(answers)
+    draws = np.argsort(rng.random((200_000, 48)), axis=1)[:, :k]
+    picked = arr[draws]
+    counts = np.stack([(picked == a).sum(axis=1) for a in range(12)], axis=1)
+    top = counts == counts.max(axis=1, keepdims=True)
+    values = top[:, 0] / top.sum(axis=1)
+    assert exact == pytest.approx(values.mean(), abs=4 * values.std() / math.sqrt(len(values)))
+
+
+def test_maj_at_k_refuses_inconsistent_correctness():
+    with pytest.raises(scaling.ScalingError, match="both correct and incorrect"):
+        scaling.maj_at_k(["7", "7", "8"], [True, False, False], [2])
+
+
+def test_weighted_maj_at_k_exact_matches_enumeration_and_uses_the_weights():
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        n = int(rng.integers(1, 8))
+        answers = [int(x) for x in rng.integers(0, 3, n)]
+        correct = [a == 0 for a in answers]
+        logprobs = list(rng.normal(-30, 5, n))
+        weights = np.exp(np.array(logprobs) - max(logprobs))
+        ks = list(range(1, n + 1))
+        values, mc, exact = scaling.weighted_maj_at_k(answers, correct, logprobs, ks, np.random.default_rng(0))
+        assert exact.all() and (mc == 0).all()
+        np.testing.assert_allclose(values, [brute_vote(answers, correct, k, weights) for k in ks], atol=1e-12)
+    # two likely votes for a wrong answer lose to one much likelier correct one; the plain vote does not
+    answers, correct, logprobs = ["b", "b", "a"], [False, False, True], [-50.0, -50.0, -5.0]
+    assert scaling.weighted_maj_at_k(answers, correct, logprobs, [3], np.random.default_rng(0))[0][0] == 1.0
+    assert scaling.maj_at_k(answers, correct, [3])[0] == 0.0
+
+
+def test_weighted_maj_at_k_monte_carlo_beyond_the_exact_limit(monkeypatch):
+    rng = np.random.default_rng(5)
+    n, ks = 12, [1, 5, 7, 12]  # C(12, 5) = 792 and C(12, 7) = 792 subsets; C(12, 1) = 12, C(12, 12) = 1
+    answers = [int(x) for x in rng.integers(0, 3, n)]
+    correct = [a == 1 for a in answers]
+    logprobs = list(rng.normal(-20, 2, n))
+    weights = np.exp(np.array(logprobs) - max(logprobs))
+    expected = [brute_vote(answers, correct, k, weights) for k in ks]
+    monkeypatch.setattr(scaling, "EXACT_SUBSETS", 100)
+    values, mc, exact = scaling.weighted_maj_at_k(answers, correct, logprobs, ks, np.random.default_rng(1))
+    assert exact.tolist() == [True, False, False, True]
+    assert values[[0, 3]] == pytest.approx([expected[0], expected[3]], abs=1e-12)
+    for i in (1, 2):
+        assert 0 < mc[i] < 0.05 and abs(values[i] - expected[i]) < 4 * mc[i]
+    again = scaling.weighted_maj_at_k(answers, correct, logprobs, ks, np.random.default_rng(1))
+    assert (again[0] == values).all()  # seeded
+
+
+# ---------------------------------------------------------------- tables
+
+RUN = {"model": "m", "revision": "main", "family": "f", "N": 1e9, "D": 2e10, "strategy": "sc"}
+
+
+def sample_table() -> pd.DataFrame:
+    """gsm8k: 2 documents × 4 samples; arc_challenge: 2 documents × 4 samples (choice indices)."""
+    rows = []
+    docs = {("gsm8k", 0): (["5", "5", "6", "7"], "5", [10, 20, 30, 40]),
+            ("gsm8k", 1): (["1", "2", "2", "2"], "1", [5, 5, 5, 5]),
+            ("arc_challenge", 0): ([0, 1, 1, 2], 1, [8, 8, 8, 8]),
+            ("arc_challenge", 1): ([3, 3, 3, 0], 0, [4, 6, 8, 10])}
+    for (bench, doc), (answers, gold, toks) in docs.items():
+        for i, (a, t) in enumerate(zip(answers, toks)):
+            rows.append({**RUN, "benchmark": bench, "task": bench, "doc_id": doc, "sample": i, "answer": a,
+                         "correct": a == gold, "generated_tokens": t, "logprob": -float(t)})
+    return pd.DataFrame(rows)
+
+
+def test_sample_sweep_rows_by_hand():
+    out = scaling.sample_sweep(sample_table(), [1, 2, 4]).set_index(["benchmark", "metric", "budget"])
+    # gsm8k doc 0: 2 of 4 votes right; k=1: 1/2. doc 1: 1 of 4; k=1: 1/4. Mean 3/8.
+    assert out.loc[("gsm8k", "maj@k", 1), "score"] == pytest.approx(3 / 8)
+    # k=4: doc 0 "5" wins outright (2 vs 1, 1); doc 1 "2" wins -> 1/2
+    assert out.loc[("gsm8k", "maj@k", 4), "score"] == pytest.approx(1 / 2)
+    # pass@2: doc 0 1 - C(2,2)/C(4,2) = 5/6; doc 1 1 - C(3,2)/C(4,2) = 1/2
+    assert out.loc[("gsm8k", "pass@k", 2), "score"] == pytest.approx((5 / 6 + 1 / 2) / 2)
+    assert ("arc_challenge", "pass@k", 2) not in out.index
+    # arc k=2: doc 0 answers 0,1,1,2 gold 1: pairs {01,01,02,11,12,12}: credit 1/2,1/2,0,1,1/2,1/2 = 3/6
+    #          doc 1 answers 3,3,3,0 gold 0: pairs with the 0: 3 of 6, each a tie: 1/2 -> 1.5/6
+    assert out.loc[("arc_challenge", "maj@k", 2), "score"] == pytest.approx((3 / 6 + 1.5 / 6) / 2)
+    # tokens per request at k: k × mean per-sample tokens; gsm8k means 25 and 5 -> 15 per sample
+    assert out.loc[("gsm8k", "maj@k", 4), "tokens_per_request"] == pytest.approx(60)
+    assert out.loc[("arc_challenge", "weighted_maj@k", 2), "tokens_per_request"] == pytest.approx(2 * 7.5)
+    # weighted k=4, arc doc 1: weights exp(-4), exp(-6), exp(-8) on 3 vs exp(-10) on 0 -> 3 wins -> 0; doc 0:
+    # 0: e^-8, 1: 2e^-8, 2: e^-8 -> 1 wins -> 1
+    assert out.loc[("arc_challenge", "weighted_maj@k", 4), "score"] == pytest.approx(0.5)
+    row = out.loc[("gsm8k", "maj@k", 1)]
+    assert row["score_stderr"] == pytest.approx(np.std([0.5, 0.25], ddof=1) / math.sqrt(2))
+    assert row["ci_low"] == pytest.approx(row["score"] - 1.96 * row["score_stderr"])
+
+
+def test_sample_sweep_needs_n_samples_per_document():
+    table = sample_table()
+    with pytest.raises(scaling.ScalingError, match=r"n >= 8"):
+        scaling.sample_sweep(table, [8])
+    with pytest.raises(scaling.ScalingError, match=r"same number"):
+        scaling.sample_sweep(table.iloc[1:], [2])
+    with pytest.raises(scaling.ScalingError, match="lacks column"):
+        scaling.sample_sweep(table.drop(columns="correct"), [2])
+
+
+def test_length_sweep_and_inference_scaling_overall():
+    scored = pd.DataFrame([
+        {**RUN, "strategy": "greedy", "benchmark": b, "task": b, "doc_id": d, "budget": budget,
+         "correct": ok, "generated_tokens": t}
+        for b, d, budget, ok, t in [("gsm8k", 0, 32, False, 32), ("gsm8k", 1, 32, True, 20),
+                                    ("gsm8k", 0, 64, True, 50), ("gsm8k", 1, 64, True, 20),
+                                    ("arc_challenge", 0, 32, True, 32), ("arc_challenge", 0, 64, True, 64)]])
+    rows = scaling.length_sweep(scored)
+    table = scaling.inference_scaling(rows, benchmarks=("arc_challenge", "gsm8k")).set_index(
+        ["budget", "benchmark"])
+    assert table.loc[(32, "gsm8k"), "score"] == 0.5 and table.loc[(32, "gsm8k"), "tokens_per_request"] == 26
+    overall = table.loc[(32, "overall")]
+    assert overall["score"] == pytest.approx((0.5 + 1.0) / 2)
+    assert overall["tokens_per_request"] == pytest.approx((26 + 32) / 2)  # mean over benchmarks (Table I)
+    assert overall["inference_flops_per_request"] == pytest.approx(2 * 1e9 * 29)
+    assert overall["train_flops"] == pytest.approx(6 * 1e9 * 2e10)
+    assert table.loc[(64, "overall"), "score"] == 1.0 and table.loc[(64, "overall"), "budget_kind"] == "max_gen_toks"
+    assert list(scaling.inference_scaling(rows).columns) == scaling.COLUMNS
+
+
+def test_inference_scaling_overall_needs_every_benchmark(caplog):
+    rows = scaling.sample_sweep(sample_table(), [1, 2])
+    table = scaling.inference_scaling(rows, benchmarks=("arc_challenge", "gsm8k"))
+    overall = table[table["benchmark"] == "overall"]
+    assert set(overall["metric"]) == {"maj@k", "weighted_maj@k"}  # pass@k exists for gsm8k only
+    arc = table[(table["benchmark"] == "arc_challenge") & (table["metric"] == "maj@k")].set_index("budget")
+    gsm = table[(table["benchmark"] == "gsm8k") & (table["metric"] == "maj@k")].set_index("budget")
+    got = overall[overall["metric"] == "maj@k"].set_index("budget")["score"]
+    assert got.to_dict() == pytest.approx(((arc["score"] + gsm["score"]) / 2).to_dict())
+    seven = scaling.inference_scaling(rows)  # the seven benchmarks: five missing
+    assert (seven["benchmark"] != "overall").all() and "no score for hellaswag" in caplog.text
+
+
+# ---------------------------------------------------------------- fig11
+
+
+def test_fig11_draws_sweeps_points_and_pareto_frontier(tmp_path):
+    sweep = pd.DataFrame([
+        {**RUN, "model": m, "N": n, "D": 1e11, "strategy": "sc", "budget_kind": "k", "budget": k,
+         "benchmark": "overall", "metric": "maj@k", "estimator": "exact", "documents": 10, "score": s,
+         "score_stderr": 0.01, "mc_stderr": 0.0, "ci_low": s - 0.02, "ci_high": s + 0.02,
+         "tokens_per_request": t, "inference_flops_per_request": 2 * n * t, "train_flops": 6 * n * 1e11,
+         "n_benchmarks": 7}
+        for m, n, k, s, t in [("small", 1e8, 1, 0.30, 10), ("small", 1e8, 4, 0.36, 40), ("small", 1e8, 16, 0.37, 160),
+                              ("big", 1e9, 1, 0.35, 10), ("big", 1e9, 4, 0.45, 40)]])
+    bench = pd.DataFrame([{**RUN, "model": "big", "N": 1e9, "D": 1e11, "strategy": "greedy", "overall": 0.33}])
+    tokens = pd.DataFrame([{**RUN, "model": "big", "N": 1e9, "D": 1e11, "strategy": "greedy", "benchmark": "arc",
+                            "task": "arc", "generate_requests": 10, "generated_tokens": 200, "documents": 10,
+                            "prompt_tokens": 500, "token_unit": "tokens"}])
+    paths = {}
+    for name, frame in (("inference_scaling", sweep), ("benchmarks", bench), ("tokens", tokens)):
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    png = tmp_path / "fig11_inference_scaling.png"
+    fig = figures.fig11_inference_scaling(paths, png, {"models": {}})
+    assert png.stat().st_size > 0 and png.with_suffix(".pdf").stat().st_size > 0
+    lines = {a.get_gid(): a for ax in fig.axes for a in ax.get_lines() if a.get_gid()}
+    assert list(lines["sweep:small/sc"].get_xdata()) == pytest.approx([2e9, 8e9, 3.2e10])
+    points = sorted(zip(lines["points"].get_xdata(), lines["points"].get_ydata()))
+    assert len(points) == 6
+    # frontier by hand, cheapest first: small k=1 (2e9, .30), small k=4 (8e9, .36), big k=1 (2e10, .35) is beaten
+    # by small k=4; big greedy (4e10, .33) beaten; small k=16 (3.2e10, .37); big k=4 (8e10, .45)
+    assert list(lines["pareto"].get_xdata()) == pytest.approx([2e9, 8e9, 3.2e10, 8e10])
+    assert list(lines["pareto"].get_ydata()) == pytest.approx([0.30, 0.36, 0.37, 0.45])
+    assert fig.axes[0].get_xscale() == "log"
+
+
+def test_fig11_without_inputs_says_so(tmp_path):
+    empty, header = tmp_path / "empty.csv", tmp_path / "header.csv"
+    empty.write_text("")
+    header.write_text("model,family,strategy,overall\n")
+    for i, given in enumerate(({}, {"benchmarks": empty, "tokens": empty, "inference_scaling": empty},
+                               {"benchmarks": header, "tokens": header, "inference_scaling": header})):
+        png = tmp_path / str(i) / "fig11.png"
+        fig = figures.fig11_inference_scaling(given, png, {"models": {}})
+        assert png.stat().st_size > 0
+        assert any("token counts" in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_write_inference_scaling(tmp_path):
+    out = tmp_path / "inference_scaling.csv"
+    scaling.write_inference_scaling(out, [scaling.sample_sweep(sample_table(), [2]), pd.DataFrame()],
+                                    benchmarks=("arc_challenge", "gsm8k"))
+    table = pd.read_csv(out)
+    assert list(table.columns) == scaling.COLUMNS and set(table["benchmark"]) == {"arc_challenge", "gsm8k", "overall"}
+    scaling.write_inference_scaling(out, [])
+    assert list(pd.read_csv(out).columns) == scaling.COLUMNS  # no sweeps: the header alone
