@@ -197,8 +197,11 @@ def analysis(tmp_path_factory):
     bench, tokens = tables_from_evals(root / "evals")
     bench.to_csv(root / "benchmarks.csv", index=False)
     tokens.to_csv(root / "tokens.csv", index=False)
-    out = fits.run_analysis(root, root / "tables", "hybrid", "hybrid_cot", "standard", ruan=PAPER / "ruan.csv",
-                            n_boot=1000, seed=0)
+    out = fits.run_pair_analysis([root / "benchmarks.csv"], [root / "tokens.csv"], root / "tables", "hybrid",
+                                 "hybrid_cot", n_boot=1000, seed=0)
+    bench[bench["strategy"] == "standard"].to_csv(root / "standard.csv", index=False)
+    out["pca_loadings_ours"] = fits.run_pca(root / "standard.csv", root / "tables")
+    out.update(fits.run_pca_ruan(PAPER / "ruan.csv", root / "tables"))
     return root, out
 
 

@@ -104,7 +104,7 @@ def test_offline_jobs_through_snakemake(root, tmp_path):
     assert run.returncode != 0
     assert (tmp_path / targets[0]).exists(), run.stderr[-4000:]
     assert not (tmp_path / targets[1]).exists()
-    log = (tmp_path / "logs" / "evaluate" / "hub" / "standard" / "arc_challenge.log").read_text()
+    log = (tmp_path / "logs" / "evaluate" / "hub" / "standard.log").read_text()
     assert "OfflineCacheMiss" in log and "'hub' (cotscale-test/never-downloaded" in log and "snakemake prefetch" in log
     # prefetch is the one rule that may go online: here it only finds the uncached model missing
     assert not (tmp_path / "results" / "prefetch.json").exists()

@@ -30,9 +30,10 @@ from _demo import (
 )
 
 from cotscale import fits
-from cotscale.aggregate import AggregationError, write_tables
-from cotscale.config import ConfigError, check_config_files, load_config, read_yaml
+from cotscale.aggregate import AggregationError, combine_tables, write_strategy_tables
+from cotscale.config import ConfigError, check_config_files, job_spec, load_config, read_yaml
 from cotscale.io import atomic_path, read_json, write_csv, write_json
+from cotscale.usage import summarize_usage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -284,10 +285,14 @@ def test_evaluation_errors_through_snakemake(root, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- aggregation
-def _results(model="m", strategy="standard", bench="arc_challenge", metrics=None) -> dict:
+def _results(config=None, model="m", strategy="standard", bench="arc_challenge", metrics=None) -> dict:
+    """A results.json of the contract; with `config`, of the spec that config defines for it."""
+    known = config and model in config["models"] and strategy in config["strategies"]
+    spec = job_spec(config, model, strategy, bench) if known else None
     return {"results": {bench: metrics if metrics is not None else {"acc,none": 0.5, "acc_stderr,none": 0.1}},
             "cotscale": {"model": model, "revision": "main", "family": "f", "N": 1e6, "D": 1e9,
-                         "strategy": {"name": strategy}, "benchmark": bench}}
+                         "strategy": {"name": strategy}, "benchmark": bench, "spec": spec,
+                         "usage_summary": summarize_usage([])}}
 
 
 def _agg_config(demo_config) -> dict:
@@ -303,7 +308,7 @@ def test_truncated_published_results_file_is_named(demo_config, tmp_path):
     if not broken.exists():
         pytest.skip(f"{broken} not found")
     with pytest.raises(AggregationError, match=r"truncated-results.json: not valid JSON .* delete it and rerun"):
-        write_tables(_agg_config(demo_config), [str(broken)], tmp_path / "tables")
+        write_strategy_tables(_agg_config(demo_config), "standard", [str(broken)], tmp_path / "tables")
     assert not (tmp_path / "tables").exists()  # nothing half-written
 
 
@@ -312,30 +317,31 @@ def test_bad_results_files(demo_config, tmp_path):
     cases = {
         "garbage.json": ("this is not json {", "not valid JSON"),
         "list.json": ("[1, 2]", "not a cotscale results file"),
-        "no-metric.json": (json.dumps(_results(metrics={"acc_norm,none": 0.4})),
+        "no-metric.json": (json.dumps(_results(config, metrics={"acc_norm,none": 0.4})),
                            "benchmark arc_challenge needs metric 'acc' with filter 'none' of lm-eval task 'arc_challenge'"
                            ", but it is missing or NaN there (reported: acc_norm,none). Fix config keys "
                            "tasks.arc_challenge.standard.metric"),
-        "nan.json": (json.dumps(_results(metrics={"acc,none": float("nan")})), "missing or NaN"),
-        "null.json": (json.dumps(_results(metrics={"acc,none": None})), "missing or NaN"),
-        "stranger.json": (json.dumps(_results(model="not-in-config")),
+        "nan.json": (json.dumps(_results(config, metrics={"acc,none": float("nan")})), "missing or NaN"),
+        "null.json": (json.dumps(_results(config, metrics={"acc,none": None})), "missing or NaN"),
+        "stranger.json": (json.dumps(_results(config, model="not-in-config")),
                           "results of model 'not-in-config', which config key models does not list"),
-        "other-strategy.json": (json.dumps(_results(strategy="greedy")),
+        "other-strategy.json": (json.dumps(_results(config, strategy="greedy")),
                                 "results of strategy 'greedy', which config key strategies does not define"),
     }
     for name, (text, expected) in cases.items():
         path = tmp_path / name
         path.write_text(text)
         with pytest.raises(AggregationError) as info:
-            write_tables(config, [str(path)], tmp_path / "tables")
+            write_strategy_tables(config, "standard", [str(path)], tmp_path / "tables")
         assert str(path) in str(info.value) and expected in str(info.value), name
     assert not (tmp_path / "tables").exists()
 
 
 def test_absent_benchmarks_are_nan_by_design(demo_config, tmp_path):
     path = tmp_path / "results.json"
-    write_json(path, _results())
-    write_tables(_agg_config(demo_config), [str(path)], tmp_path / "tables")
+    config = _agg_config(demo_config)
+    write_json(path, _results(config))
+    write_strategy_tables(config, "standard", [str(path)], tmp_path / "tables")
     row = pd.read_csv(tmp_path / "tables" / "benchmarks.csv").iloc[0]
     assert row["arc_challenge"] == 0.5 and math.isnan(row["gsm8k"]) and math.isnan(row["overall"])
     assert row["n_benchmarks"] == 1
@@ -355,9 +361,15 @@ def test_family_with_one_model_is_skipped_with_a_reason(caplog):
 def test_empty_tables_give_empty_analysis_and_placeholder_figures(demo_config, tmp_path, caplog):
     tables = tmp_path / "tables"
     with caplog.at_level(logging.INFO):
-        write_tables(load_config(demo_config), [], tables)
-        fits.run_analysis(tables, tables, "hybrid", "hybrid_cot", "standard", ruan=None, seed=1)
-    assert "no evaluation results to aggregate" in caplog.text
+        config = load_config(demo_config)
+        for strategy in ("hybrid", "hybrid_cot", "standard"):
+            write_strategy_tables(config, strategy, [], tables / strategy)
+        combine_tables([tables / s for s in ("hybrid", "hybrid_cot", "standard")], tables)
+        fits.run_pair_analysis([tables / s / "benchmarks.csv" for s in ("hybrid", "hybrid_cot")],
+                               [tables / s / "tokens.csv" for s in ("hybrid", "hybrid_cot")], tables, "hybrid",
+                               "hybrid_cot", seed=1)
+        fits.run_pca_ruan(None, tables)
+    assert "no evaluation results of strategy hybrid to aggregate" in caplog.text
     for name in ("scores", "benchmarks", "tokens", "compute", "regression", "train_equivalent", "crossover",
                  "pca_loadings_ruan"):
         table = pd.read_csv(tables / f"{name}.csv")
@@ -407,7 +419,7 @@ def test_csv_floats_are_deterministic_and_exact(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- reproducibility
-MEASURED = ["wall_seconds", "max_rss_mb", "generated_tokens_per_second"]  # compute.csv's measured job cost
+MEASURED = ["wall_seconds", "model_load_seconds", "max_rss_mb", "generated_tokens_per_second"]  # compute.csv's measured job cost
 
 
 @pytest.mark.slow

@@ -5,9 +5,9 @@ answers everything from it with identical results and usage, and a partly writte
 line) is completed with only the missing chunks sent to the backend.
 
 End to end (slow): a real Snakemake evaluation job is SIGKILLed — the whole process group, as a node crash does —
-after its second cache write; a plain rerun resumes it; a second crash just before results.json leaves partial
-outputs that Snakemake refuses (IncompleteFilesException) until `--rerun-incomplete`, which then answers every
-request from the cache. The final samples, usage and scores equal an uninterrupted run's.
+after its third cache write; a plain rerun resumes it; a second crash just before results.json leaves nothing among
+the job's outputs (a task's outputs wait in its `.complete` folder until the whole suite is done); the third run
+answers every request from the cache. The final samples, usage and scores equal an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -207,28 +207,23 @@ def test_killed_evaluation_resumes_to_the_same_outputs(root, tmp_path, tmp_path_
     assert snakemake(root, work, extra=["--unlock"]).returncode == 0
     run = snakemake(root, work, target, env=_env(COTSCALE_TEST_KILL_AT="results.json", **shim), new_session=True)
     assert run.returncode == -signal.SIGKILL
-    assert (out / "samples.jsonl.gz").exists() and (out / "usage.jsonl.gz").exists()
-    assert not (out / "results.json").exists()
-    log = (work / "logs" / "evaluate" / MODEL / STRATEGY / f"{TASK}.log").read_text()
+    finished = cache.with_name(f"{TASK}.complete")
+    assert (finished / "samples.jsonl.gz").exists() and (finished / "usage.jsonl.gz").exists()
+    assert not (finished / "results.json").exists() and not any(out.glob("*"))
+    log = (work / "logs" / "evaluate" / MODEL / f"{STRATEGY}.log").read_text()
     assert "resuming with 24 answers" in log  # 16 rationales + 8 choices from step 1
     calls = {"generate": 0, "loglikelihood": ll_chunks - 1}
     assert f"requests: 24 from the request cache, {total - 24} from the backend in {calls} backend calls" in log
     assert len(part.read_text().splitlines()) == 2 + ll_chunks  # every chunk is now in the cache
 
-    # 3. Snakemake does not take the partial outputs for complete, nor runs anything that would read them
+    # 3. a plain rerun: the task without its results.json is evaluated again, every request from the cache
     assert snakemake(root, work, extra=["--unlock"]).returncode == 0
     run = snakemake(root, work, target, env=_env())
-    assert run.returncode != 0
-    assert "IncompleteFilesException" in run.output and "samples.jsonl.gz" in run.output
-    assert not (out / "results.json").exists()
-
-    # 4. --rerun-incomplete: every request answered from the cache, no backend call
-    run = snakemake(root, work, target, extra=["--rerun-incomplete"], env=_env())
     assert run.returncode == 0, run.stderr[-3000:]
     meta = read_results(work, MODEL, STRATEGY, TASK)["cotscale"]["cache"]
     assert (meta["hits"], meta["misses"]) == (total, 0)
     assert meta["backend_calls"] == {"generate": 0, "loglikelihood": 0}
-    assert not cache.exists()
+    assert not cache.exists() and not finished.exists()
 
     ref_dir = reference / eval_dir(MODEL, STRATEGY, TASK)
     assert read_gz(out / "samples.jsonl.gz") == read_gz(ref_dir / "samples.jsonl.gz")
