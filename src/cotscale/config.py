@@ -115,9 +115,10 @@ def _fill_defaults(config: dict) -> None:
     for key, prop in schema["properties"].items():
         if "default" in prop:
             config.setdefault(key, copy.deepcopy(prop["default"]))
-    for key, prop in schema["properties"]["analysis"]["properties"].items():
-        if "default" in prop:
-            config["analysis"].setdefault(key, copy.deepcopy(prop["default"]))
+    for block in ("analysis", "plan"):
+        for key, prop in schema["properties"][block]["properties"].items():
+            if "default" in prop:
+                config[block].setdefault(key, copy.deepcopy(prop["default"]))
 
 
 _REVISION_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # = the {model} wildcard constraint in common.smk
@@ -287,6 +288,7 @@ def load_config(source: dict | str | Path) -> dict:
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     config.setdefault("analysis", {})
+    config.setdefault("plan", {})
     config.setdefault("tasks", copy.deepcopy(_default_tasks()))
     _fill_defaults(config)
     if not config.get("models") and not config["published"]:

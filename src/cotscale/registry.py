@@ -17,6 +17,8 @@ PAIR_TABLES = ("regression", "train_equivalent", "isoflop_fit", "crossover", "ta
 PCA_TABLES = ("pca_loadings_ours", "pca_loadings_ruan", "pca_loadings_ruan_no_humaneval")
 #: the tables every evaluated strategy gets (rule aggregate_strategy), and their concatenation (rule aggregate)
 STRATEGY_TABLES = ("scores", "benchmarks", "tokens", "compute")
+#: the planner's grid of cheapest operating points (rule plan)
+PLAN_TABLES = ("plan",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ FIGURES = (
            tables=("crossover", "train_equivalent")),
     Figure("fig10_free_form_cot", "Fig. 10", "free-form CoT vs log-likelihood baseline", "fig10.rst",
            ("llh", "free_form_cot")),
+    Figure("fig11_inference_scaling", "Fig. 11", "score vs inference FLOPs per request, Pareto frontier",
+           "fig11.rst", tables=("benchmarks", "tokens")),
+    Figure("fig12_plan", "Fig. 12", "cheapest operating point over lifetime requests × target score", "fig12.rst",
+           tables=("plan",)),
 )
 FIGURE_NAMES = tuple(f.name for f in FIGURES)
 

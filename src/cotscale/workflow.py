@@ -120,6 +120,15 @@ def pca_ruan(smk, config):
     return run_pca_ruan(_local_or_url(smk.params.ruan), Path(smk.output.ruan).parent)
 
 
+def plan(smk, config):
+    """plan.csv: the planner (cotscale.plan) over the configured grid of lifetime requests × target scores."""
+    from cotscale import plan as planner
+
+    grid = config["plan"]
+    tables = planner.read_tables(**{name: Path(path) for name, path in smk.input.items()})
+    return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"])
+
+
 def prefetch(smk, config):
     from cotscale.prefetch import prefetch as fetch
 

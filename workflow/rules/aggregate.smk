@@ -3,8 +3,8 @@
 
 rule aggregate_strategy:
     input:
-        results=strategy_results,
-        benchmarks=strategy_benchmarks,
+        results=get_strategy_results,
+        benchmarks=get_strategy_benchmarks,
     output:
         **{table: f"{STRATEGY_DIR}/{table}.csv" for table in STRATEGY_TABLES},
     log:
@@ -12,14 +12,14 @@ rule aggregate_strategy:
     conda:
         ANALYSIS_ENV
     params:
-        variants=strategy_table_params,
+        variants=get_strategy_table_params,
     script:
         f"{SCRIPTS}/aggregate_strategy.py"
 
 
 rule aggregate:
     input:
-        benchmarks=strategy_tables(list(CFG["strategies"])),
+        benchmarks=get_strategy_tables(list(CFG["strategies"])),
     output:
         **{
             table: report(

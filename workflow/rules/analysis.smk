@@ -15,8 +15,8 @@ rule ingest_published:
 # Experiment 2's fits read only the baseline and CoT strategies' tables.
 rule analysis:
     input:
-        benchmarks=strategy_tables(role_strategies("baseline", "cot")),
-        tokens=strategy_tables(role_strategies("baseline", "cot"), "tokens"),
+        benchmarks=get_strategy_tables(get_role_strategies("baseline", "cot")),
+        tokens=get_strategy_tables(get_role_strategies("baseline", "cot"), "tokens"),
     output:
         **{
             table: report(
@@ -43,7 +43,7 @@ rule analysis:
 # Our PCA reads the log-likelihood strategy's scores; Ruan et al.'s needs no evaluation at all.
 rule pca:
     input:
-        benchmarks=strategy_tables(role_strategies("llh")),
+        benchmarks=get_strategy_tables(get_role_strategies("llh")),
     output:
         ours=report(
             "results/tables/pca_loadings_ours.csv",
@@ -80,3 +80,25 @@ rule pca_ruan:
         ruan=CFG["analysis"].get("ruan_table"),
     script:
         f"{SCRIPTS}/pca_ruan.py"
+
+
+# The planner: the cheapest evaluated operating point for each lifetime-request count × target score.
+rule plan:
+    input:
+        benchmarks="results/tables/benchmarks.csv",
+        tokens="results/tables/tokens.csv",
+        compute="results/tables/compute.csv",
+    output:
+        plan=report(
+            "results/tables/plan.csv",
+            caption="../report/plan.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/plan.log",
+    conda:
+        ANALYSIS_ENV
+    params:
+        grid=canonical(CFG["plan"]),
+    script:
+        f"{SCRIPTS}/plan.py"

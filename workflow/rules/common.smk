@@ -57,62 +57,62 @@ FIGURE_FILES = expand(
 )
 
 
-def suite_strategies(wildcards):
+def get_suite_strategies(wildcards):
     """The strategies of one evaluation job: its {strategy}, or with `suite: model` all the model's."""
     return list(SUITE_STRATEGIES.get(wildcards.model, [])) or [wildcards.strategy]
 
 
-def suite_params(wildcards):
+def get_suite_params(wildcards):
     """Everything that defines the job's outputs, as canonical JSON: an edit reruns exactly the suites it changes."""
-    return suite_spec(CFG, wildcards.model, suite_strategies(wildcards))
+    return suite_spec(CFG, wildcards.model, get_suite_strategies(wildcards))
 
 
-def suite_outputs(strategies, name):
+def get_suite_outputs(strategies, name):
     """One output file `name` per task of the suite's strategies ({model} stays a wildcard)."""
     return expand(
         f"{EVAL_DIR}/{name}", strategy=strategies, task=TASKS, allow_missing=True
     )
 
 
-def evaluation_env(wildcards):
+def get_evaluation_env(wildcards):
     """The conda environment of an evaluation job follows its model's backend."""
     return f"../../envs/evaluate-{CFG['models'][wildcards.model]['backend']}.yaml"
 
 
-def demo_model_dir(wildcards):
+def get_demo_model_dir(wildcards):
     """An evaluation of a locally built demo model waits for that model's build."""
     model = CFG["models"][wildcards.model]
     return [f"{DEMO_MODELS_DIR}/{model['name']}"] if model["demo"] else []
 
 
-def demo_model_params(wildcards):
+def get_demo_model_params(wildcards):
     """The build spec of every checkpoint of one demo model: an edit retrains it (and reruns its evaluations)."""
     return canonical([m for m in CFG["models"].values() if m["name"] == wildcards.name])
 
 
 # Scheduler requests of an evaluation job (SLURM: --gpus, --mem, -t; a workstation: --resources gpu=N).
-def eval_gpus(wildcards):
+def get_eval_gpus(wildcards):
     """GPUs = tensor_parallel × data_parallel of the model (none on device: cpu unless the model sets them)."""
     return requested_gpus(CFG, wildcards.model, config)
 
 
-def eval_threads(wildcards):
+def get_eval_threads(wildcards):
     """One core per process of the job: data_parallel accelerate ranks on the hf backend, else one."""
     return job_processes(CFG, wildcards.model)
 
 
-def eval_mem_mb(wildcards, attempt):
+def get_eval_mem_mb(wildcards, attempt):
     """Host memory in MB, from the model size; doubled when a failed job is retried (`--retries`)."""
     return memory_mb(CFG, wildcards.model, attempt)
 
 
-def eval_runtime(wildcards, attempt):
+def get_eval_runtime(wildcards, attempt):
     """Wall-time limit in minutes: the summed estimates of the suite's tasks; doubled on retry."""
-    return runtime_minutes(CFG, wildcards.model, suite_strategies(wildcards), attempt)
+    return runtime_minutes(CFG, wildcards.model, get_suite_strategies(wildcards), attempt)
 
 
 # Tables: per strategy (so a figure pulls only the evaluations it reads), then all strategies together.
-def strategy_results(wildcards):
+def get_strategy_results(wildcards):
     """results.json of every evaluation of the strategy (published: the ingested folder)."""
     if CFG["published"]:
         return [f"{PUBLISHED_DIR}/evals"]
@@ -125,7 +125,7 @@ def strategy_results(wildcards):
     )
 
 
-def strategy_benchmarks(wildcards):
+def get_strategy_benchmarks(wildcards):
     """Snakemake's benchmark files (max RSS) of the suites that evaluated the strategy."""
     if CFG["published"]:
         return []
@@ -141,30 +141,30 @@ def strategy_benchmarks(wildcards):
     )
 
 
-def strategy_table_params(wildcards):
+def get_strategy_table_params(wildcards):
     """What a strategy's tables depend on beyond its results: the benchmarks' variants and metrics."""
     return canonical({t: task_variant(CFG, wildcards.strategy, t) for t in TASKS})
 
 
-def strategy_tables(strategies, table="benchmarks"):
+def get_strategy_tables(strategies, table="benchmarks"):
     return expand(f"{STRATEGY_DIR}/{table}.csv", strategy=strategies)
 
 
-def role_strategies(*roles):
+def get_role_strategies(*roles):
     """The configured strategies the analysis roles name (llh, baseline, cot)."""
     names = dict.fromkeys(strategy_of(CFG, role) for role in roles)
     return [name for name in names if name in CFG["strategies"]]
 
 
-def figure_inputs(figure):
+def get_figure_inputs(figure):
     """The per-strategy benchmarks of the strategies the figure reads and the analysis tables it names."""
     inputs = {t: f"results/tables/{t}.csv" for t in figure.tables}
     if figure.strategies:
-        inputs["benchmarks"] = strategy_tables(figure_strategies(CFG, figure))
+        inputs["benchmarks"] = get_strategy_tables(figure_strategies(CFG, figure))
     return inputs
 
 
-def figure_params(figure):
+def get_figure_params(figure):
     """What a figure draws beyond its inputs: the strategies its roles name and the configured models."""
     return canonical(
         {

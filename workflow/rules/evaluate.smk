@@ -5,27 +5,27 @@ if CFG["suite"] == "strategy":
 
     rule evaluate:
         input:
-            demo_model_dir,
+            get_demo_model_dir,
         output:
-            results=suite_outputs(["{strategy}"], "results.json"),
-            samples=suite_outputs(["{strategy}"], "samples.jsonl.gz"),
-            usage=suite_outputs(["{strategy}"], "usage.jsonl.gz"),
+            results=get_suite_outputs(["{strategy}"], "results.json"),
+            samples=get_suite_outputs(["{strategy}"], "samples.jsonl.gz"),
+            usage=get_suite_outputs(["{strategy}"], "usage.jsonl.gz"),
         log:
             "logs/evaluate/{model}/{strategy}.log",
         benchmark:
             "logs/benchmarks/evaluate/{model}/{strategy}.tsv"
         conda:
-            evaluation_env
-        threads: eval_threads
+            get_evaluation_env
+        threads: get_eval_threads
         resources:
-            gpu=eval_gpus,
-            mem_mb=eval_mem_mb,
-            runtime=eval_runtime,
+            gpu=get_eval_gpus,
+            mem_mb=get_eval_mem_mb,
+            runtime=get_eval_runtime,
             # one task per job whatever its GPU count: the job starts its own tensor/data-parallel workers
             tasks_per_gpu=0,
         params:
-            strategies=suite_strategies,
-            spec=suite_params,
+            strategies=get_suite_strategies,
+            spec=get_suite_params,
         script:
             f"{SCRIPTS}/evaluate.py"
 
@@ -37,11 +37,11 @@ else:
             name:
                 f"evaluate_model_{index}"
             input:
-                demo_model_dir,
+                get_demo_model_dir,
             output:
-                results=suite_outputs(strategies, "results.json"),
-                samples=suite_outputs(strategies, "samples.jsonl.gz"),
-                usage=suite_outputs(strategies, "usage.jsonl.gz"),
+                results=get_suite_outputs(strategies, "results.json"),
+                samples=get_suite_outputs(strategies, "samples.jsonl.gz"),
+                usage=get_suite_outputs(strategies, "usage.jsonl.gz"),
             log:
                 "logs/evaluate/{model}.log",
             benchmark:
@@ -53,15 +53,15 @@ else:
                     if names == strategies
                 ),
             conda:
-                evaluation_env
-            threads: eval_threads
+                get_evaluation_env
+            threads: get_eval_threads
             resources:
-                gpu=eval_gpus,
-                mem_mb=eval_mem_mb,
-                runtime=eval_runtime,
+                gpu=get_eval_gpus,
+                mem_mb=get_eval_mem_mb,
+                runtime=get_eval_runtime,
                 tasks_per_gpu=0,
             params:
-                strategies=suite_strategies,
-                spec=suite_params,
+                strategies=get_suite_strategies,
+                spec=get_suite_params,
             script:
                 f"{SCRIPTS}/evaluate.py"

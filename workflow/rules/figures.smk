@@ -7,7 +7,7 @@ for number, figure in enumerate(FIGURES, 1):
         name:
             figure.name
         input:
-            **figure_inputs(figure),
+            **get_figure_inputs(figure),
         output:
             png=report(
                 f"figures/{figure.name}.png",
@@ -26,6 +26,6 @@ for number, figure in enumerate(FIGURES, 1):
             ANALYSIS_ENV
         params:
             figure=figure.name,
-            spec=figure_params(figure),
+            spec=get_figure_params(figure),
         script:
             f"{SCRIPTS}/figure.py"

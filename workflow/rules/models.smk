@@ -11,6 +11,6 @@ rule build_demo_model:
         "../../envs/evaluate-hf.yaml"
     threads: 1
     params:
-        spec=demo_model_params,
+        spec=get_demo_model_params,
     script:
         f"{SCRIPTS}/build_demo_model.py"
