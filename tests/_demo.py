@@ -127,11 +127,11 @@ def shared_config(root: Path) -> dict:
 
 
 def shared_run(tmp_path_factory, root: Path, name: str = "a") -> Path:
-    """A clean working directory where `snakemake analysis` ran on shared_config(); run once per name."""
+    """A clean working directory where `snakemake aggregate analysis` ran on shared_config(); run once per name."""
     if name not in _SHARED:
         workdir = tmp_path_factory.mktemp(f"shared-{name}")
         write_config(workdir, shared_config(root))
-        run = snakemake(root, workdir, "analysis", env=SHARED_ENV)
+        run = snakemake(root, workdir, "aggregate", "analysis", env=SHARED_ENV)
         assert run.returncode == 0, run.stderr[-4000:]
         _SHARED[name] = workdir
     return _SHARED[name]

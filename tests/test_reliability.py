@@ -425,12 +425,14 @@ MEASURED = ["wall_seconds", "model_load_seconds", "max_rss_mb", "generated_token
 @pytest.mark.slow
 def test_two_clean_runs_give_identical_tables(root, tmp_path_factory):
     first, second = shared_run(tmp_path_factory, root, "a"), shared_run(tmp_path_factory, root, "b")
-    tables = sorted(p.name for p in (first / "results" / "tables").iterdir())
-    assert "benchmarks.csv" in tables and "regression.csv" in tables
-    assert tables == sorted(p.name for p in (second / "results" / "tables").iterdir())
+    tables = sorted(str(p.relative_to(first / "results" / "tables")) for p in (first / "results" / "tables").rglob("*")
+                    if p.is_file())
+    assert "benchmarks.csv" in tables and "regression.csv" in tables and "strategies/standard/tokens.csv" in tables
+    assert tables == sorted(str(p.relative_to(second / "results" / "tables"))
+                            for p in (second / "results" / "tables").rglob("*") if p.is_file())
     for name in tables:
         a, b = first / "results" / "tables" / name, second / "results" / "tables" / name
-        if name == "compute.csv":  # measured wall time and memory differ by nature; the rest is identical
+        if Path(name).name == "compute.csv":  # measured wall time and memory differ by nature; the rest is identical
             fa, fb = pd.read_csv(a), pd.read_csv(b)
             assert set(MEASURED) <= set(fa.columns)
             pd.testing.assert_frame_equal(fa.drop(columns=MEASURED), fb.drop(columns=MEASURED), check_exact=True)

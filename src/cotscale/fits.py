@@ -195,7 +195,8 @@ def isoflop_fit(baseline: pd.DataFrame, cot: pd.DataFrame, tokens: pd.DataFrame,
 def _concat(paths) -> pd.DataFrame:
     """Per-strategy tables (cotscale.aggregate.write_strategy_tables) as one."""
     parts = [pd.read_csv(p) for p in paths]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    rows = [p for p in parts if not p.empty]
+    return pd.concat(rows, ignore_index=True) if rows else (parts[0] if parts else pd.DataFrame())
 
 
 def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot: str,

@@ -601,8 +601,12 @@ def _naming_the_config_key(config: dict):
 
 def check_tasks_known(config: dict, lm_tasks: Iterable[str]) -> None:
     """Every task of a suite exists (one index build, ~0.1 s), checked before the model is loaded."""
+    names = list(dict.fromkeys(lm_tasks))
     with _naming_the_config_key(config):
-        scoped_task_manager(list(dict.fromkeys(lm_tasks)), [TASKS_DIR])
+        index = scoped_task_manager(names, [TASKS_DIR]).task_index
+        for name in names:
+            if name not in index:
+                raise ValueError(f"unknown lm-eval task, group or tag {name!r}")
 
 
 def evaluation_task_manager(config: dict, lm_task: str, scratch: Path, strategy: dict | None = None):
