@@ -137,12 +137,16 @@ def _meta(workdir: Path, target: str) -> dict:
 def test_evaluations_ran_as_slurm_jobs_with_their_gpus(slurm_run):
     workdir, run = slurm_run
     assert "sbatch" in run.stderr or "SLURM" in run.stderr
-    job_ids = set()
+    from cotscale.config import load_config
+    from cotscale.gpus import memory_mb, runtime_minutes
+
+    config = load_config(slurm_config(Path(__file__).resolve().parents[1]))
+    job_ids = {}
     for target in targets():
         model = target.split("/")[2]
         meta = _meta(workdir, target)["cotscale"]
         assert meta["slurm_job_id"], f"{target} did not run in a SLURM job"
-        job_ids.add(meta["slurm_job_id"])
+        job_ids.setdefault(model, set()).add(meta["slurm_job_id"])
         visible = meta["cuda_visible_devices"]
         assert visible is not None and len(visible.split(",")) == GPUS[model], (target, visible)
         assert set(visible.split(",")) <= {"0", "1"}
@@ -151,7 +155,12 @@ def test_evaluations_ran_as_slurm_jobs_with_their_gpus(slurm_run):
         assert re.search(rf"gres[/:]gpu[=:]{GPUS[model]}\b", job), job  # the request, as SLURM records it
         ranks = meta["data_parallel"]["processes"]
         assert re.search(rf"CPUs/Task={ranks}\b", job), job  # a core per accelerate rank (--cpus-per-task)
-    assert len(job_ids) == len(targets())  # one SLURM job per evaluation
+        # a suite asks for the memory of its model and the summed runtime of its tasks (minutes -> H:MM:SS)
+        minutes = runtime_minutes(config, model, ["standard"])
+        assert f"TimeLimit={minutes // 60:02d}:{minutes % 60:02d}:00" in job, job
+        assert re.search(rf"MinMemoryNode={memory_mb(config, model)}M\b", job), job
+    # one SLURM job per suite (model × strategy): its tasks share it
+    assert all(len(ids) == 1 for ids in job_ids.values()) and len(set().union(*job_ids.values())) == len(GPUS)
     # tables, fits and figures are local rules: the aggregate ran on this host, after the cluster jobs
     assert (workdir / "results" / "tables" / "benchmarks.csv").exists()
     assert not list((workdir / ".snakemake" / "slurm_logs").glob("rule_aggregate*"))
