@@ -4,7 +4,7 @@
 #
 #   .ci/slurm.sh          install (Debian packages, if missing), configure, start; returns once the node is idle
 #   .ci/slurm.sh stop     undo all of it: stop the daemons, delete every file and folder the start created, purge the
-#                         packages (and the users they added) that the start installed
+#                         packages the start installed and delete the users and groups they added
 #
 # Needs root on Debian/Ubuntu. It never touches a cluster it did not set up: an existing /etc/slurm/slurm.conf
 # without this script's marker line is left alone (and start fails). No slurmdbd: `sacct` does not work here, so
@@ -12,8 +12,9 @@
 #
 # Why stop must undo everything: the SLURM executor plugin runs `scontrol show config` whenever Snakemake starts,
 # whatever the executor; with a slurm.conf left pointing at a stopped controller every later `snakemake` call on
-# the machine waits ~9 s for it. The start records what it created in $STATE/created (one path a line) and the
-# packages, users and groups it added in $STATE/packages, users and groups; a start that fails undoes itself the same way.
+# the machine waits ~9 s for it. The start records the paths it creates in $STATE/created (one a line) and the
+# packages, users and groups it adds in $STATE/{packages,users,groups}; a start that fails undoes itself the same way.
+# Not undone: `apt-get update`'s package lists (a cache).
 set -euo pipefail
 
 STATE=${COTSCALE_SLURM_STATE:-/run/cotscale-slurm}

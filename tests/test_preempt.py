@@ -43,7 +43,8 @@ try:
     with exit_on_preemption(out / "cache"):
         chunk = 0
         while True:
-            cache.put_many({{f"{{chunk}}-{{i}}": {{"value": chunk * 1000 + i, "pad": "x" * 3000}} for i in range({CHUNK})}})
+            entries = {{f"{{chunk}}-{{i}}": {{"value": chunk * 1000 + i, "pad": "x" * 3000}} for i in range({CHUNK})}}
+            cache.put_many(entries)
             write_json(out / "results.json", {{"chunk": chunk, "values": list(range({VALUES}))}})
             if chunk == 2:
                 print("ready", flush=True)

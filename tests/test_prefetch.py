@@ -181,7 +181,8 @@ PARTIAL = {
                          ["model.safetensors (or model.safetensors.index.json and its shards)", "tokenizer_config.json",
                           "tokenizer.json or tokenizer.model or vocab.json + merges.txt or vocab.txt"]),
     "tokenizer": (["tokenizer.json", "tokenizer_config.json"],
-                  ["tokenizer_config.json", "tokenizer.json or tokenizer.model or vocab.json + merges.txt or vocab.txt"]),
+                  ["tokenizer_config.json",
+                   "tokenizer.json or tokenizer.model or vocab.json + merges.txt or vocab.txt"]),
     "config": (["config.json"], ["config.json"]),
 }
 

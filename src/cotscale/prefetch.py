@@ -33,7 +33,8 @@ _LEGACY_WEIGHTS = ["*.bin", "*.pth", "*.pt", "*.msgpack", "*.h5", "*.ot", "*.onn
 
 # What a snapshot needs to be evaluated, in the order transformers and vLLM look: weights as an index of shards or one
 # file (safetensors first: when a repository has them, prefetch skips the legacy formats), and a tokenizer.
-WEIGHT_FORMATS = (("model.safetensors.index.json", "model.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model.bin"))
+WEIGHT_FORMATS = (("model.safetensors.index.json", "model.safetensors"),
+                  ("pytorch_model.bin.index.json", "pytorch_model.bin"))
 # transformers writes tokenizer_config.json with every tokenizer it saves; the vocabulary is one of these sets.
 TOKENIZER_CONFIG = "tokenizer_config.json"
 TOKENIZER_VOCABULARIES = (("tokenizer.json",), ("tokenizer.model",), ("vocab.json", "merges.txt"), ("vocab.txt",))
@@ -150,11 +151,13 @@ def fetch_model(repo_id: str, revision: str) -> dict:
         path = cached_snapshot(repo_id, revision)  # the cache of the submitting host, as downloads would fill it
     else:
         try:
-            path = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=_ignore_patterns(repo_id, revision)))
+            ignore = _ignore_patterns(repo_id, revision)
+            path = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=ignore))
         except Exception as exc:
-            raise RuntimeError(f"cannot fetch model {repo_id} at revision {revision}: {type(exc).__name__}: {exc}") from exc
-        _check_complete(f"{repo_id} at revision {revision}", path,
-                        advice="The repository has no such files at that revision: pin one that does (models.<name>.revision).")
+            raise RuntimeError(
+                f"cannot fetch model {repo_id} at revision {revision}: {type(exc).__name__}: {exc}") from exc
+        _check_complete(f"{repo_id} at revision {revision}", path, advice=(
+            "The repository has no such files at that revision: pin one that does (models.<name>.revision)."))
     log.info("model %s@%s -> %s (%.0f s)", repo_id, revision, path, time.monotonic() - started)
     return {"hf_id": repo_id, "revision": revision, "commit": path.name, "path": str(path)}
 
