@@ -135,7 +135,7 @@ def cached_snapshot(repo_id: str, revision: str, cache_dir: str | Path | None = 
         if partial:
             _check_complete(label, Path(partial))
         what = f"incomplete ({exc})" if partial else "not in the Hugging Face cache"
-        raise OfflineCacheMiss(f"{label} is {what}, and offline mode forbids downloading it. "
+        raise OfflineCacheMiss(f"{label} is {what}, and hf_offline: true forbids downloading it. "
                                f"{_prefetch_advice()}") from exc
     _check_complete(label, path)
     return path
