@@ -12,9 +12,10 @@
 #
 # Why stop must undo everything: the SLURM executor plugin runs `scontrol show config` whenever Snakemake starts,
 # whatever the executor; with a slurm.conf left pointing at a stopped controller every later `snakemake` call on
-# the machine waits ~9 s for it. The start records the paths it creates in $STATE/created (one a line) and the
-# packages, users and groups it adds in $STATE/{packages,users,groups}; a start that fails undoes itself the same way.
-# Not undone: `apt-get update`'s package lists (a cache).
+# the machine waits ~9 s for it. The start keeps a list of the machine's packages, users, groups and of every path
+# under the folders it touches (TOUCHED) in $STATE/machine.at-start; stop purges the packages the start installed,
+# deletes the users, groups and paths that were not there before, and fails if the list then differs. A start that
+# fails undoes itself the same way. Not undone: `apt-get update`'s package lists (a cache).
 set -euo pipefail
 
 STATE=${COTSCALE_SLURM_STATE:-/run/cotscale-slurm}
@@ -47,12 +48,24 @@ installed() { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 !~ /
 users() { getent passwd | cut -d: -f1 | sort; }
 groups() { getent group | cut -d: -f1 | sort; }
 
-record_added() {  # what the package installation added: packages, users, groups (also after an interrupted one)
-    [ -f "$STATE/packages.before" ] || return 0
-    installed | comm -13 "$STATE/packages.before" - >"$STATE/packages"
-    users | comm -13 "$STATE/users.before" - >"$STATE/users"
-    groups | comm -13 "$STATE/groups.before" - >"$STATE/groups"
-    rm -f "$STATE"/*.before
+# Everything of the machine that a start can change; `stop` compares it with the start's copy and fails on a difference.
+TOUCHED=("$CONF_DIR" /etc/munge /run/munge /var/log/munge /var/lib/munge /var/spool/slurmctld /var/spool/slurmd
+    /var/log/slurm /var/lib/slurm "$STATE")
+machine() {
+    installed
+    users | sed 's/^/user /'
+    groups | sed 's/^/group /'
+    paths | sed 's/^/path /'
+}
+
+paths() { find "${TOUCHED[@]}" 2>/dev/null | sort || true; }  # find fails on the folders that do not exist
+
+record_added() {  # what the start's package installation added: packages, users, groups (also if interrupted)
+    [ -f "$STATE/installing" ] || return 0
+    grep -v '^\(user\|group\|path\) ' "$STATE/machine.at-start" | comm -13 - <(installed) >"$STATE/packages"
+    sed -n 's/^user //p' "$STATE/machine.at-start" | comm -13 - <(users) >"$STATE/users"
+    sed -n 's/^group //p' "$STATE/machine.at-start" | comm -13 - <(groups) >"$STATE/groups"
+    rm -f "$STATE/installing"
 }
 
 undo() {
@@ -71,21 +84,21 @@ undo() {
     for name in $(cat "$STATE/groups" 2>/dev/null); do
         if getent group "$name" >/dev/null; then groupdel "$name" || true; fi
     done
-    if [ -f "$STATE/created" ]; then  # newest first: files before the folders that hold them
-        tac "$STATE/created" | while IFS= read -r path; do
-            [ -n "$path" ] && rm -rf -- "$path"
-        done
+    if [ -f "$STATE/machine.at-start" ]; then  # every path under TOUCHED that the start (or its daemons) created
+        sed -n 's/^path //p' "$STATE/machine.at-start" >"$STATE/paths.at-start"
+        paths | comm -13 "$STATE/paths.at-start" - | sort -r \
+            | while IFS= read -r path; do
+                case $path in "$STATE" | "$STATE"/*) ;; *) rm -rf -- "$path" ;; esac
+            done
     fi
-    for path in "$CONF_DIR/slurm.conf" "$CONF_DIR/gres.conf"; do  # ours by the marker, from a start without records
-        if [ -f "$path" ] && grep -qF "$MARKER" "$path"; then rm -f -- "$path"; fi
-    done
+    remove_marked
     rm -rf -- "$STATE"
 }
 
-own() {  # record each path that does not exist yet: the start (or a package it installs) is about to create it
+remove_marked() {  # configuration files ours by the marker, also from a start of an older version of this script
     local path
-    for path in "$@"; do
-        [ -e "$path" ] || echo "$path" >>"$STATE/created"
+    for path in "$CONF_DIR/slurm.conf" "$CONF_DIR/gres.conf"; do
+        if [ -f "$path" ] && grep -qF "$MARKER" "$path"; then rm -f -- "$path"; fi
     done
 }
 
@@ -94,7 +107,13 @@ if [ "${1:-start}" = stop ]; then
         log "nothing to stop"
         exit 0
     fi
+    before=$(cat "$STATE/machine.at-start" 2>/dev/null || true)
     undo
+    if [ -n "$before" ] && ! difference=$(diff <(echo "$before") <(machine)); then
+        log "stopped, but the machine differs from before the start (< before, > now):"
+        echo "$difference" >&2
+        exit 1
+    fi
     log "stopped; the machine is as before the start"
     exit 0
 fi
@@ -111,19 +130,18 @@ if [ -d "$STATE" ] && sinfo -h >/dev/null 2>&1; then
     exit 0
 fi
 [ -d "$STATE" ] && undo  # the remains of a start that was never stopped
+remove_marked
+before=$(machine)
 mkdir -p "$STATE"
+echo "$before" >"$STATE/machine.at-start"
 trap 'status=$?; if [ "$status" -ne 0 ]; then log "start failed: undoing it"; undo; fi' EXIT
 trap 'exit 143' TERM INT  # a start killed by `timeout` undoes itself too
-own "$CONF_DIR" /etc/munge /run/munge /var/log/munge /var/lib/munge /var/spool/slurmctld /var/spool/slurmd \
-    /var/log/slurm
 
 # --- packages ---------------------------------------------------------------------------------------------------
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
     || ! command -v munged >/dev/null; then
     log "installing ${PACKAGES[*]}"
-    installed >"$STATE/packages.before"
-    users >"$STATE/users.before"
-    groups >"$STATE/groups.before"
+    touch "$STATE/installing"
     export DEBIAN_FRONTEND=noninteractive
     timeout 300 apt-get update -qq
     timeout 600 apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
@@ -132,7 +150,6 @@ fi
 
 # --- configuration ----------------------------------------------------------------------------------------------
 mkdir -p "$STATE/dev" "$CONF_DIR" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-own "$CONF_DIR/slurm.conf" "$CONF_DIR/gres.conf"
 for i in $(seq 0 $((GPUS - 1))); do
     [ -c "$STATE/dev/nvidia$i" ] || mknod "$STATE/dev/nvidia$i" c 195 "$i"  # gres needs device files, not regular ones
 done
@@ -185,7 +202,6 @@ EOF
 # --- daemons ----------------------------------------------------------------------------------------------------
 mkdir -p /etc/munge /run/munge /var/log/munge /var/lib/munge
 if [ ! -s /etc/munge/munge.key ]; then
-    own /etc/munge/munge.key
     dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
 fi
 chown munge:munge /etc/munge/munge.key /run/munge /var/log/munge /var/lib/munge
