@@ -4,7 +4,10 @@
 model revision with `huggingface_hub.snapshot_download` and loads each configured lm-eval task the way an
 evaluation job does (same task definitions, same `datasets.load_dataset` arguments), which fills the datasets cache.
 With `hf_offline: true` evaluation jobs then run with HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1; a model that is
-not in the cache makes such a job stop at once with an `OfflineCacheMiss` that names the model and this rule.
+not in the cache makes such a job stop at once with an `OfflineCacheMiss` that names the model and this rule. "In the
+cache" means complete (`missing_files`): every weight shard the snapshot's index lists (or its single weights file),
+config.json and the tokenizer files, for the pinned revision. A partial snapshot (an interrupted download, or one that
+only ever fetched config.json) fails the same way, naming the missing files, instead of minutes later in the loader.
 
 Compute nodes must see the same cache: put HF_HOME (or HF_HUB_CACHE and HF_DATASETS_CACHE) on a shared filesystem.
 Module-level imports stay light: Snakemake imports this module when it parses the workflow.
@@ -13,6 +16,7 @@ Module-level imports stay light: Snakemake imports this module when it parses th
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -27,8 +31,17 @@ log = logging.getLogger(__name__)
 _LEGACY_WEIGHTS = ["*.bin", "*.pth", "*.pt", "*.msgpack", "*.h5", "*.ot", "*.onnx", "*.gguf", "original/*", "onnx/*"]
 
 
+# What a snapshot needs to be evaluated, in the order transformers and vLLM look: weights as an index of shards or one
+# file (safetensors first: when a repository has them, prefetch skips the legacy formats), and a tokenizer.
+WEIGHT_FORMATS = (("model.safetensors.index.json", "model.safetensors"),
+                  ("pytorch_model.bin.index.json", "pytorch_model.bin"))
+# transformers writes tokenizer_config.json with every tokenizer it saves; the vocabulary is one of these sets.
+TOKENIZER_CONFIG = "tokenizer_config.json"
+TOKENIZER_VOCABULARIES = (("tokenizer.json",), ("tokenizer.model",), ("vocab.json", "merges.txt"), ("vocab.txt",))
+
+
 class OfflineCacheMiss(RuntimeError):
-    """An evaluation under hf_offline needs a model or dataset that is not in the Hugging Face cache."""
+    """An evaluation under hf_offline needs a model or dataset that is not (or not completely) in the HF cache."""
 
 
 def _truthy(value: str | None) -> bool:
@@ -68,16 +81,83 @@ def _ignore_patterns(repo_id: str, revision: str) -> list[str] | None:
     return _LEGACY_WEIGHTS if any(f.endswith(".safetensors") for f in files) else None
 
 
+def missing_files(snapshot: str | Path) -> list[str]:
+    """The files an evaluation needs that `snapshot` (a snapshots/<commit>/ folder) lacks, in snapshot-relative names.
+
+    Needed: config.json; every shard named in the weights index's weight_map, or the single weights file, of the
+    first format in WEIGHT_FORMATS whose index or file the snapshot has; tokenizer_config.json and one vocabulary set.
+    A dangling link (its blob never finished downloading) counts as missing.
+    """
+    folder = Path(snapshot)
+    missing = [] if (folder / "config.json").is_file() else ["config.json"]
+    for index, single in WEIGHT_FORMATS:
+        if (folder / index).is_file():
+            try:
+                shards = sorted(set(json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                missing.append(f"{index} (unreadable: {type(exc).__name__}: {exc})")
+                break
+            missing += [shard for shard in shards if not (folder / shard).is_file()]
+            break
+        if (folder / single).is_file():
+            break
+    else:
+        missing.append(f"{WEIGHT_FORMATS[0][1]} (or {WEIGHT_FORMATS[0][0]} and its shards)")
+    if not (folder / TOKENIZER_CONFIG).is_file():
+        missing.append(TOKENIZER_CONFIG)
+    if not any(all((folder / name).is_file() for name in names) for names in TOKENIZER_VOCABULARIES):
+        missing.append(" or ".join(" + ".join(names) for names in TOKENIZER_VOCABULARIES))
+    return missing
+
+
+def _check_complete(label: str, snapshot: Path, advice: str | None = None) -> None:
+    missing = missing_files(snapshot)
+    if missing:
+        raise OfflineCacheMiss(
+            f"{label}: the cached snapshot {snapshot} is incomplete, missing {len(missing)} file(s) an evaluation "
+            f"needs: {', '.join(missing)}. {advice or _prefetch_advice()}"
+        )
+
+
+def cached_snapshot(repo_id: str, revision: str, cache_dir: str | Path | None = None, label: str | None = None) -> Path:
+    """The complete cached snapshot of `repo_id` at `revision` (a branch, tag or commit; refs/ resolve it), without
+    any network call; otherwise OfflineCacheMiss naming what is absent, prefixed with `label` (default: the repository
+    and revision). `cache_dir`: the hub cache (default: huggingface_hub's)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    label = label or f"{repo_id} at revision {revision}"
+    try:  # huggingface_hub also checks the snapshot against the file listing it cached at download time, if any
+        path = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True,
+                                      ignore_patterns=_LEGACY_WEIGHTS))
+    except LocalEntryNotFoundError as exc:
+        partial = getattr(exc, "snapshot_path", None)
+        if partial:
+            _check_complete(label, Path(partial))
+        what = f"incomplete ({exc})" if partial else "not in the Hugging Face cache"
+        raise OfflineCacheMiss(f"{label} is {what}, and hf_offline: true forbids downloading it. "
+                               f"{_prefetch_advice()}") from exc
+    _check_complete(label, path)
+    return path
+
+
 def fetch_model(repo_id: str, revision: str) -> dict:
+    """Download the revision (offline: only find it in the cache); either way the snapshot must be complete."""
     from huggingface_hub import snapshot_download
 
     started = time.monotonic()
     log.info("model %s@%s ...", repo_id, revision)
-    try:
-        ignore = None if hub_offline() else _ignore_patterns(repo_id, revision)
-        path = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=ignore))
-    except Exception as exc:
-        raise RuntimeError(f"cannot fetch model {repo_id} at revision {revision}: {type(exc).__name__}: {exc}") from exc
+    if hub_offline():
+        path = cached_snapshot(repo_id, revision)  # the cache of the submitting host, as downloads would fill it
+    else:
+        try:
+            ignore = _ignore_patterns(repo_id, revision)
+            path = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=ignore))
+        except Exception as exc:
+            raise RuntimeError(
+                f"cannot fetch model {repo_id} at revision {revision}: {type(exc).__name__}: {exc}") from exc
+        _check_complete(f"{repo_id} at revision {revision}", path, advice=(
+            "The repository has no such files at that revision: pin one that does (models.<name>.revision)."))
     log.info("model %s@%s -> %s (%.0f s)", repo_id, revision, path, time.monotonic() - started)
     return {"hf_id": repo_id, "revision": revision, "commit": path.name, "path": str(path)}
 
@@ -119,17 +199,13 @@ def _prefetch_advice() -> str:
     )
 
 
-def check_model_cached(model: dict) -> None:
-    """Under HF_HUB_OFFLINE, fail at once (not after minutes of loading) if the model revision is not cached."""
+def check_model_cached(model: dict, cache_dir: str | Path | None = None) -> None:
+    """Under HF_HUB_OFFLINE, fail at once (not after minutes of loading) unless the model revision is completely
+    cached (cached_snapshot)."""
     if not hub_offline() or not is_remote(model):
         return
-    from huggingface_hub import try_to_load_from_cache
-
-    if not isinstance(try_to_load_from_cache(model["hf_id"], "config.json", revision=model["revision"]), str):
-        raise OfflineCacheMiss(
-            f"model {model['key']!r} ({model['hf_id']} at revision {model['revision']}) is not in the Hugging Face "
-            f"cache, and hf_offline: true forbids downloading it. {_prefetch_advice()}"
-        )
+    cached_snapshot(model["hf_id"], model["revision"], cache_dir,
+                    label=f"model {model['key']!r} ({model['hf_id']} at revision {model['revision']})")
 
 
 _OFFLINE_MARKERS = ("OfflineModeIsEnabled", "outgoing traffic has been disabled", "couldn't find them in the cached",
