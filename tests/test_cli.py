@@ -112,7 +112,9 @@ def published_tables(tmp_path_factory):
     published.ingest(PAPER, root)
     config = load_config(ROOT / "config" / "published.yaml")
     results = sorted(str(p) for p in (root / "evals").rglob("results.json"))
-    aggregate.write_tables(config, results, root / "tables")
+    for strategy in config["strategies"]:
+        aggregate.write_strategy_tables(config, strategy, results, root / "tables" / strategy)
+    aggregate.combine_tables([root / "tables" / s for s in config["strategies"]], root / "tables")
     return root
 
 

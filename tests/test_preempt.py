@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cotscale.cache import RequestCache
-from cotscale.preempt import PREEMPTED_EXIT, batch_size_for_attempt, exit_on_preemption, memory_attempt_line
+from cotscale.preempt import PREEMPTED_EXIT, batch_size_for_attempt, exit_on_preemption
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CHUNK = 40  # entries per cache chunk
@@ -135,13 +135,6 @@ def test_batch_size_halves_per_retry(configured, attempt, expected):
 def test_batch_size_needs_an_attempt_from_one():
     with pytest.raises(ValueError, match="attempt"):
         batch_size_for_attempt(8, 0)
-
-
-def test_the_retry_says_attempt_memory_and_batch_size():
-    assert memory_attempt_line(1, 8000, 8) == "attempt 1: mem_mb 8000, batch_size 8"
-    assert memory_attempt_line(3, 24000, 8) == ("attempt 3 (a retry): mem_mb 24000 (scaled with the attempt), "
-                                                "batch_size 2 (halved on each retry from the configured 8)")
-    assert "batch_size auto (as configured" in memory_attempt_line(2, 16000, "auto")
 
 
 ALLOCATE = """

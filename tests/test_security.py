@@ -142,7 +142,7 @@ def test_trust_remote_code_only_when_the_model_entry_sets_it(untrained_model, mo
         entry["trust_remote_code"] = setting
     config = load_config({**demo, "models": {"m": entry}, "strategies": {"standard": demo["strategies"]["standard"]},
                           "analysis": {"baseline": "standard", "cot": "standard", "llh": "standard"}})
-    _build_lm(config, config["models"]["m"], config["strategies"]["standard"])
+    _build_lm(config, config["models"]["m"], config["strategies"]["standard"], None, config["batch_size"])
     expected = bool(setting)
     assert seen["backend"] == [expected] and seen["hub"] and set(seen["hub"]) == {expected}
 

@@ -41,6 +41,7 @@ from cotscale import package_versions
 from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task
 from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
 from cotscale.io import atomic_path, read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
+from cotscale.preempt import batch_size_for_attempt
 from cotscale.prefetch import check_model_cached, explain_offline_errors
 from cotscale.tasks import check_tasks_known, evaluation_task_manager
 from cotscale.usage import summarize_usage
@@ -57,7 +58,7 @@ class EvaluationError(CotscaleError, RuntimeError):
     """An evaluation that cannot run as configured, worded for the person who edits the config."""
 
 
-def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path | None = None):
+def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path | None, batch_size: int | str):
     from cotscale.lm import CotscaleLM
 
     return CotscaleLM(
@@ -65,7 +66,7 @@ def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path |
         pretrained=model["pretrained"],
         revision=None if model["demo"] else model["revision"],
         dtype=model["dtype"],
-        batch_size=config["batch_size"],
+        batch_size=batch_size,
         device=config["device"],
         trust_remote_code=model["trust_remote_code"],
         tensor_parallel_size=model["tensor_parallel"],
@@ -284,8 +285,44 @@ def _place(job: TaskJob) -> None:
                 shutil.copy2(source, tmp)
 
 
+OOM_RECORD = "out_of_memory.json"  # beside a suite's task caches: how often the suite ran out of memory
+
+
 def _evaluate_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[dict]:
-    """Evaluate the unfinished tasks on one model load, place every task's outputs, then drop the caches."""
+    """Evaluate the unfinished tasks on one model load, place every task's outputs, then drop the caches.
+
+    After an attempt that ran out of memory (recorded in OOM_RECORD), a numeric batch size is halved per such
+    failure (cotscale.preempt.batch_size_for_attempt); Snakemake's retry also scales mem_mb with the attempt."""
+    record = Path(jobs[0].cache_dir).parent / OOM_RECORD if jobs[0].cache_dir else None
+    failures = read_json(record)["failures"] if record is not None and record.exists() else 0
+    batch_size = batch_size_for_attempt(config["batch_size"], failures + 1)
+    if failures:
+        log.warning("%s: %d earlier attempt(s) ran out of memory: batch_size %s now (configured %s)", model_key,
+                    failures, batch_size, config["batch_size"])
+    try:
+        lm, load_seconds = _evaluate_pending(config, model_key, jobs, batch_size)
+    except EvaluationError as exc:
+        if record is not None and _is_out_of_memory(exc):
+            write_json(record, {"failures": failures + 1, "batch_size": batch_size})
+            log.info("recorded in %s: the next attempt halves a numeric batch size", record)
+        raise
+    if lm is not None:
+        lm.barrier()  # every rank has finished before rank 0 places the outputs and drops the caches
+    if lm is not None and lm.rank != 0:
+        return None
+    for job in jobs:
+        if job.complete_dir is not None:
+            _place(job)
+    if record is not None:
+        record.unlink(missing_ok=True)
+    for job in jobs:
+        if job.cache_dir:
+            _remove_cache(Path(job.cache_dir))
+    return [read_json(Path(job.out_dir) / "results.json") for job in jobs]
+
+
+def _evaluate_pending(config: dict, model_key: str, jobs: list[TaskJob], batch_size):
+    """The tasks not finished by an earlier attempt, on one model load (none if every task is finished)."""
     lm, load_seconds = None, None
     pending = [job for job in jobs if not _finished(config, model_key, job)]
     for job in jobs:
@@ -300,24 +337,14 @@ def _evaluate_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[d
             model = config["models"][model_key]
             with explain_offline_errors(f"model {model_key!r} ({model['hf_id']} at revision {model['revision']})"), \
                     explain_out_of_memory(config, model_key, job.strategy), _about_model(model_key):
-                lm = _build_lm(config, model, strategy, job.cache_dir)
+                lm = _build_lm(config, model, strategy, job.cache_dir, batch_size)
             load_seconds = round(time.monotonic() - started, 3)
             log.info("%s: model loaded in %.1f s", model_key, load_seconds)
         else:
             lm.begin_task(strategy, job.cache_dir)
         target = job.complete_dir or Path(job.out_dir)
-        _evaluate_task(lm, config, model_key, job, target, load_seconds)
-    if lm is not None:
-        lm.barrier()  # every rank has finished before rank 0 places the outputs and drops the caches
-    if lm is None or lm.rank == 0:
-        for job in jobs:
-            if job.complete_dir is not None:
-                _place(job)
-        for job in jobs:
-            if job.cache_dir:
-                _remove_cache(Path(job.cache_dir))
-        return [read_json(Path(job.out_dir) / "results.json") for job in jobs]
-    return None
+        _evaluate_task(lm, config, model_key, job, target, load_seconds, batch_size)
+    return lm, load_seconds
 
 
 def _remove_cache(folder: Path) -> None:
@@ -333,7 +360,8 @@ def _remove_cache(folder: Path) -> None:
         parent = parent.parent
 
 
-def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path, load_seconds: float | None):
+def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path, load_seconds: float | None,
+                   batch_size):
     """One task on the loaded model; writes its three outputs into `out_dir` (rank 0)."""
     import lm_eval
 
@@ -377,7 +405,7 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
         "spec": job_spec(config, model_key, strategy_name, task),
         "backend": model["backend"],
         "dtype": model["dtype"],
-        "batch_size": config["batch_size"],
+        "batch_size": batch_size,
         "device": config["device"],
         "limit": config["limit"],
         "seed": config["seed"],

@@ -10,9 +10,10 @@ and drops a torn last line when it is opened again; outputs are written through 
 (cotscale.io.atomic_path), so they are either complete or absent.
 
 Out of memory. Snakemake retries a failed job (`retries` in the profile) with `attempt` = 2, 3, ...; the job's
-mem_mb scales with the attempt, and `batch_size_for_attempt` halves a numeric batch size per retry, so an
-evaluation that ran out of memory (CUDA or host, cotscale.evaluate._is_out_of_memory) is rerun with more memory and
-smaller batches, resuming from its request cache. `memory_attempt_line` is what the retried job logs.
+mem_mb scales with the attempt. A suite that ran out of memory (CUDA or host, cotscale.evaluate._is_out_of_memory)
+records it beside its request caches, and its next run halves a numeric batch size per such failure
+(`batch_size_for_attempt`), keeping the tasks it finished; the interrupted task starts over (its request cache is
+keyed by the batch size, which changes the last bits of a log-likelihood).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+#: how SLURM evaluation jobs are submitted (workflow/rules/evaluate.smk, `slurm_extra`): SIGTERM 120 s before the
+#: time limit. TERM, not USR1: the job step's own snakemake waits for its job on SIGTERM, but dies at once of SIGUSR1
+SLURM_SIGNAL = "--signal=TERM@120"
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run it again
 
 
@@ -74,7 +78,8 @@ def _restore(handlers: dict) -> None:
 
 
 def batch_size_for_attempt(batch_size: int | str, attempt: int) -> int | str:
-    """The batch size of Snakemake attempt `attempt` (1 = first run): a number halves on every retry, down to 1.
+    """The batch size of attempt `attempt` (1 + the out-of-memory failures before it): a number halves per failure,
+    down to 1.
 
     "auto" (and lm-eval's "auto:N") stays as it is: lm-eval's automatic batch size already searches downwards from
     the largest batch, halving whenever one runs out of memory, on every run; a retry re-runs that search within the
@@ -85,14 +90,3 @@ def batch_size_for_attempt(batch_size: int | str, attempt: int) -> int | str:
     if attempt < 1 or batch_size < 1:
         raise ValueError(f"attempt ({attempt}) and batch_size ({batch_size}) must be at least 1")
     return max(1, batch_size >> (attempt - 1))
-
-
-def memory_attempt_line(attempt: int, mem_mb: int, configured_batch_size: int | str) -> str:
-    """The line an evaluation logs before loading its model, e.g. "attempt 2 (a retry): mem_mb 16000 (scaled with the
-    attempt), batch_size 4 (halved on each retry from the configured 8)"."""
-    batch_size = batch_size_for_attempt(configured_batch_size, attempt)
-    if attempt == 1:
-        return f"attempt 1: mem_mb {mem_mb}, batch_size {batch_size}"
-    how = (f"halved on each retry from the configured {configured_batch_size}" if batch_size != configured_batch_size
-           else f"as configured: {'lm-eval searches it again' if isinstance(batch_size, str) else 'already 1'}")
-    return f"attempt {attempt} (a retry): mem_mb {mem_mb} (scaled with the attempt), batch_size {batch_size} ({how})"

@@ -61,9 +61,13 @@ def build_demo_model(smk, config):
 def evaluate(smk, config):
     """One suite: the model of the job, every task of its strategies (params.strategies)."""
     from cotscale.evaluate import run_suite, suite_tasks
+    from cotscale.preempt import exit_on_preemption
 
     model = smk.wildcards.model
-    return run_suite(config, model, suite_tasks(config, model, list(smk.params.strategies), EVALS_DIR, CACHE_DIR))
+    log.info("job resources: mem_mb %s, runtime %s min, %s thread(s)", smk.resources.get("mem_mb"),
+             smk.resources.get("runtime"), smk.threads)
+    with exit_on_preemption(CACHE_DIR / model):
+        return run_suite(config, model, suite_tasks(config, model, list(smk.params.strategies), EVALS_DIR, CACHE_DIR))
 
 
 def aggregate_strategy(smk, config):
@@ -165,6 +169,8 @@ def run_rule(smk, entry) -> None:
             except user_errors as exc:
                 log.info("details of the error below:", exc_info=True)
                 log.error("%s", exc)
+                raise
+            except SystemExit:  # a deliberate exit (preemption: cotscale.preempt) has said why already
                 raise
             except BaseException:
                 log.exception("rule %s failed", smk.rule)  # the traceback belongs in the job's log too

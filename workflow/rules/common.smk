@@ -10,6 +10,7 @@ from cotscale.config import (
     task_variant,
 )
 from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes
+from cotscale.preempt import SLURM_SIGNAL
 from cotscale.registry import (
     FIGURES,
     PAIR_TABLES,

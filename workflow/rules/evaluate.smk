@@ -23,6 +23,8 @@ if CFG["suite"] == "strategy":
             runtime=get_eval_runtime,
             # one task per job whatever its GPU count: the job starts its own tensor/data-parallel workers
             tasks_per_gpu=0,
+            # SLURM signals the job before its time limit: it stops and the retry resumes (cotscale.preempt)
+            slurm_extra=f"'{SLURM_SIGNAL}'",
         params:
             strategies=get_suite_strategies,
             spec=get_suite_params,
