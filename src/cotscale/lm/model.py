@@ -20,7 +20,7 @@ from cotscale import package_versions
 from cotscale.cache import RequestCache, weights_signature
 from cotscale.lm.backends import make_backend
 from cotscale.lm.hybrid import combine, plan_documents
-from cotscale.lm.tokens import common_suffix
+from cotscale.lm.tokens import common_suffix, new_tokens
 from cotscale.strategy import STRATEGY_KEYS, resolve_strategy
 from cotscale.usage import UsageRecorder
 
@@ -246,7 +246,7 @@ class CotscaleLM(LM):
             for (r, _, _), value in zip(chunk, found, strict=True):
                 u = value["usage"]
                 self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
-                               u["sequences"])
+                               u["sequences"], truncated_sequences=u["truncated_sequences"], stops_at=u["stops_at"])
                 results.append(list(value["seqs"]))
         return results
 
@@ -270,9 +270,10 @@ class CotscaleLM(LM):
             if seqs[0][0] != text:
                 log.warning("cotscale: captured first sequence differs from the backend's text (%r vs %r)",
                             seqs[0][0][:80], text[:80])
-            results.append({"seqs": [text] + [t for t, _ in seqs[1:]],
-                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n in seqs),
-                                      "sequences": len(seqs)}})
+            results.append({"seqs": [text] + [t for t, _, _ in seqs[1:]],
+                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, _ in seqs),
+                                      "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e in seqs),
+                                      "stops_at": "eos" if mode[0] == "beam" else "eos_or_stop"}})
         return results
 
     def _lookup(self, kind: str, keys: list[str]) -> list[dict | None]:
@@ -315,51 +316,61 @@ class CotscaleLM(LM):
             used[j], out[i] = True, captures[j]
         return out
 
-    def _score(self, items, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        """Log-likelihoods of [(request, context, continuation)] in chunks of ``request_chunk`` (ONE backend call per
-        chunk not found in the request cache); one usage record each, in item order."""
+    def _score(self, items, disable_tqdm: bool = False,
+               computed: dict[tuple[str, int], list[str]] | None = None) -> list[tuple[float, bool]]:
+        """Log-likelihoods of [(request, context, continuation)], ONE backend call per chunk of about
+        ``request_chunk`` items (whole documents) not found in the request cache; one usage record each, in item
+        order. ``computed``: per document, texts whose tokens a generation already computed (hybrid: prompt +
+        rationale), so its records count only what scoring adds (:func:`cotscale.lm.tokens.new_tokens`)."""
         out = []
-        for start in range(0, len(items), self.request_chunk):
-            chunk = items[start:start + self.request_chunk]
-            keys = [RequestCache.key("loglikelihood", context, continuation) for _, context, continuation in chunk]
+        for chunk in _document_chunks(items, self.request_chunk):
+            position: Counter = Counter()
+            keys = []
+            for r, context, continuation in chunk:  # the document and position decide the usage counts
+                doc = (r.task_name, r.doc_id)
+                keys.append(RequestCache.key("loglikelihood", context, continuation, doc, position[doc]))
+                position[doc] += 1
             found = self._lookup("loglikelihood", keys)
-            missing = [i for i, value in enumerate(found) if value is None]
-            if missing:
-                answers = self._score_backend([chunk[i] for i in missing], disable_tqdm)
-                for i, value in zip(missing, answers, strict=True):
-                    found[i] = value
-                self._store({keys[i]: found[i] for i in missing})
+            if any(value is None for value in found):  # a chunk is stored whole: all of it or none
+                found = self._score_backend(chunk, disable_tqdm, computed or {})
+                self._store(dict(zip(keys, found, strict=True)))
             for (r, _, _), value in zip(chunk, found, strict=True):
-                self.usage.add(r.task_name, r.doc_id, "loglikelihood", value["prompt_tokens"])
+                self.usage.add(r.task_name, r.doc_id, "loglikelihood", value["prompt_tokens"],
+                               scored_tokens=value["scored_tokens"])
                 out.append((value["answer"][0], value["answer"][1]))
         return out
 
-    def _score_backend(self, items, disable_tqdm: bool = False) -> list[dict]:
-        """ONE backend loglikelihood call; per item {"answer": [loglikelihood, is_greedy], "prompt_tokens": n}."""
+    def _score_backend(self, items, disable_tqdm: bool, computed: dict[tuple[str, int], list[str]]) -> list[dict]:
+        """ONE backend loglikelihood call; per item {"answer": [loglikelihood, is_greedy], "prompt_tokens": new
+        tokens, "scored_tokens": ids scored}."""
         backend = self.lm
         instances = [Instance("loglikelihood", r.doc, (context, continuation), r.idx, (r.task_name, r.doc_id, 1))
                      for r, context, continuation in items]
         backend.cotscale_ll_capture = []
         try:
             out = backend.loglikelihood(instances, disable_tqdm=disable_tqdm)
-            lengths = backend.cotscale_ll_capture
+            scored = backend.cotscale_ll_capture
         finally:
             backend.cotscale_ll_capture = None
-        if len(lengths) != len(items):
-            raise RuntimeError(f"cotscale: {len(items)} loglikelihood requests but {len(lengths)} captured")
+        if len(scored) != len(items):
+            raise RuntimeError(f"cotscale: {len(items)} loglikelihood requests but {len(scored)} captured")
         self.backend_calls["loglikelihood"] += 1
         self.cache_misses["loglikelihood"] += len(items)
-        return [{"answer": [float(ll), bool(greedy)], "prompt_tokens": int(n)}
-                for (ll, greedy), n in zip(out, lengths, strict=True)]
+        by_doc: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for i, (r, _, _) in enumerate(items):
+            by_doc[(r.task_name, r.doc_id)].append(i)
+        new = [0] * len(items)
+        for doc, idxs in by_doc.items():
+            done = [backend.tok_encode(text) for text in computed.get(doc, [])]
+            for i, n in zip(idxs, new_tokens([scored[i] for i in idxs], done), strict=True):
+                new[i] = n
+        return [{"answer": [float(ll), bool(greedy)], "prompt_tokens": n, "scored_tokens": len(ids)}
+                for (ll, greedy), n, ids in zip(out, new, scored, strict=True)]
 
     def _hybrid(self, requests: list[Instance], disable_tqdm: bool) -> list[tuple[float, bool]]:
         s = self.strategy
         cue, answer_cue = s["cue"], s["answer_cue"]
-        plans = plan_documents([((r.task_name, r.doc_id), r.args[0]) for r in requests])
-        for plan in plans:
-            if not plan.prefix:
-                log.warning("cotscale hybrid: %s doc %s has no shared context to generate from; scoring it "
-                            "without a rationale", *plan.key)
+        plans = plan_documents([((r.task_name, r.doc_id), r.args[0], r.doc) for r in requests])
 
         # 1. one rationale (or k samples / the best of k beams) per document, one batched backend call
         gen_kwargs = {"until": list(s["until"]), **self._decoding_kwargs()}
@@ -369,9 +380,8 @@ class CotscaleLM(LM):
             mode = ("sample", s["samples"])
         else:
             mode = ("single", 1)
-        to_generate = [(requests[p.idxs[0]], p.generation_prompt(cue), dict(gen_kwargs)) for p in plans if p.prefix]
-        generated = iter(self._generate(to_generate, mode, disable_tqdm) if to_generate else [])
-        rationales = [next(generated) if p.prefix else [""] for p in plans]
+        to_generate = [(requests[p.idxs[0]], p.generation_prompt(cue), dict(gen_kwargs)) for p in plans]
+        rationales = self._generate(to_generate, mode, disable_tqdm)
         if s["decoding"] == "beam":
             rationales = [seqs[:1] for seqs in rationales]  # the best beam; the others only cost tokens
 
@@ -382,7 +392,8 @@ class CotscaleLM(LM):
             for text in texts:
                 for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
                     items.append((requests[i], context, requests[i].args[1]))
-        scores = iter(self._score(items, disable_tqdm))
+        computed = {p.key: [p.generation_prompt(cue) + text for text in texts] for p, texts in zip(plans, rationales)}
+        scores = iter(self._score(items, disable_tqdm, computed))
 
         # 3. combine per document
         out: list[tuple[float, bool] | None] = [None] * len(requests)
@@ -398,20 +409,28 @@ class CotscaleLM(LM):
             self.hybrid_details[plan.key] = detail
         return out  # type: ignore[return-value]
 
+    def sample_fields(self) -> dict[tuple[str, int], dict]:
+        """What each hybrid sample record carries beside lm-eval's fields: the rationale(s) and the prompt they were
+        generated from (plus the per-rationale choice log-likelihoods and, for self-consistency, the votes)."""
+        return {key: {"rationales": d["rationales"], "generation_prompt": d["prompt"],
+                      "rationale_loglikelihoods": d["loglikelihoods"], **({"votes": d["votes"]} if "votes" in d else {})}
+                for key, d in self.hybrid_details.items()}
+
     def gather_outputs(self) -> GatheredOutputs:
-        """Usage records, rationales and request-cache counts of ALL ranks on rank 0 under data parallelism
-        (accelerate launch); every rank must call it (a collective); other ranks get empty outputs. Single process:
-        this instance's own."""
-        part = (list(self.usage), dict(self.rationales), self.cache_stats())
+        """Usage records, rationales, sample fields and request-cache counts of ALL ranks on rank 0 under data
+        parallelism (accelerate launch); every rank must call it (a collective); other ranks get empty outputs.
+        Single process: this instance's own."""
+        part = (list(self.usage), dict(self.rationales), self.sample_fields(), self.cache_stats())
         parts = self.gather_object(part, dst=0) if self.world_size > 1 else [part]
         if self.rank != 0:  # gather_object gave the parts to rank 0 only
-            return GatheredOutputs([], {}, {}, [])
-        usage, rationales = [], {}
-        for part_usage, part_rationales, _ in parts:
+            return GatheredOutputs([], {}, {}, [], {})
+        usage, rationales, fields = [], {}, {}
+        for part_usage, part_rationales, part_fields, _ in parts:
             usage.extend(part_usage)
             rationales.update(part_rationales)
-        return GatheredOutputs(usage, rationales, _sum_cache_stats([stats for _, _, stats in parts]),
-                               [len(part_usage) for part_usage, _, _ in parts])
+            fields.update(part_fields)
+        return GatheredOutputs(usage, rationales, _sum_cache_stats([p[3] for p in parts]), [len(p[0]) for p in parts],
+                               fields)
 
     # -- files ---------------------------------------------------------------------------------------------
     def save(self, usage_path: str | Path | None = None, rationales_path: str | Path | None = None) -> None:
@@ -437,6 +456,7 @@ class GatheredOutputs:
     rationales: dict
     cache_stats: dict
     usage_per_rank: list[int]
+    sample_fields: dict  # {(task_name, doc_id): {field: value}} to add to that document's sample record
 
 
 def _sum_cache_stats(parts: list[dict]) -> dict:
@@ -466,6 +486,19 @@ def without_padding(requests: list[Instance]) -> tuple[list[Instance], list[int]
             kept.append(r)
         answer_from.append(own[n % len(own)])
     return kept, answer_from
+
+
+def _document_chunks(items, size: int):
+    """Consecutive runs of about ``size`` items, cut only where the document changes (the usage counts of a
+    document's requests depend on each other): the same cuts on every run, so a resumed run batches identically."""
+    start = 0
+    while start < len(items):
+        end = min(start + size, len(items))
+        doc = (items[end - 1][0].task_name, items[end - 1][0].doc_id)
+        while end < len(items) and (items[end][0].task_name, items[end][0].doc_id) == doc:
+            end += 1
+        yield items[start:end]
+        start = end
 
 
 def _deterministic(gen_kwargs: dict) -> bool:

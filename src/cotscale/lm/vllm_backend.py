@@ -104,6 +104,8 @@ def vllm_backend_class() -> tuple[type, bool]:
     from vllm.sampling_params import BeamSearchParams
 
     class CotscaleVLLM(Hooks, module.VLLM):
+        cotscale_ll_window = -1  # VLLM scores (context + continuation)[-(max_length - 1):]
+
         def _model_generate(self, requests, generate=False, sampling_params=None):
             if not generate or sampling_params is None or self.cotscale_capture is None:
                 return super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
@@ -115,15 +117,16 @@ def vllm_backend_class() -> tuple[type, bool]:
                 params = [_with_n(sp, k) for sp in params]
             outputs = super()._model_generate(requests, generate=True, sampling_params=params)
             for prompt, output, sp in zip(requests, outputs, params, strict=True):
-                seqs = [(postprocess_generated_text(o.text, sp.stop, self.think_end_token), len(o.token_ids))
-                        for o in output.outputs]
+                # vLLM's own count: to the first EOS / stop id or stop string, that token included
+                seqs = [(postprocess_generated_text(o.text, sp.stop, self.think_end_token), len(o.token_ids),
+                         o.finish_reason != "length") for o in output.outputs]
                 self.cotscale_capture.append((tuple(prompt), seqs))
             return outputs
 
         def _beam_search(self, requests, params, k):
             if self.data_parallel_size > 1:
                 raise NotImplementedError("decoding: beam on the vllm backend needs data_parallel_size 1")
-            eos = self.eot_token_id
+            ends = frozenset({self.tokenizer.eos_token_id})  # the one id vLLM's beam search stops on
 
             def decode(ids):
                 return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -139,11 +142,13 @@ def vllm_backend_class() -> tuple[type, bool]:
                 for i, result in zip(idxs, results, strict=True):
                     plen, stop, seqs = len(requests[i]), params[i].stop or [], []
                     for beam in result.sequences:  # best first
+                        # beam search has no stop strings: every beam runs to EOS or the budget, and all those
+                        # tokens are computed and counted; the text is cut at the stop sequences afterwards
                         gen = list(beam.tokens[plen:])
-                        seqs.append((postprocess_generated_text(decode(gen), stop, None),
-                                     count_to_stop(gen, stop, eos, decode), gen))
-                    self.cotscale_capture.append((tuple(requests[i]), [(t, n) for t, n, _ in seqs]))
-                    best_text, best_n, best_gen = seqs[0]
+                        n, ended = count_to_stop(gen, [], ends, None, decode)
+                        seqs.append((postprocess_generated_text(decode(gen[:n]), stop, None), n, ended, gen))
+                    self.cotscale_capture.append((tuple(requests[i]), [(t, n, e) for t, n, e, _ in seqs]))
+                    best_text, best_n, _, best_gen = seqs[0]
                     outputs[i] = SimpleNamespace(outputs=[SimpleNamespace(text=best_text, token_ids=best_gen[:best_n])])
             return outputs
 
