@@ -127,6 +127,17 @@ def test_new_tokens_count_a_shared_prefix_once():
     assert tokens.new_tokens([(10, 11, 40, 50, 51), (10, 11, 41, 50, 51)], [(10, 11)]) == [3, 3]
 
 
+def test_the_cot_cue_is_appended_once():
+    from cotscale.lm.model import with_cue
+
+    assert with_cue("Q: x\nA:", " Think.", "arc_challenge_cot") == "Q: x\nA: Think."
+    assert with_cue("Q: x\nA:", "", "gsm8k") == "Q: x\nA:"  # plain prompts
+    # lm-eval's gsm8k_cot_zeroshot writes the default cue itself: not twice, and no second, other cue
+    assert with_cue("Q: x\nA: Let's think step by step.", CUE, "gsm8k_cot_zeroshot").count("step by step") == 1
+    with pytest.raises(Exception, match="gsm8k_cot_zeroshot.*would be a second cue"):
+        with_cue("Q: x\nA: Let's think step by step.", " Think.", "gsm8k_cot_zeroshot")
+
+
 def test_usage_roundtrip(tmp_path):
     rec = UsageRecorder()
     rec.add("arc", 0, "generate", 10, 7, 2)
@@ -190,9 +201,9 @@ def test_cot_cue_only_in_cot_prompts(hf_lm, monkeypatch):
     gen = gen_requests()
     assert all(p.endswith("Answer:" + CUE) for p in generation_prompts(HYBRID_COT, gen, "generate_until"))
     assert all(CUE not in p for p in generation_prompts(HYBRID, gen, "generate_until"))
-    # cot_generate: the task YAML carries the cue; the wrapper adds nothing
+    # cot_generate: the strategy's cue, appended by the wrapper (the cot tasks' prompts end before it)
     cot_generate = {"format": "generate", "prompt": "cot", "max_gen_toks": 8}
-    assert generation_prompts(cot_generate, gen, "generate_until") == [r.args[0] for r in gen]
+    assert generation_prompts(cot_generate, gen, "generate_until") == [r.args[0] + CUE for r in gen]
     # standard: a pass-through, and no generation for multiple choice
     assert generation_prompts("standard", mc, "loglikelihood") == []
 

@@ -18,10 +18,11 @@ from lm_eval.api.registry import register_model
 
 from cotscale import package_versions
 from cotscale.cache import RequestCache, weights_signature
+from cotscale.config import CotscaleError
 from cotscale.lm.backends import make_backend
 from cotscale.lm.hybrid import combine, plan_documents
 from cotscale.lm.tokens import common_suffix, new_tokens
-from cotscale.strategy import STRATEGY_KEYS, resolve_strategy
+from cotscale.strategy import DEFAULT_COT_CUE, STRATEGY_KEYS, resolve_strategy
 from cotscale.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,7 @@ class CotscaleLM(LM):
             context, gen_kwargs = r.args
             gen_kwargs = dict(gen_kwargs)
             if fmt != "loglikelihood":  # the strategy owns length and decoding; the task owns its stop sequences
-                if fmt == "hybrid":
-                    context = context + s["cue"]
+                context = with_cue(context, s["cue"], r.task_name)
                 for alias in _MAX_TOKEN_ALIASES:
                     gen_kwargs.pop(alias, None)
                 gen_kwargs.update(self._decoding_kwargs())
@@ -486,6 +486,23 @@ def without_padding(requests: list[Instance]) -> tuple[list[Instance], list[int]
             kept.append(r)
         answer_from.append(own[n % len(own)])
     return kept, answer_from
+
+
+def with_cue(context: str, cue: str, task_name: str) -> str:
+    """A generation prompt with the strategy's CoT cue appended ("" for plain prompts: unchanged).
+
+    cotscale's own CoT tasks end their prompts before the cue; lm-eval's gsm8k_cot_zeroshot and
+    mmlu_flan_cot_zeroshot write lm-eval's cue (the default one) themselves: such a prompt is left as it is when the
+    configured cue is that one, and is an error with another cue (it would carry two).
+    """
+    if not cue or context.endswith(cue):
+        return context
+    if context.rstrip().endswith(DEFAULT_COT_CUE.strip()):
+        raise CotscaleError(
+            f"task {task_name!r} writes lm-eval's own CoT cue {DEFAULT_COT_CUE.strip()!r} into its prompts, so the "
+            f"configured cot_cue {cue!r} would be a second cue; use the default cot_cue with this task, or a task "
+            f"variant whose prompt ends before the cue (like config/tasks/cot/)")
+    return context + cue
 
 
 def _document_chunks(items, size: int):
