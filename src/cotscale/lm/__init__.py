@@ -11,8 +11,8 @@ classes, subclassed only to hook their internal generation / scoring calls for t
 strategy's ``format``:
 
 * ``loglikelihood`` (standard): every request type is passed through unchanged.
-* ``generate`` (cot_generate): passed through; the task YAML supplies the CoT cue. ``max_gen_toks`` and the decoding
-  come from the strategy.
+* ``generate`` (cot_generate): passed through with the strategy's CoT cue appended (``prompt: cot``; the cot tasks'
+  prompts end before it, see ``model.with_cue``). ``max_gen_toks`` and the decoding come from the strategy.
 * ``hybrid`` (hybrid, hybrid_cot, beam, self_consistency): the loglikelihood requests of one *document* (same
   ``task_name`` and ``doc_id``) share one rationale. All documents' rationales are generated in ONE batched
   ``generate_until`` call on the prompt ``P + cue`` (``P`` = the document's context, ``cue`` = the CoT cue when
@@ -20,17 +20,18 @@ strategy's ``format``:
   ``loglikelihood`` call, so all choices of a document see the same augmented context. ``generate_until`` requests
   (gsm8k) get the cue appended (``prompt: cot``) and are generated with the strategy's decoding.
 
-  Documents whose requests have *different* contexts (winogrande's partial scoring puts each option into the
-  context) use the longest common prefix of the contexts, cut back to a whitespace boundary, as ``P``; the rationale
-  block is inserted there and the per-choice rest of each context follows the answer cue.
+  Partial-context tasks (winogrande, xwinograd: each option sits inside its context) generate from the whole
+  problem instead (``P`` = the sentence with its blank and both options, :mod:`.prompts`) and score each completed
+  sentence after the answer cue. docs/hybrid_format.md describes the format and how it differs from the seed.
 
 Decoding
 * ``greedy``: one sequence per request.
 * ``beam``: ``num_beams`` beams. HF: ``model.generate(num_beams=k, num_return_sequences=k)``; vLLM: ``LLM.beam_search``
   (vLLM removed ``use_beam_search`` from SamplingParams; its beam search has no stop strings, so beams run to EOS or
-  ``max_gen_toks`` and are cut at the stop sequences afterwards). The best beam is the rationale; all ``k`` beams are
-  counted in ``generated_tokens``. The two backends rank finished beams differently (HF normalises by generated
-  length, vLLM by total length), so beam rationales may differ between backends; greedy and sampling do not.
+  ``max_gen_toks`` and are cut at the stop sequences afterwards; HF beams run the same way). The best beam is the
+  rationale; all ``k`` beams are counted to their EOS or the budget in ``generated_tokens``. The two backends rank and
+  prune beams differently (HF normalises by generated length, vLLM by total length), so beam rationales and counts
+  may differ between backends; greedy and sampling do not.
 * ``sample``: self-consistency with ``samples`` = k rationales per document at ``temperature`` (HF
   ``num_return_sequences=k``, vLLM ``SamplingParams(n=k)``; one request per document). Each rationale scores every
   choice; each rationale votes for its argmax choice. The wrapper returns to lm-eval, for choice i,
@@ -51,7 +52,8 @@ model given by name is built inside lm-eval and discarded):
 * ``lm.rationales`` — ``{(task_name, doc_id): [rationale, ...]}`` for hybrid documents (best beam / all samples).
 * ``lm.hybrid_details`` — per document: generation prompt, rationales, per-rationale choice log-likelihoods, votes.
 
-* ``lm.gather_outputs()`` — usage, rationales and cache counts of all ranks on rank 0 under ``accelerate launch``
+* ``lm.gather_outputs()`` — usage, rationales, sample fields (``sample_fields()``: rationales and generation prompt
+  per hybrid document) and cache counts of all ranks on rank 0 under ``accelerate launch``
   data parallelism. lm-eval pads each rank's requests to equal length with copies of its last request; the wrapper
   answers those copies without the backend and without usage records (``without_padding``).
 * ``lm.save(usage_path, rationales_path)`` — gzip JSON lines, atomic; the model args ``usage_path=`` /
