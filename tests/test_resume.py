@@ -53,9 +53,10 @@ def test_second_run_comes_from_the_cache(tiny_model, tmp_path):
     assert first == reference  # caching changes nothing about the answers
     n_gen, n_ll = len(MC_DOCS), 4 * len(MC_DOCS)
     assert first_lm.cache_stats()["misses"] == n_gen + n_ll and first_lm.cache_stats()["hits"] == 0
-    # 5 rationales in chunks of 6 -> 1 generate call; 20 choices -> 4 loglikelihood calls, each written at once
-    assert first_lm.backend_calls == {"generate": 1, "loglikelihood": 4}
-    assert first_lm.cache.chunks_written == 5
+    # 5 rationales in chunks of 6 -> 1 generate call; 20 choices (4 per document) in chunks of 6 cut at the next
+    # document boundary -> 8 + 8 + 4: 3 loglikelihood calls, each written at once
+    assert first_lm.backend_calls == {"generate": 1, "loglikelihood": 3}
+    assert first_lm.cache.chunks_written == 4
 
     second_lm = make_lm(tiny_model, tmp_path / "cache")
     second = run_hybrid(second_lm)
@@ -72,7 +73,7 @@ def test_a_killed_run_is_completed_from_its_partial_cache(tiny_model, tmp_path):
     run_hybrid(lm)
     (part,) = cache.glob("requests-*.jsonl")
     lines = part.read_bytes().splitlines(keepends=True)
-    assert len(lines) == 5  # one line per chunk: 1 generation chunk, 4 scoring chunks
+    assert len(lines) == 4  # one line per chunk: 1 generation chunk, 3 scoring chunks
     # killed during the 4th write: 3 complete chunks and half a line
     part.write_bytes(b"".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
 
@@ -81,11 +82,11 @@ def test_a_killed_run_is_completed_from_its_partial_cache(tiny_model, tmp_path):
     resumed = run_hybrid(resumed_lm)
     assert resumed == reference
     stats = resumed_lm.cache_stats()
-    # the rationales and the first 2 scoring chunks came from the cache; 2 chunks of 6 choices (12 - 20) are redone
-    assert stats["hits_by_kind"] == {"generate": 5, "loglikelihood": 12}
-    assert stats["misses_by_kind"] == {"generate": 0, "loglikelihood": 8}
-    assert stats["backend_calls"] == {"generate": 0, "loglikelihood": 2}
-    assert len(part.read_bytes().splitlines()) == 5  # the torn line was cut off before appending
+    # the rationales and the first 2 scoring chunks (16 choices) came from the cache; the last chunk of 4 is redone
+    assert stats["hits_by_kind"] == {"generate": 5, "loglikelihood": 16}
+    assert stats["misses_by_kind"] == {"generate": 0, "loglikelihood": 4}
+    assert stats["backend_calls"] == {"generate": 0, "loglikelihood": 1}
+    assert len(part.read_bytes().splitlines()) == 4  # the torn line was cut off before appending
 
 
 def test_the_cache_is_per_setup_and_skips_sampled_generations(tiny_model, tmp_path):
@@ -120,7 +121,8 @@ def test_auto_batch_size_is_detected_once_per_length_not_per_chunk(tiny_model):
     assert [g for _, g in ours] == [g for _, g in fixed]
     assert max(abs(a - b) for (a, _), (b, _) in zip(ours, fixed)) < 1e-4
     detected = lm.lm.__dict__["_cotscale_batch_sizes"]  # longest request length -> detected batch size
-    assert lm.backend_calls["loglikelihood"] == 10 and 1 <= len(detected) <= 4
+    # chunks of 2 requests, cut at the next document boundary: one chunk per 4-choice document
+    assert lm.backend_calls["loglikelihood"] == 5 and 1 <= len(detected) <= 4
 
 
 def test_cache_store_drops_stale_and_torn_files(tmp_path):
@@ -184,8 +186,8 @@ def test_killed_evaluation_resumes_to_the_same_outputs(root, tmp_path, tmp_path_
     ref_meta = read_results(reference, MODEL, STRATEGY, TASK)["cotscale"]["cache"]
     total, choices = ref_meta["misses"], ref_meta["misses_by_kind"]["loglikelihood"]
     assert ref_meta["hits"] == 0 and ref_meta["misses_by_kind"]["generate"] == 16 and 48 <= choices <= 80
-    ll_chunks = -(-choices // 8)
-    assert ref_meta["backend_calls"] == {"generate": 2, "loglikelihood": ll_chunks}
+    ll_chunks = ref_meta["backend_calls"]["loglikelihood"]  # chunks of 8 requests, cut at document boundaries
+    assert ref_meta["backend_calls"]["generate"] == 2 and choices // 16 <= ll_chunks <= -(-choices // 8)
     assert not (reference / "results" / "cache").exists()  # removed once the outputs were written
 
     work = tmp_path / "killed"

@@ -119,10 +119,10 @@ def untrained_model(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("setting", [None, False, True])
 def test_trust_remote_code_only_when_the_model_entry_sets_it(untrained_model, monkeypatch, setting):
     transformers = pytest.importorskip("transformers")
-    from cotscale import lm as cl
     from cotscale.evaluate import _build_lm
+    from cotscale.lm.hf_backend import hf_backend_class
 
-    backend = cl._hf_backend_class()
+    backend = hf_backend_class()
     seen = {"backend": [], "hub": []}
     real_init, real_config = backend.__init__, transformers.AutoConfig.from_pretrained
 

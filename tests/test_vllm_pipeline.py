@@ -13,6 +13,8 @@ import json
 import pytest
 import yaml
 
+from cotscale.config import ROOT
+
 from _demo import eval_dir, read_gz, reduced_demo, snakemake, write_config  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -67,4 +69,14 @@ def test_every_beam_and_sample_is_counted_on_both_backends(runs, strategy, seque
         _, usage = outputs(runs[backend], strategy)
         generations = [u for u in usage if u["kind"] == "generate"]
         assert len(generations) == 4  # one request per document, not per choice
-        assert all(u["sequences"] == sequences and u["generated_tokens"] >= 0 for u in generations)
+        budget = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["strategies"][strategy]["max_gen_toks"]
+        for u in generations:  # each sequence: at least its EOS / stop token, at most the budget (then truncated)
+            assert u["sequences"] == sequences and sequences <= u["generated_tokens"] <= sequences * budget, u
+            assert u["truncated"] == (u["truncated_sequences"] > 0)
+            assert u["stops_at"] == ("eos" if strategy == "beam" else "eos_or_stop")
+            if u["truncated_sequences"] == sequences:
+                assert u["generated_tokens"] == sequences * budget, u
+        scored = [u for u in usage if u["kind"] == "loglikelihood"]
+        for doc in {u["doc_id"] for u in scored}:  # the shared context and rationale are counted once
+            mine = [u for u in scored if u["doc_id"] == doc]
+            assert sum(u["prompt_tokens"] for u in mine) < sum(u["scored_tokens"] for u in mine)

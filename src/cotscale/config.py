@@ -16,18 +16,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from cotscale.strategy import DEFAULT_ANSWER_CUE, DEFAULT_COT_CUE, StrategyError, check_strategy, fill_strategy
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_TASKS = ROOT / "config" / "tasks" / "benchmarks.yaml"
-BENCHMARKS = ("arc_challenge", "gsm8k", "hellaswag", "mmlu", "winogrande", "xwinograd", "truthfulqa_mc1")
 DEMO_MODELS_DIR = "results/demo_models"
-STRATEGY_DEFAULTS = {
-    "num_beams": 1,
-    "samples": 1,
-    "temperature": 0.0,
-    "max_gen_toks": 256,
-    "until": [],
-}
 
 
 # The schema and the default task table are parsed once per process, with libyaml when PyYAML has it (the pure-Python
@@ -44,6 +38,10 @@ def _schema() -> dict:
 @functools.lru_cache(maxsize=None)
 def _default_tasks() -> dict:
     return yaml.load(DEFAULT_TASKS.read_text(), Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
+
+
+#: the seven benchmarks of the paper, in its order: the keys of config/tasks/benchmarks.yaml
+BENCHMARKS = tuple(_default_tasks())
 
 
 class CotscaleError(Exception):
@@ -179,18 +177,16 @@ def _expand_models(config: dict) -> dict:
     return models
 
 
-def _check_strategies(config: dict) -> None:
-    """Decoding settings that contradict each other (the schema checks each value alone)."""
+def _check_strategies(config: dict, given: dict[str, set]) -> None:
+    """Values that are bad together (the schema checks each value alone): cotscale.strategy.check_strategy."""
     for name, s in config["strategies"].items():
-        where = f"config key strategies.{name}"
-        if s["decoding"] == "sample" and s["temperature"] <= 0:
-            raise ConfigError(f"{where}.temperature: decoding: sample needs temperature > 0 (got {s['temperature']}); "
-                              "e.g. temperature: 0.7")
-        if s["samples"] > 1 and s["decoding"] != "sample":
-            raise ConfigError(f"{where}.samples: samples: {s['samples']} needs decoding: sample (got {s['decoding']})")
-        if s["num_beams"] > 1 and s["decoding"] != "beam":
-            raise ConfigError(f"{where}.num_beams: num_beams: {s['num_beams']} needs decoding: beam "
-                              f"(got {s['decoding']})")
+        try:
+            check_strategy(s)
+        except StrategyError as exc:
+            where = f"config key strategies.{name}.{exc.key}"
+            if exc.key == "cot_cue" and "cot_cue" not in given[name]:
+                where += " (inherited from the top-level cot_cue)"
+            raise ConfigError(f"{where}: {exc.why} (got {s[exc.key]!r})") from None
 
 
 def _check_references(config: dict) -> None:
@@ -290,18 +286,23 @@ def load_config(source: dict | str | Path) -> dict:
     config.setdefault("analysis", {})
     config.setdefault("plan", {})
     config.setdefault("tasks", copy.deepcopy(_default_tasks()))
+    unknown = [task for task in config["tasks"] if task not in BENCHMARKS]
+    if unknown:
+        raise ConfigError(f"config key tasks.{unknown[0]}: not one of the seven benchmarks ({', '.join(BENCHMARKS)}, "
+                          f"the keys of {DEFAULT_TASKS}); a benchmark's lm-eval task is set under its key")
     _fill_defaults(config)
     if not config.get("models") and not config["published"]:
         raise ConfigError("config key models: list at least one model (or set `published` to ingest published outputs)")
     config.setdefault("models", {})
-    for name, strategy in config["strategies"].items():
-        for key, value in STRATEGY_DEFAULTS.items():
-            strategy.setdefault(key, copy.deepcopy(value))
-        strategy.setdefault("cot_cue", config["cot_cue"] if strategy["prompt"] == "cot" else "")
-        strategy["answer_cue"] = config["answer_cue"]
-        strategy["name"] = name
+    config.setdefault("cot_cue", DEFAULT_COT_CUE)
+    config.setdefault("answer_cue", DEFAULT_ANSWER_CUE)
+    given = {name: set(strategy) for name, strategy in config["strategies"].items()}
+    config["strategies"] = {
+        name: {**fill_strategy(strategy, config["cot_cue"], config["answer_cue"]), "name": name}
+        for name, strategy in config["strategies"].items()
+    }
     config["models"] = _expand_models(config)
-    _check_strategies(config)
+    _check_strategies(config, given)
     _check_references(config)
     return config
 

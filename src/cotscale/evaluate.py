@@ -78,15 +78,13 @@ def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path |
     )
 
 
-def _samples(results: dict, rationales_by_doc: dict) -> list[dict]:
+def _samples(results: dict, sample_fields: dict) -> list[dict]:
+    """lm-eval's sample records, each with what the model wrapper adds for its document (hybrid: the rationales and
+    the prompt they were generated from, cotscale.lm)."""
     records = []
     for task_name, task_samples in sorted(results.pop("samples", {}).items()):
         for sample in task_samples:
-            rationales = rationales_by_doc.get((task_name, sample["doc_id"]))
-            record = {"task": task_name, **sample}
-            if rationales is not None:
-                record["rationales"] = rationales
-            records.append(record)
+            records.append({"task": task_name, **sample, **sample_fields.get((task_name, sample["doc_id"]), {})})
     return records
 
 
@@ -391,7 +389,7 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
     gathered = lm.gather_outputs()  # every rank takes part; rank 0 gets all ranks' records
     if results is None:  # another rank of a data-parallel launch: rank 0 writes the outputs
         return None
-    samples = _samples(results, gathered.rationales)
+    samples = _samples(results, gathered.sample_fields)
     results["cotscale"] = {
         "model": model_key,
         "hf_id": model["hf_id"],

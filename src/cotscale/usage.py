@@ -1,20 +1,37 @@
 """Token accounting: one usage record per request that the cotscale model wrapper sends to its backend.
 
-Record schema (``usage.jsonl.gz``, one JSON object per line)::
+Record schema (``usage.jsonl.gz``, one JSON object per line). Every record::
 
     {"task": "arc_challenge",      # lm-eval task name (the subtask for groups such as mmlu)
      "doc_id": 17,                 # lm-eval document id within that task
      "kind": "generate",           # "generate" | "loglikelihood"
-     "prompt_tokens": 143,         # prompt tokens as the backend encoded them (after its own truncation)
+     "prompt_tokens": 143,         # prompt tokens this request adds to what its document already computed
      "generated_tokens": 212,      # tokens the backend generated, summed over ALL returned sequences
      "sequences": 4}               # sequences the request returned (beams, samples); 1 for loglikelihood
 
-Counts always come from the backend's token ids (vLLM ``CompletionOutput.token_ids``, Hugging Face output ids
-after the prompt), never from whitespace-separated words. For ``generate`` the count of one sequence stops where
-the text that is returned stops: at the end-of-sequence token (counted) or at the token that completes a stop
-sequence (counted); padding and tokens a batched HF generation produced after that point are not counted, which
-is exactly what vLLM reports for a request that stops on its own. ``loglikelihood`` records have
-``generated_tokens == 0``; their ``prompt_tokens`` are the context plus continuation tokens scored.
+``generate`` records also carry ``truncated`` (bool: some returned sequence ran to its max_gen_toks budget instead
+of ending at an EOS id or stop sequence), ``truncated_sequences`` (how many did) and ``stops_at`` ("eos_or_stop";
+"eos" for beams: beam search runs without stop strings on both backends, so every beam is computed and counted to
+its EOS or the budget, and only the returned text is cut at the stop sequences). ``loglikelihood`` records also
+carry ``scored_tokens``: the ids the backend scored (context + continuation after its truncation to the model's
+window).
+
+The contract: summing ``prompt_tokens + generated_tokens`` over ALL records of a document gives the tokens the
+backend computes for it, each shared prompt once (as a prefix cache would compute them):
+
+* ``generate``: its prompt after the backend's truncation (once per request, however many sequences), plus the
+  generated tokens of every sequence. A generated sequence is counted from the backend's ids to the first of any
+  EOS id (counted) or the token that completes a stop sequence (counted); padding (pad != EOS) and whatever a
+  batched HF generation produced after that point are not counted, which is exactly what vLLM reports.
+* ``loglikelihood``: ``prompt_tokens`` = ``scored_tokens`` minus its longest common token prefix with the
+  document's earlier scored sequences and, for a hybrid document, with its generation prompt + rationale (already
+  counted by the generate record). So the first choice of a multiple-choice document counts the shared context, the
+  others only their own continuation (and choice-specific context, winogrande's option); a hybrid choice counts the
+  answer cue (first choice of each rationale) and its own tokens. ``scored_tokens`` minus ``prompt_tokens`` is the
+  shared part. ``generated_tokens == 0``.
+
+Counts always come from the backend's token ids (vLLM ``CompletionOutput.token_ids``, Hugging Face output ids), never
+from whitespace-separated words.
 """
 
 from __future__ import annotations
@@ -27,31 +44,53 @@ from cotscale.io import iter_jsonl_gz, write_jsonl_gz
 
 KINDS = ("generate", "loglikelihood")
 FIELDS = ("task", "doc_id", "kind", "prompt_tokens", "generated_tokens", "sequences")
+GENERATE_FIELDS = ("truncated", "truncated_sequences", "stops_at")
+LOGLIKELIHOOD_FIELDS = ("scored_tokens",)
+STOPS_AT = ("eos_or_stop", "eos")
 
 
-class UsageRecord(TypedDict):
+class UsageRecord(TypedDict, total=False):
     task: str | None
     doc_id: int | None
     kind: Literal["generate", "loglikelihood"]
     prompt_tokens: int
     generated_tokens: int
     sequences: int
+    truncated: bool  # generate
+    truncated_sequences: int  # generate
+    stops_at: Literal["eos_or_stop", "eos"]  # generate
+    scored_tokens: int  # loglikelihood
 
 
 def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: int, generated_tokens: int = 0,
-                sequences: int = 1) -> UsageRecord:
+                sequences: int = 1, *, truncated_sequences: int = 0, stops_at: str = "eos_or_stop",
+                scored_tokens: int | None = None) -> UsageRecord:
     """A validated record (ints are cast from numpy/torch scalars; negative counts are a bug, not data)."""
     if kind not in KINDS:
         raise ValueError(f"usage record: kind must be one of {KINDS}, not {kind!r}")
     counts = {"prompt_tokens": int(prompt_tokens), "generated_tokens": int(generated_tokens),
               "sequences": int(sequences)}
+    if kind == "generate":
+        counts["truncated_sequences"] = int(truncated_sequences)
+        if counts["truncated_sequences"] > counts["sequences"]:
+            raise ValueError(f"usage record: more truncated sequences than sequences ({counts})")
+        if stops_at not in STOPS_AT:
+            raise ValueError(f"usage record: stops_at must be one of {STOPS_AT}, not {stops_at!r}")
+    else:
+        counts["scored_tokens"] = int(prompt_tokens if scored_tokens is None else scored_tokens)
+        if counts["scored_tokens"] < counts["prompt_tokens"]:
+            raise ValueError(f"usage record: fewer scored than counted prompt tokens ({counts})")
     bad = [k for k, v in counts.items() if v < 0]
     if bad:
         raise ValueError(f"usage record: negative {', '.join(bad)} ({counts})")
     if kind == "loglikelihood" and counts["generated_tokens"]:
         raise ValueError("usage record: a loglikelihood request generates no tokens")
     doc = None if doc_id is None else int(doc_id)
-    return UsageRecord(task=task, doc_id=doc, kind=kind, **counts)  # type: ignore[typeddict-item]
+    record = UsageRecord(task=task, doc_id=doc, kind=kind, **counts)  # type: ignore[typeddict-item]
+    if kind == "generate":
+        record["truncated"] = counts["truncated_sequences"] > 0
+        record["stops_at"] = stops_at  # type: ignore[typeddict-item]
+    return record
 
 
 class UsageRecorder:
@@ -61,8 +100,8 @@ class UsageRecorder:
         self.records: list[UsageRecord] = []
 
     def add(self, task: str | None, doc_id: int | None, kind: str, prompt_tokens: int, generated_tokens: int = 0,
-            sequences: int = 1) -> UsageRecord:
-        record = make_record(task, doc_id, kind, prompt_tokens, generated_tokens, sequences)
+            sequences: int = 1, **extra) -> UsageRecord:
+        record = make_record(task, doc_id, kind, prompt_tokens, generated_tokens, sequences, **extra)
         self.records.append(record)
         return record
 
@@ -98,7 +137,8 @@ def summarize(records: Iterable[UsageRecord]) -> dict[str, dict[str, int]]:
 
 def write_usage(path: str | Path, records: Iterable[UsageRecord]) -> int:
     """Write records as gzip JSON lines, atomically (temp file + rename). Returns the number written."""
-    return write_jsonl_gz(path, ({k: r[k] for k in FIELDS} for r in records))
+    return write_jsonl_gz(path, ({k: r[k] for k in (*FIELDS, *GENERATE_FIELDS, *LOGLIKELIHOOD_FIELDS) if k in r}
+                                 for r in records))
 
 
 def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
@@ -107,8 +147,9 @@ def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
         missing = [k for k in FIELDS if k not in raw]
         if missing:
             raise ValueError(f"{path}: record {line_no} lacks {', '.join(missing)}")
+        extra = {k: raw[k] for k in ("truncated_sequences", "stops_at", "scored_tokens") if k in raw}
         yield make_record(raw["task"], raw["doc_id"], raw["kind"], raw["prompt_tokens"], raw["generated_tokens"],
-                          raw["sequences"])
+                          raw["sequences"], **extra)
 
 
 def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:

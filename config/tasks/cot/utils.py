@@ -1,7 +1,8 @@
 """Prompts and targets of cotscale's free-form chain-of-thought tasks (strategy ``cot_generate``).
 
-Every prompt lists the answer options as ``(A) ...``, ``(B) ...`` and ends with ``"\\nA:" + COT_CUE``; the target is
-the gold option's letter. The task YAMLs' filters pull a letter out of the generated rationale (see README.md).
+Every prompt lists the answer options as ``(A) ...``, ``(B) ...`` and ends with ``"\\nA:"``; the cotscale model
+appends the strategy's ``cot_cue`` (config key ``cot_cue``; its one default is ``cotscale.strategy.DEFAULT_COT_CUE``),
+so the config's cue is the cue these tasks run with. The target is the gold option's letter. The task YAMLs' filters pull a letter out of the generated rationale (see README.md).
 
 The layouts follow the seed's ``*_cot`` tasks (AkshayM21/obs-scaling-inference-opts, config/cot/); the seed's bugs
 are fixed here, each noted where it is fixed.
@@ -13,18 +14,11 @@ import hashlib
 import random
 import re
 
-# Same text as the pipeline's `cot_cue` (config/config.yaml); tests/test_cot_tasks.py holds the two together.
-COT_CUE = " Let's think step by step."
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def options(texts) -> str:
-    """``\\n(A) first\\n(B) second...``"""
-    return "".join(f"\n({LETTERS[i]}) {text}" for i, text in enumerate(texts))
+from cotscale.lm.prompts import LETTERS, fill_in_the_blank, options
 
 
 def _cot_prompt(head: str, texts) -> str:
-    return f"{head}{options(texts)}\nA:{COT_CUE}"
+    return f"{head}{options(texts)}\nA:"
 
 
 # ------------------------------------------------------------------------------------------ arc_challenge_cot
@@ -70,8 +64,9 @@ def hellaswag_doc_to_target(doc: dict) -> str:
 
 # ------------------------------------------------------------------------------- winogrande_cot, xwinograd_cot_*
 def winogrande_doc_to_text(doc: dict) -> str:
-    # The seed's prompt had a stray literal "prepend" before the sentence (winogrande only); dropped.
-    return _cot_prompt(f"Fill in the blank: {doc['sentence']}", [doc["option1"], doc["option2"]])
+    # The seed's prompt had a stray literal "prepend" before the sentence (winogrande only); dropped. The same
+    # question the hybrid format generates its rationale from (cotscale.lm.prompts).
+    return fill_in_the_blank(doc)
 
 
 def winogrande_doc_to_target(doc: dict) -> str:

@@ -1,0 +1,121 @@
+"""The Hugging Face backend: lm-eval's ``HFLM`` with per-row stop criteria, beams / k samples and token capture."""
+
+from __future__ import annotations
+
+import sys
+
+from cotscale.lm.backends import Hooks
+from cotscale.lm.tokens import count_to_stop, eos_ids
+
+_CLASS: list[type] = []
+
+
+def hf_backend_class() -> type:
+    """The HFLM subclass (built once: importing torch and transformers is the slow part)."""
+    if _CLASS:
+        return _CLASS[0]
+    import torch
+    import transformers
+    import transformers.utils.import_utils as import_utils
+
+    # transformers' generation module imports sklearn and scipy.stats only for assisted generation, which cotscale
+    # never uses: ~1.4 CPU-s of every evaluation job. Saying sklearn is absent before that import skips them.
+    if "transformers.generation.candidate_generator" not in sys.modules:
+        import_utils.is_sklearn_available = transformers.utils.is_sklearn_available = lambda: False
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.utils import postprocess_generated_text
+
+    class PerRowStop(transformers.StoppingCriteria):
+        """lm-eval's stop-sequence check, but per row: returns one flag per sequence, so it is correct for
+        ``num_return_sequences`` and beam search (lm-eval's own criteria assume one row per prompt and stop the
+        whole batch only when all are done)."""
+
+        def __init__(self, tokenizer, stops: list[str], prompt_len: int):
+            self.tokenizer, self.prompt_len = tokenizer, prompt_len
+            self.stops = [s for s in stops if s]
+            self.lookback = max([len(tokenizer.encode(s, add_special_tokens=False)) + 2 for s in self.stops] or [0])
+
+        def __call__(self, input_ids, scores, **kwargs):
+            gen = input_ids[:, self.prompt_len:]
+            if not self.stops or gen.shape[1] == 0:
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            texts = self.tokenizer.batch_decode(gen[:, -self.lookback:])
+            return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool,
+                                device=input_ids.device)
+
+    class CotscaleHFLM(Hooks, HFLM):
+        cotscale_ll_window = 1  # HFLM keeps (context + continuation)[-(max_length + 1):]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            accelerator = getattr(self, "accelerator", None)
+            if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
+                # lm-eval shards the documents over `accelerate launch` processes only when it counts more than one
+                # GPU; CPU processes (gloo) are just as data parallel, and otherwise every one evaluates everything
+                self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+
+        def _detect_batch_size(self, requests=None, pos: int = 0):
+            # batch_size: auto. lm-eval detects the largest batch anew in every loglikelihood / generate_until call;
+            # cotscale calls once per chunk of requests (see request_chunk), so reuse a size found for requests at
+            # least as long (a batch that fits longer sequences fits shorter ones).
+            if requests:
+                _, context, continuation = requests[pos]
+                length = len((context + continuation)[-(self.max_length + 1):][:-1])
+            else:
+                length = self.max_length
+            found = self.__dict__.setdefault("_cotscale_batch_sizes", {})
+            fits = [(known, size) for known, size in found.items() if known >= length]
+            if fits:
+                return min(fits)[1]
+            found[length] = size = super()._detect_batch_size(requests, pos)
+            return size
+
+        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+            # HFLM._model_generate, plus: per-row stop criteria, beams / k samples, token capture
+            mode, k = self.cotscale_mode
+            attention_mask = generation_kwargs.get("attention_mask")
+            generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
+            do_sample = generation_kwargs.get("do_sample")
+            if (temp := generation_kwargs["temperature"]) == 0.0 and do_sample is None:
+                generation_kwargs["do_sample"] = do_sample = False
+            if do_sample is False and temp == 0.0:
+                generation_kwargs.pop("temperature", None)
+            n_return = 1
+            if mode == "beam":
+                generation_kwargs.pop("temperature", None)
+                generation_kwargs.update(num_beams=k, num_return_sequences=k, do_sample=False)
+                n_return = k
+            elif mode == "sample" and k > 1:
+                generation_kwargs["num_return_sequences"] = n_return = k
+            prompt_len = context.shape[1]
+            # beams run without stop strings (to EOS or the budget), as vLLM's beam search does: both backends then
+            # compute, and count, the same beams; the returned text is still cut at the stop sequences
+            stop_during = [] if mode == "beam" else stop
+            criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop_during, prompt_len)])
+            with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                enabled=self.mixed_precision_dtype is not None):
+                out = self.model.generate(input_ids=context, max_length=max_length, stopping_criteria=criteria,
+                                          pad_token_id=self.tokenizer.pad_token_id, use_cache=True,
+                                          **generation_kwargs)
+            if self.cotscale_capture is not None:
+                rows = out.tolist()
+                # generate() stops a row at any id of the generation config's eos_token_id (one or several)
+                ends = eos_ids(self.model.generation_config.eos_token_id, self.eot_token_id)
+
+                def decode(ids):
+                    return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+                start = prompt_len if self.backend == "causal" else 0  # seq2seq outputs hold no prompt
+                for i in range(context.shape[0]):
+                    prompt = context[i]
+                    prompt = (prompt[attention_mask[i].bool()] if attention_mask is not None else prompt).tolist()
+                    seqs = []
+                    for j in range(n_return):
+                        gen = rows[i * n_return + j][start:]
+                        text = postprocess_generated_text(self.tok_decode(gen), stop, None)
+                        seqs.append((text, *count_to_stop(gen, stop_during, ends, self.tokenizer.pad_token_id,
+                                                          decode)))
+                    self.cotscale_capture.append((tuple(prompt), seqs))
+            return out[::n_return] if n_return > 1 else out
+
+    _CLASS.append(CotscaleHFLM)
+    return CotscaleHFLM

@@ -1,0 +1,86 @@
+"""Token counting from the backend's ids: where a generated sequence ends, and matching prompts to captured ids."""
+
+from __future__ import annotations
+
+def count_to_stop(ids: list[int], stops: list[str], eos_ids: set[int] | frozenset[int], pad_id: int | None,
+                  decode) -> tuple[int, bool]:
+    """(tokens of one generated sequence up to where its returned text ends, whether it ended before its budget).
+
+    The first of any EOS id ends the sequence (counted); a stop sequence ends it at the token that completes it
+    (counted, as vLLM counts it); a pad id that is not an EOS id ends it uncounted (a batched HF generation pads a
+    row once it has finished). A sequence that meets none of these ran to its max_gen_toks budget: every id counts
+    and it did not end. ``decode`` must keep special tokens (stop strings may be special tokens).
+    """
+    end, ended = len(ids), False
+    for j, token in enumerate(ids):
+        if token in eos_ids:
+            end, ended = j + 1, True
+            break
+        if token == pad_id:
+            end, ended = j, True
+            break
+    stops = [s for s in stops if s]
+    if not stops or end == 0:
+        return end, ended
+
+    def hit(n: int) -> bool:
+        text = decode(ids[:n])
+        return any(s in text for s in stops)
+
+    if not hit(end):
+        return end, ended
+    lo, hi = 1, end  # smallest n whose prefix contains a stop sequence
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if hit(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, True
+
+
+def eos_ids(*sources) -> frozenset[int]:
+    """Every EOS id named by the sources (ints, lists of ints or None), e.g. a generation config's eos_token_id
+    (one id or several) and the tokenizer's."""
+    out: set[int] = set()
+    for source in sources:
+        if source is None:
+            continue
+        out.update(int(i) for i in (source if isinstance(source, (list, tuple, set, frozenset)) else [source]))
+    return frozenset(out)
+
+
+def common_suffix(a: tuple, b: tuple) -> int:
+    n = 0
+    for x, y in zip(reversed(a), reversed(b)):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def new_tokens(sequences: list, computed: list = ()) -> list[int]:
+    """Tokens each scored sequence of ONE document adds to what is already computed, as a prefix cache counts them.
+
+    ``sequences`` are the token ids the backend scores (context + continuation, after its truncation), in request
+    order; ``computed`` are id sequences already paid for (a hybrid document's generation prompt + rationale). A
+    sequence's new tokens are its length minus its longest common prefix with any earlier sequence or computed one:
+    the document's shared context is counted once (on its first request), each choice's own continuation and
+    choice-specific context apart.
+    """
+    seen = [tuple(c) for c in computed]
+    out = []
+    for seq in sequences:
+        seq = tuple(seq)
+        out.append(len(seq) - max((common_prefix(seq, s) for s in seen), default=0))
+        seen.append(seq)
+    return out
