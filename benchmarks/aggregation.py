@@ -210,7 +210,8 @@ def child(side: str, data: Path, out: Path, records: int, profile: bool) -> None
         prof.parent.mkdir(parents=True, exist_ok=True)
         prof.write_text(profiler.output_text(unicode=True, color=False))
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out.write_text(json.dumps({**result, "maxrss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}))
+    out.write_text(json.dumps({**result, "maxrss_mb": usage.ru_maxrss / 1024,
+                               "cpu_s": usage.ru_utime + usage.ru_stime}))
 
 
 # ------------------------------------------------------------------------------------------------ driver

@@ -12,9 +12,10 @@ The paper grid is 26 model revisions × 6 strategies × 7 benchmarks = 1092 task
 * ``dryrun_model`` — the same dry run with ``--config suite=model`` (one evaluation job per model revision).
 * ``dryrun_noscontrol``, ``dryrun_model_noscontrol`` — only where the SLURM executor plugin is installed and
                 ``scontrol`` is on PATH: the same dry runs with ``scontrol show config`` (which the plugin runs while
-                Snakemake builds its command line, i.e. on every ``snakemake`` call) failing at once, as on a host without SLURM tools. On a host with SLURM client
-                tools but no reachable controller that call blocks for its timeout (~9 s); this side measures the
-                pipeline without that environment cost. The script also times ``scontrol show config`` once.
+                Snakemake builds its command line, i.e. on every ``snakemake`` call) failing at once, as on a host
+                without SLURM tools. On a host with SLURM client tools but no reachable controller that call blocks
+                for its timeout (~9 s); these sides measure the pipeline without that environment cost. The script
+                also times ``scontrol show config`` once.
 * ``--variant NAME=DIR``: the same dry run with DIR/Snakefile (a copy of the repository with a change), paired
                 (without the scontrol call where dryrun_noscontrol runs).
 
@@ -127,7 +128,8 @@ def main(argv=None) -> dict:
                "suite_model": evaluation_job_count(jobs["dryrun_model"])}
     print(f"snakemake -n on {configfile.name}, {a.rounds} rounds (medians); {load_line()}")
     for name, mode, limit in (("dryrun", "suite_strategy", 156), ("dryrun_model", "suite_model", 26)):
-        print(f"  {name}: {counted[mode]} evaluation jobs (target <= {limit}), {jobs[name].get('total', 0)} jobs in all")
+        print(f"  {name}: {counted[mode]} evaluation jobs (target <= {limit}), {jobs[name].get('total', 0)} jobs "
+              "in all")
     print(f"{'what':24s} {'wall s':>8s} {'cpu s':>8s}")
     for name, m in med.items():
         print(f"{name:24s} {m['wall_s']:8.2f} {m['cpu_s']:8.2f}")
