@@ -255,7 +255,7 @@ def main(argv=None) -> dict:
     seconds = statistics.median(r["seconds"] for r in tables)
     rss = statistics.median(r["maxrss_mb"] for r in tables)
     same = summ["totals"] == summ["summarized_totals"] == tables[0]["totals"]
-    print(f"summarize_usage over {n:,} in-memory records (1092 calls, summed): {summ['summarize_s']:.2f} s, "
+    print(f"summarize_usage over {n:,} in-memory records ({summ['tasks']} calls, summed): {summ['summarize_s']:.2f} s, "
           f"{rate:,.0f} records/s (target >= 200,000: {'met' if rate >= 2e5 else 'missed'}); child peak RSS "
           f"{summ['maxrss_mb']:.0f} MB")
     print(f"tables: write_strategy_tables x {len(tables[0]['per_strategy_s'])} + combine_tables over {tasks} "
