@@ -1,31 +1,33 @@
-"""Benchmark: aggregation of paper-scale usage records (results/evals/**/usage.jsonl.gz -> tables).
+"""Benchmark: aggregation at paper scale through the usage summaries (results.json files -> tables).
 
-The benchmark first writes a synthetic paper-scale evaluation tree into a temporary folder (or --data): for every
-model of config/config.yaml (26) × strategy (6) × benchmark (7), a small results.json in the evaluation contract, a
-`benchmark:` TSV and a usage.jsonl.gz whose records are byte-for-byte what cotscale.usage.write_usage writes. Request
-counts follow the real test sets (documents × answer choices; mmlu 57 and xwinograd 6 subtasks, their records
-interleaved as lm-eval's length-sorted batching leaves them; one generation per document for the generative
-strategies, k samples and k × choices scoring requests for self-consistency), scaled to --records (7M by default).
+Aggregation no longer reads usage.jsonl.gz: every evaluation task writes `cotscale.usage_summary` (per lm-eval task sums
+of its usage records, cotscale.usage.summarize_usage) into its results.json, and the tables are built per strategy
+from those (cotscale.aggregate.write_strategy_tables), then concatenated (combine_tables). So the paper-scale cost
+has two parts, measured here:
 
-Each side runs in its own subprocess (peak RSS = the child's ru_maxrss), in alternating order over --rounds rounds:
+* ``summarize`` — what the evaluation jobs pay in total: for every task of the paper grid (26 model revisions × 6
+                  strategies × 7 benchmarks of config/config.yaml = 1092), its usage records are built in memory as
+                  the model wrapper holds them (untimed), then `summarize_usage` runs over them (timed, summed over
+                  the 1092 calls). Request counts follow the real test sets (documents × answer choices; mmlu 57 and
+                  xwinograd 6 subtasks, interleaved as lm-eval's length-sorted batching leaves them; one generation per
+                  document for the generative strategies, k samples and k × choices scoring requests for
+                  self-consistency), scaled to --records (7M by default). This child also writes the synthetic tree:
+                  each task's results.json in the evaluation contract (its spec = cotscale.config.job_spec, the
+                  configured metric, the summary just computed) and each suite's `benchmark:` TSV. Run once.
+* ``tables``    — write_strategy_tables for each of the 6 strategies (its results.json files and suite TSVs, as the
+                  aggregate_strategy rule gets them) and combine_tables into the four tables, in one process; run
+                  --rounds times.
 
-* ``seed``        — the seed's approach: per model, every usage file json-loaded whole into one in-memory list,
-                    then Python loops for the same per-task sums (requests, generate requests, tokens, documents).
-* ``stream_v0``   — cotscale.aggregate.write_tables with the first streaming usage_summary (gzip text lines +
-                    json.loads per record; kept below as the reference).
-* ``write_tables``— cotscale.aggregate.write_tables as it is now (all four tables; the usage files dominate).
+Each side runs in its own subprocess (peak RSS = the child's ru_maxrss). Checks: the summaries' sums equal the sums
+taken while the records were generated (a second count, not summarize_usage), and the combined tokens.csv equals
+them too. Targets: summarize >= 200k records/s; the tables' peak RSS < 1 GB. Run:
 
-Reported: records/s (all records / seconds of the aggregation call), the child's peak RSS, and a check that every side
-produced the same totals. Targets: write_tables >= 200k records/s and peak RSS < 1 GB. Run:
-
-    python benchmarks/aggregation.py [--records 7000000] [--rounds 3] [--data DIR (kept and reused)]
-                                     [--sides seed,stream_v0,write_tables] [--profile]
+    python benchmarks/aggregation.py [--records 7000000] [--rounds 3] [--data DIR (kept)] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import random
@@ -35,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from _common import PYTHON, ROOT, load_line, save_json
@@ -53,7 +54,8 @@ SUBTASKS = {
 }
 CHOICES = {"arc_challenge": 4, "gsm8k": 0, "hellaswag": 4, "mmlu": 4, "winogrande": 2, "xwinograd": 2,
            "truthfulqa_mc1": 7}
-SIDES = ("seed", "stream_v0", "write_tables")
+TOTAL_KEYS = ("requests", "generate_requests", "prompt_tokens", "generated_tokens", "documents")
+SIDES = ("summarize", "tables")
 
 
 # ------------------------------------------------------------------------------------------------ synthetic data
@@ -74,145 +76,118 @@ def subtasks(bench: str, lm_task: str) -> dict[str, int]:
     return SUBTASKS[bench] if len(SUBTASKS[bench]) > 1 else {lm_task: SUBTASKS[bench][bench]}
 
 
-def usage_lines(rng: random.Random, strategy: dict, bench: str, lm_task: str, scale: float) -> list[str]:
+def usage_records(rng: random.Random, strategy: dict, bench: str, lm_task: str, scale: float,
+                  totals: dict) -> list[dict]:
+    """One task's usage records as the model wrapper holds them; adds their sums to `totals` as it goes."""
     per_doc = requests_per_doc(strategy, bench)
-    lines = []
+    records = []
     for task, docs in subtasks(bench, lm_task).items():
-        for doc in range(max(1, round(docs * scale))):
+        n_docs = max(1, round(docs * scale))
+        totals["documents"] += n_docs
+        for doc in range(n_docs):
             for kind, seqs in per_doc:
+                prompt = rng.randint(40, 700)
                 gen = sum(rng.randint(1, 256) for _ in range(seqs)) if kind == "generate" else 0
-                lines.append(f'{{"task": "{task}", "doc_id": {doc}, "kind": "{kind}", '
-                             f'"prompt_tokens": {rng.randint(40, 700)}, "generated_tokens": {gen}, "sequences": {seqs}}}\n')
-    rng.shuffle(lines)  # lm-eval sorts requests by length across the subtasks of a group
-    return lines
+                records.append({"task": task, "doc_id": doc, "kind": kind, "prompt_tokens": prompt,
+                                "generated_tokens": gen, "sequences": seqs})
+                totals["prompt_tokens"] += prompt
+                totals["generated_tokens"] += gen
+                totals["generate_requests"] += kind == "generate"
+    totals["requests"] += len(records)
+    rng.shuffle(records)  # lm-eval sorts requests by length across the subtasks of a group
+    return records
 
 
-def results_json(model: dict, strategy: dict, bench: str, lm_task: str, rng: random.Random) -> dict:
-    tasks = subtasks(bench, lm_task)
-    metrics = lambda: {"acc,none": rng.random(), "acc_stderr,none": 0.01,  # noqa: E731
-                       "exact_match,flexible-extract": rng.random(), "exact_match_stderr,flexible-extract": 0.01}
-    results = {t: {"alias": t, **metrics()} for t in tasks}
-    out = {"results": results, "configs": {}, "versions": {}, "n-shot": {},
+def results_json(cfg: dict, m: str, s: str, bench: str, summary: dict, rng: random.Random) -> dict:
+    """A results.json of the evaluation contract with the configured metric of the strategy's task variant."""
+    from cotscale.config import job_spec, task_variant
+
+    variant = task_variant(cfg, s, bench)
+    tasks = subtasks(bench, variant["task"])
+    key, se_key = f"{variant['metric']},{variant['filter']}", f"{variant['metric']}_stderr,{variant['filter']}"
+    metrics = lambda: {key: rng.random(), se_key: 0.01}  # noqa: E731
+    out = {"results": {t: {"alias": t, **metrics()} for t in tasks}, "configs": {}, "versions": {}, "n-shot": {},
            "n-samples": {t: {"original": n, "effective": n} for t, n in tasks.items()}}
     if len(tasks) > 1:
-        out["group_subtasks"] = {lm_task: list(tasks)}
-        out["groups"] = {lm_task: metrics()}
-    out["cotscale"] = {"model": model["key"], "hf_id": model["hf_id"], "revision": model["revision"],
-                       "family": model["family"], "N": model["N"], "D": model["D"], "strategy": strategy,
-                       "benchmark": bench, "lm_eval_task": bench, "backend": "hf", "wall_seconds": 1.0}
+        out["group_subtasks"] = {variant["task"]: list(tasks)}
+        out["groups"] = {variant["task"]: metrics()}
+    model = cfg["models"][m]
+    out["cotscale"] = {"model": m, "hf_id": model["hf_id"], "revision": model["revision"], "family": model["family"],
+                       "N": model["N"], "D": model["D"], "strategy": cfg["strategies"][s], "benchmark": bench,
+                       "lm_eval_task": variant["task"], "spec": job_spec(cfg, m, s, bench), "backend": "hf",
+                       "wall_seconds": round(rng.uniform(10, 5000), 3),
+                       "model_load_seconds": round(rng.uniform(5, 60), 3), "usage_summary": summary}
     return out
 
 
-def generate(data: Path, target_records: int, seed: int = 0) -> dict:
-    """Write the synthetic evaluation tree; returns its manifest (reused when the same size is asked again)."""
-    from cotscale.config import evaluation_jobs, lm_eval_task, load_config
+def summarize_child(data: Path, target_records: int, seed: int = 0) -> dict:
+    """Every task's records in memory (untimed) -> summarize_usage (timed); writes the synthetic tree."""
+    from cotscale.config import evaluation_jobs, lm_eval_task, load_config, suites
+    from cotscale.usage import summarize_usage
 
-    manifest_path = data / "manifest.json"
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if (manifest["target_records"], manifest["seed"], manifest.get("format")) == (target_records, seed, 2):
-            return manifest
     cfg = load_config(ROOT / "config" / "config.yaml")
     jobs = evaluation_jobs(cfg)
     full = sum(len(requests_per_doc(cfg["strategies"][s], b)) * sum(SUBTASKS[b].values()) for _, s, b in jobs)
     scale = target_records / full
     started = time.perf_counter()
-    records, results, benches, nbytes = 0, [], [], 0
+    totals = dict.fromkeys(TOTAL_KEYS, 0)
+    summarized = dict.fromkeys(TOTAL_KEYS, 0)
+    seconds, largest, results = 0.0, 0, {}
     for i, (m, s, b) in enumerate(jobs):
         rng = random.Random(seed * 1_000_003 + i)
-        out = data / "results" / "evals" / m / s / b
-        out.mkdir(parents=True, exist_ok=True)
-        lm_task = lm_eval_task(cfg, s, b)
-        lines = usage_lines(rng, cfg["strategies"][s], b, lm_task, scale)
-        records += len(lines)
-        raw = "".join(lines).encode()
-        with open(out / "usage.jsonl.gz", "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
-            gz.write(raw)  # compresslevel 9, as cotscale.io.write_jsonl_gz
-        nbytes += (out / "usage.jsonl.gz").stat().st_size
-        (out / "results.json").write_text(json.dumps(results_json(cfg["models"][m], cfg["strategies"][s], b, lm_task, rng)))
-        bench = data / "logs" / "benchmarks" / "evaluate" / m / s / f"{b}.tsv"
+        records = usage_records(rng, cfg["strategies"][s], b, lm_eval_task(cfg, s, b), scale, totals)
+        largest = max(largest, len(records))
+        t0 = time.perf_counter()
+        summary = summarize_usage(records)
+        seconds += time.perf_counter() - t0
+        del records
+        for entry in summary.values():
+            for k in TOTAL_KEYS:
+                summarized[k] += entry[k]
+        out = data / "results" / "evals" / m / s / b / "results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results_json(cfg, m, s, b, summary, rng)))
+        results.setdefault(s, []).append(str(out))
+    benchmarks: dict[str, list[str]] = {}
+    for i, (m, (s,)) in enumerate(suites({**cfg, "suite": "strategy"})):
+        rng = random.Random(seed * 1_000_003 + len(jobs) + i)
+        bench = data / "logs" / "benchmarks" / "evaluate" / m / f"{s}.tsv"
         bench.parent.mkdir(parents=True, exist_ok=True)
         bench.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-                         f"{rng.uniform(10, 5000):.2f}\t0:00:10\t{rng.uniform(500, 9000):.2f}\t0\t0\t0\t0\t0\t0\t0\n")
-        results.append(str(out / "results.json"))
-        benches.append(str(bench))
-    manifest = {"target_records": target_records, "seed": seed, "format": 2, "records": records, "scale": scale,
-                "jobs": len(jobs), "gz_bytes": nbytes, "generate_s": time.perf_counter() - started,
-                "results": results, "benchmarks": benches}
-    manifest_path.write_text(json.dumps(manifest))
-    return manifest
+                         f"{rng.uniform(100, 30000):.2f}\t0:10:00\t{rng.uniform(500, 9000):.2f}\t0\t0\t0\t0\t0\t0\t0\n")
+        benchmarks.setdefault(s, []).append(str(bench))
+    return {"records": totals["requests"], "scale": scale, "tasks": len(jobs), "largest_task_records": largest,
+            "summarize_s": seconds, "generate_s": time.perf_counter() - started, "totals": totals,
+            "summarized_totals": summarized, "results": results, "benchmarks": benchmarks}
 
 
-# ------------------------------------------------------------------------------------------------ sides (children)
-def stream_v0_usage_summary(usage_path: Path) -> dict[str, dict]:
-    """The first streaming implementation of cotscale.aggregate.usage_summary (json.loads per line), kept as the
-    reference."""
-    from cotscale.aggregate import add_record, new_entry
-    from cotscale.io import iter_jsonl_gz
-
-    per_task: dict[str, dict] = defaultdict(new_entry)
-    for record in iter_jsonl_gz(usage_path):
-        add_record(per_task, record)
-    return per_task
-
-
-def seed_side(manifest: dict) -> dict:
-    """Per model: every usage file loaded whole (one in-memory list per model), then Python loops."""
-    by_model: dict[str, list[str]] = defaultdict(list)
-    for path in manifest["results"]:
-        by_model[Path(path).parents[2].name].append(str(Path(path).parent / "usage.jsonl.gz"))
-    totals = {"requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "documents": 0, "generate_requests": 0}
-    for model, paths in by_model.items():
-        records = []
-        for p in paths:
-            with gzip.open(p, "rt", encoding="utf-8") as fh:
-                text = fh.read()
-            loaded = json.loads("[" + ",".join(line for line in text.splitlines() if line.strip()) + "]")
-            strategy = Path(p).parents[1].name
-            for r in loaded:
-                r["strategy"] = strategy
-            records.extend(loaded)
-        table: dict[tuple, dict] = {}
-        for r in records:
-            key = (r["strategy"], r["task"])
-            if key not in table:
-                table[key] = {"requests": 0, "generate_requests": 0, "prompt_tokens": 0, "generated_tokens": 0,
-                              "docs": set()}
-            e = table[key]
-            e["requests"] += 1
-            e["generate_requests"] += r["kind"] == "generate"
-            e["prompt_tokens"] += r["prompt_tokens"]
-            e["generated_tokens"] += r["generated_tokens"]
-            e["docs"].add(r["doc_id"])
-        for e in table.values():
-            for k in ("requests", "generate_requests", "prompt_tokens", "generated_tokens"):
-                totals[k] += e[k]
-            totals["documents"] += len(e["docs"])
-        del records, table
-    return totals
-
-
-def write_tables_side(manifest: dict, out_dir: Path, v0: bool) -> dict:
+def tables_child(manifest: dict, out_dir: Path) -> dict:
+    """The aggregate_strategy rule for each strategy, then the aggregate rule (combine_tables), in one process."""
     import pandas as pd
 
-    import cotscale.aggregate as agg
+    from cotscale.aggregate import combine_tables, write_strategy_tables
     from cotscale.config import load_config
 
-    if v0:
-        agg.usage_summary = stream_v0_usage_summary
     cfg = load_config(ROOT / "config" / "config.yaml")
-    agg.write_tables(cfg, manifest["results"], out_dir, manifest["benchmarks"])
-    tokens = pd.read_csv(out_dir / "tokens.csv")
-    return {k: int(tokens[k].sum()) for k in ("requests", "prompt_tokens", "generated_tokens", "documents",
-                                              "generate_requests")}
+    per_strategy = {}
+    for s, paths in manifest["results"].items():
+        t0 = time.perf_counter()
+        write_strategy_tables(cfg, s, paths, out_dir / "strategies" / s, manifest["benchmarks"][s])
+        per_strategy[s] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    combine_tables([out_dir / "strategies" / s for s in manifest["results"]], out_dir / "all")
+    combine_s = time.perf_counter() - t0
+    tokens = pd.read_csv(out_dir / "all" / "tokens.csv")
+    return {"per_strategy_s": per_strategy, "combine_s": combine_s,
+            "totals": {k: int(tokens[k].sum()) for k in TOTAL_KEYS}}
 
 
-def child(side: str, data: Path, out: Path, profile: bool) -> None:
-    manifest = json.loads((data / "manifest.json").read_text())
+def child(side: str, data: Path, out: Path, records: int, profile: bool) -> None:
     # imports before the clock, as a rule process has them by the time it aggregates
     import pandas  # noqa: F401
 
     import cotscale.aggregate  # noqa: F401
+    import cotscale.usage  # noqa: F401
 
     profiler = None
     if profile:
@@ -221,82 +196,83 @@ def child(side: str, data: Path, out: Path, profile: bool) -> None:
         profiler = Profiler()
         profiler.start()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="cotscale-agg-") as tmp:
-        if side == "seed":
-            totals = seed_side(manifest)
-        else:
-            totals = write_tables_side(manifest, Path(tmp), v0=side == "stream_v0")
-    seconds = time.perf_counter() - started
+    if side == "summarize":
+        result = summarize_child(data, records)
+        (data / "manifest.json").write_text(json.dumps(result))
+        result = {k: v for k, v in result.items() if k not in ("results", "benchmarks")}
+    else:
+        with tempfile.TemporaryDirectory(prefix="cotscale-agg-") as tmp:
+            result = tables_child(json.loads((data / "manifest.json").read_text()), Path(tmp))
+    result["seconds"] = time.perf_counter() - started
     if profiler:
         profiler.stop()
         prof = ROOT / "benchmarks" / "out" / f"aggregation_{side}.pyinstrument.txt"
         prof.parent.mkdir(parents=True, exist_ok=True)
         prof.write_text(profiler.output_text(unicode=True, color=False))
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out.write_text(json.dumps({"seconds": seconds, "records": manifest["records"], "totals": totals,
-                               "maxrss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}))
+    out.write_text(json.dumps({**result, "maxrss_mb": usage.ru_maxrss / 1024,
+                               "cpu_s": usage.ru_utime + usage.ru_stime}))
 
 
 # ------------------------------------------------------------------------------------------------ driver
+def run_child(side: str, data: Path, records: int, profile: bool = False) -> dict:
+    out = data / f"child-{side}.json"
+    subprocess.run([PYTHON, __file__, "--child", side, "--data", str(data), "--out", str(out), "--records",
+                    str(records), *(["--profile"] if profile else [])], check=True)
+    return json.loads(out.read_text())
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=float, default=7e6)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--sides", default=",".join(SIDES))
-    ap.add_argument("--data", type=Path, help="keep the synthetic tree here (reused when --records matches)")
-    ap.add_argument("--profile", action="store_true", help="one extra pyinstrument run per side")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the tables side")
+    ap.add_argument("--data", type=Path, help="keep the synthetic tree here")
+    ap.add_argument("--profile", action="store_true", help="one extra pyinstrument run of the tables side")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        return child(a.child, a.data, a.out, a.profile)
+        return child(a.child, a.data, a.out, int(a.records), a.profile)
 
-    sides = a.sides.split(",")
     tmp = tempfile.TemporaryDirectory(prefix="cotscale-aggdata-") if a.data is None else None
     data = Path(tmp.name) if tmp else a.data
     data.mkdir(parents=True, exist_ok=True)
     try:
-        manifest = generate(data, int(a.records))
-        print(f"synthetic tree: {manifest['records']:,} usage records in {manifest['jobs']} evaluation folders "
-              f"(scale {manifest['scale']:.3f} of the full test sets), {manifest['gz_bytes'] / 1e6:.0f} MB gzip; "
-              f"written in {manifest['generate_s']:.0f} s")
-        rows: dict[str, list[dict]] = {s: [] for s in sides}
-        for rnd in range(a.rounds + (1 if a.profile else 0)):
-            profile = a.profile and rnd == a.rounds
-            for side in (sides if rnd % 2 == 0 else sides[::-1]):
-                out = data / f"child-{side}.json"
-                cmd = [PYTHON, __file__, "--child", side, "--data", str(data), "--out", str(out)]
-                subprocess.run(cmd + (["--profile"] if profile else []), check=True)
-                if not profile:
-                    rows[side].append(json.loads(out.read_text()))
+        summ = run_child("summarize", data, int(a.records))
+        print(f"summarize: {summ['records']:,} usage records of {summ['tasks']} tasks (scale {summ['scale']:.3f} of "
+              f"the full test sets; largest task {summ['largest_task_records']:,} records), built and written in "
+              f"{summ['seconds']:.0f} s; {load_line()}")
+        tables = [run_child("tables", data, int(a.records)) for _ in range(a.rounds)]
+        if a.profile:
+            run_child("tables", data, int(a.records), profile=True)
     finally:
         if tmp:
             tmp.cleanup()
 
-    n = manifest["records"]
-    med = {s: {"seconds": statistics.median(r["seconds"] for r in rs),
-               "records_per_s": n / statistics.median(r["seconds"] for r in rs),
-               "maxrss_mb": statistics.median(r["maxrss_mb"] for r in rs),
-               "cpu_s": statistics.median(r["cpu_s"] for r in rs)} for s, rs in rows.items()}
-    totals = {s: rs[0]["totals"] for s, rs in rows.items()}
-    same = all(t == next(iter(totals.values())) for t in totals.values())
-    print(f"{n:,} records, {a.rounds} rounds (medians); {load_line()}")
-    print(f"{'side':14s} {'seconds':>8s} {'records/s':>10s} {'peak RSS MB':>12s}")
-    for s, m in med.items():
-        print(f"{s:14s} {m['seconds']:8.2f} {m['records_per_s']:10,.0f} {m['maxrss_mb']:12.0f}")
-    if "write_tables" in med:
-        for base in ("seed", "stream_v0"):
-            if base in med:
-                print(f"write_tables vs {base}: {med[base]['seconds'] / med['write_tables']['seconds']:.2f}x faster")
-        print(f"targets: >= 200,000 records/s (got {med['write_tables']['records_per_s']:,.0f}), "
-              f"peak RSS < 1024 MB (got {med['write_tables']['maxrss_mb']:.0f})")
-    print(f"same totals on every side: {same} {next(iter(totals.values()))}")
-    result = {"manifest": {k: v for k, v in manifest.items() if k not in ("results", "benchmarks")}, "medians": med,
-              "totals": totals, "same_totals": same, "rounds": rows, "load": load_line()}
+    n, tasks = summ["records"], summ["tasks"]
+    rate = n / summ["summarize_s"]
+    seconds = statistics.median(r["seconds"] for r in tables)
+    rss = statistics.median(r["maxrss_mb"] for r in tables)
+    same = summ["totals"] == summ["summarized_totals"] == tables[0]["totals"]
+    print(f"summarize_usage over {n:,} in-memory records ({summ['tasks']} calls, summed): {summ['summarize_s']:.2f} s, "
+          f"{rate:,.0f} records/s (target >= 200,000: {'met' if rate >= 2e5 else 'missed'}); child peak RSS "
+          f"{summ['maxrss_mb']:.0f} MB")
+    print(f"tables: write_strategy_tables x {len(tables[0]['per_strategy_s'])} + combine_tables over {tasks} "
+          f"results.json files, {a.rounds} rounds (medians; {load_line()}): {seconds:.2f} s, "
+          f"{tasks / seconds:,.0f} results files/s ({n / seconds:,.0f} usage records/s represented), peak RSS "
+          f"{rss:.0f} MB (target < 1024 MB: {'met' if rss < 1024 else 'missed'}), CPU "
+          f"{statistics.median(r['cpu_s'] for r in tables):.2f} s")
+    per = {s: statistics.median(r["per_strategy_s"][s] for r in tables) for s in tables[0]["per_strategy_s"]}
+    print("  per strategy s: " + ", ".join(f"{s} {v:.2f}" for s, v in per.items())
+          + f"; combine_tables {statistics.median(r['combine_s'] for r in tables):.2f}")
+    print(f"same totals (generated, summarize_usage, tokens.csv): {same} {summ['totals']}")
+    result = {"summarize": summ, "tables": {"seconds": seconds, "results_files_per_s": tasks / seconds,
+                                            "maxrss_mb": rss, "per_strategy_s": per, "rounds": tables},
+              "summarize_records_per_s": rate, "same_totals": same, "load": load_line()}
     save_json(a.json, result)
     if not same:
-        sys.exit("the sides disagree")
+        sys.exit("the totals disagree")
     return result
 
 

