@@ -157,11 +157,11 @@ def science_config(root: Path, family: str = "tinyneox") -> dict:
 
 
 def science_run(tmp_path_factory, root: Path, name: str = "a") -> Path:
-    """A clean working directory where `snakemake analysis` ran on science_config(); run once per name."""
+    """A clean working directory where `snakemake aggregate analysis` ran on science_config(); once per name."""
     if name not in _SCIENCE:
         workdir = tmp_path_factory.mktemp(f"science-{name}")
         write_config(workdir, science_config(root))
-        run = snakemake(root, workdir, "analysis", timeout=1800)
+        run = snakemake(root, workdir, "aggregate", "analysis", timeout=1800)
         assert run.returncode == 0, run.output[-4000:]
         _SCIENCE[name] = workdir
     return _SCIENCE[name]
