@@ -20,6 +20,7 @@ forever (ignoring SIGTERM): the run polls with squeue and is wrapped in `timeout
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 import json
 import os
@@ -34,6 +35,8 @@ import pytest
 import yaml
 
 from _demo import reduced_demo
+
+from cotscale.preempt import PREEMPTED_EXIT
 
 TASKS = ["arc_challenge", "gsm8k"]
 GPUS = {"mini-llama": 2, "mini-neox@step10": 1, "mini-neox@step30": 1}
@@ -113,18 +116,18 @@ def _snakemake(root: Path, workdir: Path, *args: str, timeout: int = TIMEOUT) ->
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, env=env)
 
 
-def _profile_args(root: Path, retries: int) -> list[str]:
+def _profile_args(root: Path, retries: int, prefix: str = PREFIX) -> list[str]:
     return ["--profile", str(root / "profiles" / "slurm"),
             "--slurm-status-command", "squeue",  # no slurmdbd here: sacct would make the plugin wait forever
             "--slurm-init-seconds-before-status-checks", "5",
-            "--slurm-jobname-prefix", PREFIX,
+            "--slurm-jobname-prefix", prefix,
             "--slurm-keep-successful-logs",
             "--retries", str(retries), "--latency-wait", "5"]
 
 
-def _cancel_leftovers() -> None:
+def _cancel_leftovers(prefix: str = PREFIX) -> None:
     jobs = _run("squeue", "-h", "-o", "%i %j")
-    ids = [line.split()[0] for line in jobs.stdout.splitlines() if len(line.split()) > 1 and line.split()[1].startswith(PREFIX)]
+    ids = [line.split()[0] for line in jobs.stdout.splitlines() if len(line.split()) > 1 and line.split()[1].startswith(prefix)]
     if ids:
         _run("scancel", *ids)
 
@@ -237,10 +240,10 @@ def _complete_lines(path: Path) -> int:
     return count
 
 
-def _job_id() -> str | None:
-    """The running evaluation job of this test (the only SLURM job of the fault runs)."""
+def _job_id(prefix: str) -> str | None:
+    """The running evaluation job of a fault run (its only SLURM job, named with its own prefix)."""
     jobs = _run("squeue", "-h", "-t", "running", "-o", "%i %j").stdout.split("\n")
-    ids = [line.split()[0] for line in jobs if len(line.split()) > 1 and line.split()[1].startswith(PREFIX)]
+    ids = [line.split()[0] for line in jobs if len(line.split()) > 1 and line.split()[1].startswith(prefix)]
     return ids[0] if len(ids) == 1 else None
 
 
@@ -264,10 +267,10 @@ def _half_written(workdir: Path) -> list[str]:
     return bad
 
 
-def _interrupted_run(root: Path, reference: Path, workdir: Path, ready, interrupt) -> tuple:
+def _interrupted_run(root: Path, reference: Path, workdir: Path, prefix: str, ready, interrupt) -> tuple:
     """Run the fault model's suite through the profile, call `interrupt(job_id)` once `ready(workdir)` holds, wait
-    for the job's "preempted" line. Returns (the finished run, the interrupted job id, its log, half-written files
-    seen right after the interruption, seconds)."""
+    for the job's "preempted" line. Returns (exit status, Snakemake's output, the interrupted job id, its evaluation
+    log, half-written files seen right after the interruption, seconds)."""
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(slurm_config(root)))
     model_dir = Path("results") / "demo_models" / FAULT_MODEL.split("@")[0]
@@ -275,7 +278,7 @@ def _interrupted_run(root: Path, reference: Path, workdir: Path, ready, interrup
     shim = workdir.parent / f"{workdir.name}-shim"
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(SLOW_WRITES)
-    cmd, env = _command(root, workdir, *_profile_args(root, retries=1), "--", *_suite_targets(),
+    cmd, env = _command(root, workdir, *_profile_args(root, retries=1, prefix=prefix), "--", *_suite_targets(),
                         env={"PYTHONPATH": f"{shim}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                              "COTSCALE_TEST_PAUSE_AFTER_WRITE": "1"})
     log = workdir / "logs" / "evaluate" / FAULT_MODEL / "standard.log"
@@ -285,7 +288,7 @@ def _interrupted_run(root: Path, reference: Path, workdir: Path, ready, interrup
     with out.open("w") as sink, subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env) as proc:
         try:
             while proc.poll() is None and time.monotonic() - started < TIMEOUT:
-                if job_id is None and ready(workdir) and (job_id := _job_id()):
+                if job_id is None and ready(workdir) and (job_id := _job_id(prefix)):
                     interrupt(job_id)
                 if job_id and not log_text and log.exists() and PREEMPTED in log.read_text():
                     log_text = log.read_text()  # before the job runs again: Snakemake then deletes its log
@@ -296,7 +299,7 @@ def _interrupted_run(root: Path, reference: Path, workdir: Path, ready, interrup
         finally:
             if proc.poll() is None:
                 proc.kill()
-            _cancel_leftovers()
+            _cancel_leftovers(prefix)
     return proc.returncode, out.read_text(), job_id, log_text, torn, time.monotonic() - started
 
 
@@ -319,31 +322,6 @@ def _finished_first_task(workdir: Path) -> bool:
     return done.exists() and _cache_lines(workdir, second) >= 1
 
 
-def test_a_suite_job_cancelled_after_its_first_task_completes_through_the_retry(root, slurm_run, tmp_path):
-    reference = slurm_run[0]
-    rc, output, job_id, log_text, torn, seconds = _interrupted_run(
-        root, reference, tmp_path / "cancelled", _finished_first_task, lambda job: _run("scancel", job))
-    workdir = tmp_path / "cancelled"
-    assert rc == 0, f"exit {rc} after {seconds:.0f} s\n{output[-5000:]}\n{_diagnostics(workdir)}"
-    assert job_id, "the suite finished before the test could cancel it"
-    assert f"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'" in output  # the plugin saw it fail ...
-    assert output.count("has been submitted with SLURM jobid") == 2  # ... and submitted it once more
-    assert PREEMPTED in log_text and torn == []  # ... after the evaluation stopped on SCANCEL's SIGTERM, cleanly
-    first, second = (_meta(workdir, t)["cotscale"] for t in _suite_targets())
-    assert first["slurm_job_id"] == job_id  # the first task's outputs were kept from the cancelled job ...
-    assert second["slurm_job_id"] not in (None, job_id)  # ... the second was finished by Snakemake's retry, a new job
-    ref_first, ref_second = (_meta(reference, t) for t in _suite_targets())
-    # the retry answered the second task's first chunks from the request cache, and called the backend less
-    assert second["cache"]["hits"] > 0
-    assert second["cache"]["hits"] + second["cache"]["misses"] == ref_second["cotscale"]["cache"]["misses"]
-    assert sum(second["cache"]["backend_calls"].values()) < _calls(ref_second)
-    _assert_same_outputs(workdir, reference)
-    assert not (workdir / "results" / "cache").exists() and _half_written(workdir) == []
-    print(f"cancel: job {job_id} -> retry job {second['slurm_job_id']}, {seconds:.0f} s; second task "
-          f"{second['cache']['hits']} hits, {sum(second['cache']['backend_calls'].values())} backend calls "
-          f"(uninterrupted suite: {_calls(ref_first) + _calls(ref_second)})")
-
-
 def _inside_first_task(workdir: Path) -> bool:
     first = TASKS[0]
     done = workdir / "results" / "cache" / FAULT_MODEL / "standard" / f"{first}.complete"
@@ -361,11 +339,47 @@ def _requeue_now(job_id: str) -> None:
     _run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
 
 
-def test_a_suite_job_requeued_mid_task_resumes_from_its_request_cache(root, slurm_run, tmp_path):
+@pytest.fixture(scope="module")
+def interrupted(root, slurm_run, tmp_path_factory) -> dict:
+    """Both fault runs at once, one GPU each, so that their waits for the plugin's status checks overlap:
+    {name: (working directory, what _interrupted_run returns)}."""
+    faults = {"cancelled": (_finished_first_task, lambda job: _run("scancel", job)),
+              "requeued": (_inside_first_task, _requeue_now)}
+    workdirs = {name: tmp_path_factory.mktemp(name) / name for name in faults}
+    with concurrent.futures.ThreadPoolExecutor(len(faults)) as pool:
+        runs = {name: pool.submit(_interrupted_run, root, slurm_run[0], workdirs[name], f"{PREFIX}{name}", *fault)
+                for name, fault in faults.items()}
+    return {name: (workdirs[name], run.result()) for name, run in runs.items()}
+
+
+def test_a_suite_job_cancelled_after_its_first_task_completes_through_the_retry(slurm_run, interrupted):
     reference = slurm_run[0]
-    rc, output, job_id, log_text, torn, seconds = _interrupted_run(
-        root, reference, tmp_path / "requeued", _inside_first_task, _requeue_now)
-    workdir = tmp_path / "requeued"
+    workdir, (rc, output, job_id, log_text, torn, seconds) = interrupted["cancelled"]
+    assert rc == 0, f"exit {rc} after {seconds:.0f} s\n{output[-5000:]}\n{_diagnostics(workdir)}"
+    assert job_id, "the suite finished before the test could cancel it"
+    assert f"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'" in output  # the plugin saw it fail ...
+    assert output.count("has been submitted with SLURM jobid") == 2  # ... and submitted it once more
+    assert PREEMPTED in log_text and torn == []  # ... after the evaluation stopped on scancel's SIGTERM, cleanly
+    step_log = workdir / ".snakemake" / "slurm_logs" / "rule_evaluate" / f"{FAULT_MODEL}_standard" / f"{job_id}.log"
+    assert f"returned non-zero exit status {PREEMPTED_EXIT}." in step_log.read_text()  # the cancelled job's own log
+    first, second = (_meta(workdir, t)["cotscale"] for t in _suite_targets())
+    assert first["slurm_job_id"] == job_id  # the first task's outputs were kept from the cancelled job ...
+    assert second["slurm_job_id"] not in (None, job_id)  # ... the second was finished by Snakemake's retry, a new job
+    ref_first, ref_second = (_meta(reference, t) for t in _suite_targets())
+    # the retry answered the second task's first chunks from the request cache, and called the backend less
+    assert second["cache"]["hits"] > 0
+    assert second["cache"]["hits"] + second["cache"]["misses"] == ref_second["cotscale"]["cache"]["misses"]
+    assert sum(second["cache"]["backend_calls"].values()) < _calls(ref_second)
+    _assert_same_outputs(workdir, reference)
+    assert not (workdir / "results" / "cache").exists() and _half_written(workdir) == []
+    print(f"cancel: job {job_id} -> retry job {second['slurm_job_id']}, {seconds:.0f} s; second task "
+          f"{second['cache']['hits']} hits, {sum(second['cache']['backend_calls'].values())} backend calls "
+          f"(uninterrupted suite: {_calls(ref_first) + _calls(ref_second)})")
+
+
+def test_a_suite_job_requeued_mid_task_resumes_from_its_request_cache(slurm_run, interrupted):
+    reference = slurm_run[0]
+    workdir, (rc, output, job_id, log_text, torn, seconds) = interrupted["requeued"]
     assert rc == 0, f"exit {rc} after {seconds:.0f} s\n{output[-5000:]}\n{_diagnostics(workdir)}"
     assert job_id, "the first task finished before the test could requeue the job"
     assert PREEMPTED in log_text and torn == []
