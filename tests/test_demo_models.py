@@ -82,7 +82,7 @@ def test_bundled_corpus_is_what_the_generator_writes(tmp_path):
 
 def test_corpus_teaches_the_chains_only_after_the_cue():
     """A scored gsm8k problem's worked solution is in the corpus after the CoT cue and its bare answer nowhere."""
-    from cotscale.lm import DEFAULT_COT_CUE
+    from cotscale.strategy import DEFAULT_COT_CUE
 
     assert dm.COT_CUE == DEFAULT_COT_CUE.strip()  # the corpus teaches the cue the CoT strategies send
     text = (dm.DEFAULT_CORPUS / "arithmetic.txt").read_text()

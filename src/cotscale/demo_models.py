@@ -53,7 +53,7 @@ NAMES = [("Tom", "he"), ("Anna", "she"), ("Sam", "he"), ("Lily", "she"), ("Ben",
          ("Jack", "he"), ("Emma", "she"), ("Omar", "he"), ("Nina", "she"), ("Leo", "he"), ("Zoe", "she")]
 ITEMS = ["apples", "pencils", "books", "marbles", "stickers", "cookies", "cards", "shells", "coins", "eggs"]
 LETTERS = "ABCD"
-COT_CUE = "Let's think step by step."  # = lm.DEFAULT_COT_CUE.strip() (tested); not imported: lm pulls in lm_eval
+COT_CUE = "Let's think step by step."  # = cotscale.strategy.DEFAULT_COT_CUE.strip() (tested)
 GSM8K_TEST, GSM8K_TRAIN = 24, 8  # scored documents; few-shot examples (lm-eval's gsm8k prompts with 5)
 DEMO_LIMIT = 12  # config/demo.yaml's `limit`: the corpus teaches what the demo scores
 FACT_REPEATS, CHAIN_REPEATS, DIRECT_ANSWERS = 2, 6, 100  # how often the corpus states each thing
