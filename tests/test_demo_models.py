@@ -84,7 +84,7 @@ def test_corpus_teaches_the_chains_only_after_the_cue():
     """A scored gsm8k problem's worked solution is in the corpus after the CoT cue and its bare answer nowhere."""
     from cotscale.strategy import DEFAULT_COT_CUE
 
-    assert dm.COT_CUE == DEFAULT_COT_CUE.strip()  # the corpus teaches the cue the CoT strategies send
+    assert DEFAULT_COT_CUE.strip() == "Let's think step by step."  # the corpus teaches the cue the strategies send
     text = (dm.DEFAULT_CORPUS / "arithmetic.txt").read_text()
     rows = [json.loads(line) for line in (dm.DEFAULT_DATA / "gsm8k" / "test.jsonl").read_text().splitlines()]
     for row in rows[:dm.DEMO_LIMIT]:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from cotscale.strategy import DEFAULT_COT_CUE
+
 SPEC_KEYS = {"arch", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "seq_len",
              "batch_size", "lr"}
 OPTIONAL_KEYS = {"tie_word_embeddings": False, "max_position_embeddings": 2048}
@@ -53,7 +55,7 @@ NAMES = [("Tom", "he"), ("Anna", "she"), ("Sam", "he"), ("Lily", "she"), ("Ben",
          ("Jack", "he"), ("Emma", "she"), ("Omar", "he"), ("Nina", "she"), ("Leo", "he"), ("Zoe", "she")]
 ITEMS = ["apples", "pencils", "books", "marbles", "stickers", "cookies", "cards", "shells", "coins", "eggs"]
 LETTERS = "ABCD"
-COT_CUE = "Let's think step by step."  # = cotscale.strategy.DEFAULT_COT_CUE.strip() (tested)
+COT_CUE = DEFAULT_COT_CUE.strip()  # the cue the CoT strategies send, as the corpus writes it
 GSM8K_TEST, GSM8K_TRAIN = 24, 8  # scored documents; few-shot examples (lm-eval's gsm8k prompts with 5)
 DEMO_LIMIT = 12  # config/demo.yaml's `limit`: the corpus teaches what the demo scores
 FACT_REPEATS, CHAIN_REPEATS, DIRECT_ANSWERS = 2, 6, 100  # how often the corpus states each thing
