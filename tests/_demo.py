@@ -144,7 +144,7 @@ def shared_run(tmp_path_factory, root: Path, name: str = "a") -> Path:
 _SCIENCE: dict[str, Path] = {}
 
 
-def science_config(root: Path, family: str = "tinyneox") -> dict:
+def science_config(root: Path, family: str = "tinyllama") -> dict:
     demo = yaml.safe_load((root / "config" / "demo.yaml").read_text())
     pair = {name: {k: v for k, v in demo["strategies"][name].items() if k != "models"} for name in ("hybrid", "hybrid_cot")}
     return {
