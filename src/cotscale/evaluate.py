@@ -26,6 +26,7 @@ Known failures (no GPU, too few GPUs, a missing model, an unknown task, out of m
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -358,6 +359,24 @@ def _remove_cache(folder: Path) -> None:
         parent = parent.parent
 
 
+@functools.cache
+def _environment_info() -> dict:
+    """lm-eval's environment block of results.json (torch's collect_env: `pip list`, compiler and driver probes in
+    subprocesses, ≈0.5 s), computed once per process: it cannot change between the tasks of a suite."""
+    from lm_eval.loggers.utils import add_env_info
+
+    info: dict = {}
+    add_env_info(info)
+    return info
+
+
+def _reuse_environment_info() -> None:
+    """Make simple_evaluate add the environment block computed once (see _environment_info) instead of per task."""
+    import lm_eval.evaluator
+
+    lm_eval.evaluator.add_env_info = lambda storage: storage.update(_environment_info())
+
+
 def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path, load_seconds: float | None,
                    batch_size):
     """One task on the loaded model; writes its three outputs into `out_dir` (rank 0)."""
@@ -367,6 +386,7 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
     strategy_name, task = job.strategy, job.task
     strategy = config["strategies"][strategy_name]
     lm_task = lm_eval_task(config, strategy_name, task)
+    _reuse_environment_info()
     started = time.monotonic()
     # a scratch folder that cannot be deleted (a process out of memory) must not hide the evaluation's own error
     with tempfile.TemporaryDirectory(prefix="cotscale-", ignore_cleanup_errors=True) as scratch:

@@ -72,6 +72,14 @@ def _work_units(config: dict, model_key: str, strategy_name: str) -> float:
     return model["N"] / 1e9 * sequences
 
 
+def suite_work(config: dict, model_key: str, strategies) -> float:
+    """Relative cost of one evaluation suite: _work_units summed over its strategies × benchmarks. It is also the
+    suite's scheduling priority, so the longest suites start first and the shortest fill the gaps at the end."""
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    return sum(_work_units(config, model_key, s) for s in strategies) * len(config["tasks"])
+
+
 def runtime_minutes(config: dict, model_key: str, strategies, attempt: int = 1) -> int:
     """A generous wall-time limit for one evaluation suite (SLURM `-t`): 30 minutes of margin (model load, start-up)
     plus the summed estimates of its tasks (strategies × benchmarks).
@@ -84,9 +92,7 @@ def runtime_minutes(config: dict, model_key: str, strategies, attempt: int = 1) 
     gpus = max(1, int(model["tensor_parallel"]) * int(model["data_parallel"]))
     limit = config.get("limit")
     fraction = 1.0 if limit is None else (limit if limit < 1 else min(1.0, limit / 1000))
-    if isinstance(strategies, str):
-        strategies = [strategies]
-    tasks = sum(20 * _work_units(config, model_key, s) * fraction / gpus for s in strategies for _ in config["tasks"])
+    tasks = 20 * suite_work(config, model_key, strategies) * fraction / gpus
     minutes = (30 + tasks) * attempt
     return int(min(MAX_RUNTIME_MINUTES, math.ceil(minutes / 10) * 10))
 

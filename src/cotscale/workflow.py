@@ -66,6 +66,10 @@ def evaluate(smk, config):
     model = smk.wildcards.model
     log.info("job resources: mem_mb %s, runtime %s min, %s thread(s)", smk.resources.get("mem_mb"),
              smk.resources.get("runtime"), smk.threads)
+    if not str(config["device"]).startswith("cuda"):  # torch would start one thread per core in every job
+        import torch
+
+        torch.set_num_threads(smk.threads)
     with exit_on_preemption(CACHE_DIR / model):
         return run_suite(config, model, suite_tasks(config, model, list(smk.params.strategies), EVALS_DIR, CACHE_DIR))
 

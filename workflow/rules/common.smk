@@ -9,7 +9,8 @@ from cotscale.config import (
     suites,
     task_variant,
 )
-from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes
+from cotscale.flops import train_flops
+from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes, suite_work
 from cotscale.preempt import SLURM_SIGNAL
 from cotscale.registry import (
     FIGURES,
@@ -84,6 +85,17 @@ def get_demo_model_dir(wildcards):
     """An evaluation of a locally built demo model waits for that model's build."""
     model = CFG["models"][wildcards.model]
     return [f"{DEMO_MODELS_DIR}/{model['name']}"] if model["demo"] else []
+
+
+def get_build_priority(wildcards):
+    """Longest training first (train FLOPs of the run's last checkpoint): the biggest demo model's build and then its
+    evaluations are the demo's critical path. Any build outranks every evaluation, since it unlocks some."""
+    return max(train_flops(m["N"], m["D"]) for m in CFG["models"].values() if m["name"] == wildcards.name)
+
+
+def get_eval_priority(wildcards):
+    """Longest suite first (cotscale.gpus.suite_work), so the shortest ones fill the cores at the end."""
+    return suite_work(CFG, wildcards.model, get_suite_strategies(wildcards))
 
 
 def get_demo_model_params(wildcards):

@@ -17,6 +17,7 @@ if CFG["suite"] == "strategy":
         conda:
             get_evaluation_env
         threads: get_eval_threads
+        priority: get_eval_priority
         resources:
             gpu=get_eval_gpus,
             mem_mb=get_eval_mem_mb,
@@ -57,6 +58,7 @@ else:
             conda:
                 get_evaluation_env
             threads: get_eval_threads
+            priority: get_eval_priority
             resources:
                 gpu=get_eval_gpus,
                 mem_mb=get_eval_mem_mb,

@@ -10,6 +10,7 @@ rule build_demo_model:
     conda:
         "../../envs/evaluate-hf.yaml"
     threads: 1
+    priority: get_build_priority
     params:
         spec=get_demo_model_params,
     script:
