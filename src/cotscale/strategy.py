@@ -5,6 +5,10 @@ and by the lm-eval model (``cotscale.lm.CotscaleLM`` resolves the strategy it ru
 thing in the pipeline and on lm-eval's command line. Named strategies (``--model_args strategy=hybrid_cot``) are the
 entries of the paper configuration, config/config.yaml, not a second list.
 
+Budget sweeps (operating points estimated from one run, no new generation): ``k: [...]`` with ``decoding: sample``
+(each k <= ``samples``) and ``max_gen_toks: [...]`` with ``decoding: greedy`` — filled as ``max_gen_toks`` = the
+largest budget (the one generated) and ``max_gen_toks_sweep`` = the sorted budgets.
+
 Light on purpose (no torch, no lm-eval): Snakemake imports it through the config loader when it parses the workflow.
 """
 
@@ -23,7 +27,7 @@ PROMPTS = ("plain", "cot")
 DECODINGS = ("greedy", "beam", "sample")
 # Keys a config entry may leave out; format, prompt and decoding it must give (the schema requires them).
 STRATEGY_DEFAULTS: dict[str, Any] = {"num_beams": 1, "samples": 1, "temperature": 0.0, "max_gen_toks": 256,
-                                     "until": []}
+                                     "until": [], "k": [], "max_gen_toks_sweep": []}
 STRATEGY_KEYS = ("format", "prompt", "decoding", *STRATEGY_DEFAULTS, "cot_cue", "answer_cue")
 PAPER_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
@@ -41,6 +45,10 @@ def fill_strategy(spec: dict[str, Any], cot_cue: str = DEFAULT_COT_CUE,
     """A copy of a config-style entry with every default filled: the keys the schema lets it leave out, its
     ``cot_cue`` (the given top-level cue for ``prompt: cot``, "" for plain prompts) and ``answer_cue``."""
     out = copy.deepcopy(spec)
+    budgets = out.get("max_gen_toks")
+    if isinstance(budgets, list) and budgets and all(_positive_int(b) for b in budgets):
+        # a length sweep: generate once at the largest budget, score every listed budget on its prefix
+        out["max_gen_toks"], out["max_gen_toks_sweep"] = max(budgets), sorted({int(b) for b in budgets})
     for key, value in STRATEGY_DEFAULTS.items():
         if out.get(key) is None:
             out[key] = copy.deepcopy(value)
@@ -54,14 +62,36 @@ def fill_strategy(spec: dict[str, Any], cot_cue: str = DEFAULT_COT_CUE,
     return out
 
 
+def _positive_int(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and int(x) == x and x >= 1
+
+
 def check_strategy(s: dict[str, Any]) -> None:
     """Raise StrategyError for a filled spec whose values are bad alone or contradict each other."""
     for key, allowed in (("format", FORMATS), ("prompt", PROMPTS), ("decoding", DECODINGS)):
         if s[key] not in allowed:
             raise StrategyError(key, f"must be one of {', '.join(allowed)}", s[key])
+    if isinstance(s["max_gen_toks"], list):
+        raise StrategyError("max_gen_toks", "a budget sweep must be a non-empty list of integers >= 1",
+                            s["max_gen_toks"])
     for key in ("num_beams", "samples", "max_gen_toks"):
-        if isinstance(s[key], bool) or not isinstance(s[key], (int, float)) or int(s[key]) != s[key] or s[key] < 1:
+        if not _positive_int(s[key]):
             raise StrategyError(key, "must be an integer >= 1", s[key])
+    for key in ("k", "max_gen_toks_sweep"):
+        if not isinstance(s[key], list) or not all(_positive_int(x) for x in s[key]):
+            raise StrategyError(key, "must be a list of integers >= 1", s[key])
+    if s["k"] and s["decoding"] != "sample":
+        raise StrategyError("k", f"a k sweep needs decoding: sample (decoding is {s['decoding']})", s["k"])
+    if s["k"] and max(s["k"]) > s["samples"]:
+        raise StrategyError("k", f"every k must be <= samples ({s['samples']}): the sweep reuses the samples drawn",
+                            s["k"])
+    if s["max_gen_toks_sweep"] and s["decoding"] != "greedy":
+        raise StrategyError("max_gen_toks", f"a list of budgets needs decoding: greedy (decoding is "
+                            f"{s['decoding']}): only a greedy rationale cut at b tokens is the one generated at b",
+                            s["max_gen_toks_sweep"])
+    if s["max_gen_toks_sweep"] and max(s["max_gen_toks_sweep"]) != s["max_gen_toks"]:
+        raise StrategyError("max_gen_toks", f"the largest budget of the sweep must be the generation budget "
+                            f"max_gen_toks ({s['max_gen_toks']})", s["max_gen_toks_sweep"])
     if isinstance(s["temperature"], bool) or not isinstance(s["temperature"], (int, float)) or s["temperature"] < 0:
         raise StrategyError("temperature", "must be a number >= 0", s["temperature"])
     if s["decoding"] == "sample" and s["temperature"] <= 0:
@@ -80,6 +110,16 @@ def check_strategy(s: dict[str, Any]) -> None:
     if s["prompt"] == "cot" and not s["cot_cue"]:
         raise StrategyError("cot_cue", "prompt: cot needs a non-empty cot_cue (the text appended to every prompt; "
                             f"the default is {DEFAULT_COT_CUE!r})", s["cot_cue"])
+
+
+def budget_sweep(s: dict[str, Any]) -> tuple[str, list[int]] | None:
+    """A filled strategy's budget sweep (scored from one run, cotscale.scaling): ("k", the k values) for
+    self-consistency, ("max_gen_toks", the budgets) for greedy rationale lengths, None without one."""
+    if s.get("k"):
+        return "k", sorted(int(k) for k in s["k"])
+    if s.get("max_gen_toks_sweep"):
+        return "max_gen_toks", [int(b) for b in s["max_gen_toks_sweep"]]
+    return None
 
 
 def named_strategies() -> dict[str, dict[str, Any]]:
@@ -122,11 +162,13 @@ def resolve_strategy(strategy: dict | str | None = None, **overrides: Any) -> di
         spec["until"] = [codecs.decode(until, "unicode_escape") if "\\" in until else until]
     elif isinstance(until, tuple):
         spec["until"] = list(until)
-    out = fill_strategy({k: spec.get(k) for k in STRATEGY_KEYS})
+    out = fill_strategy({key: spec.get(key) for key in STRATEGY_KEYS})
     check_strategy(out)
     for key in ("num_beams", "samples", "max_gen_toks"):
         out[key] = int(out[key])
     out["temperature"] = float(out["temperature"])
+    out["k"] = sorted({int(k) for k in out["k"]})
+    out["max_gen_toks_sweep"] = [int(b) for b in out["max_gen_toks_sweep"]]
     out["until"] = [x for x in out["until"] if x]
     out["cue"] = out["cot_cue"] if out["prompt"] == "cot" else ""
     return out

