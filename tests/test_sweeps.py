@@ -119,3 +119,54 @@ def test_length_sweep_generates_once_per_document_at_the_largest_budget(sweep_lm
     fields = lm.sample_fields()[("mini_mc", 0)]
     assert fields["budgets"] == [3, 7, 16] and fields["budget_loglikelihoods"][-1] == fields[
         "rationale_loglikelihoods"][0]
+
+
+# ---------------------------------------------------------------------------------------------- inference_scaling
+def _run(tmp_path, name, strategy, records):
+    from cotscale.io import write_json, write_jsonl_gz
+
+    results, samples = tmp_path / f"{name}.json", tmp_path / f"{name}.jsonl.gz"
+    write_json(results, {"cotscale": {"model": "m@s1", "revision": "s1", "family": "f", "N": 1000.0, "D": 50.0,
+                                      "strategy": {"name": strategy}, "benchmark": "arc_challenge"}})
+    write_jsonl_gz(samples, records)
+    return str(results), str(samples), strategy
+
+
+def test_inference_scaling_rows_of_hand_made_sample_records(tmp_path):
+    """Expected values by hand. k sweep, 3 rationales: doc 0 (gold 1) votes 1, 1, 0 -> maj@1 = 2/3, maj@2 = (1 +
+    1/2 + 1/2)/3 = 2/3, maj@3 = 1; doc 1 (gold 0) never votes 0 -> 0. Tokens per request at k: k x the mean over
+    documents of the mean per rationale, (6 + 2)/2 = 4. Length sweep: doc 0 (gold 2) wrong at 3, right at 7; doc 1
+    right at both; tokens (3 + 2)/2 and (7 + 2)/2."""
+    import pandas as pd
+
+    from cotscale.scaling import sweep_rows, write_inference_scaling
+
+    sc = [{"task": "arc_challenge", "doc_id": 0, "target": "1", "generated_tokens": [4, 6, 8],
+           "rationale_loglikelihoods": [[-3, -1, -2], [-2, -1, -5], [-1, -4, -4]]},
+          {"task": "arc_challenge", "doc_id": 1, "target": 0, "generated_tokens": [2, 2, 2],
+           "rationale_loglikelihoods": [[-3, -1], [-2, -1], [-5, -1]]}]
+    ln = [{"task": "arc_challenge", "doc_id": 0, "target": "2", "budgets": [3, 7], "budget_generated_tokens": [3, 7],
+           "budget_loglikelihoods": [[-1, -2, -3], [-3, -2, -1]]},
+          {"task": "arc_challenge", "doc_id": 1, "target": "0", "budgets": [3, 7], "budget_generated_tokens": [2, 2],
+           "budget_loglikelihoods": [[-1, -2, -3], [-1, -2, -3]]}]
+    runs = [_run(tmp_path, "sc", "sc", sc), _run(tmp_path, "ln", "ln", ln)]
+    rows = sweep_rows(runs, {"sc": ("k", [1, 2, 3]), "ln": ("max_gen_toks", [3, 7])})
+    write_inference_scaling(tmp_path / "inference_scaling.csv", rows)
+    table = pd.read_csv(tmp_path / "inference_scaling.csv")
+    assert set(table["benchmark"]) == {"arc_challenge"}  # one benchmark: no overall row
+    got = {(r.strategy, r.metric, int(r.budget)): (r.score, r.tokens_per_request, r.inference_flops_per_request)
+           for r in table.itertuples()}
+    expected = {("sc", "maj@k", 1): (1 / 3, 4.0), ("sc", "maj@k", 2): (1 / 3, 8.0), ("sc", "maj@k", 3): (0.5, 12.0),
+                ("ln", "accuracy", 3): (0.5, 2.5), ("ln", "accuracy", 7): (1.0, 4.5)}
+    assert set(got) == set(expected)  # no weighted maj@k: the records carry no sequence log-probabilities
+    for key, (score, tokens) in expected.items():
+        assert got[key][:2] == pytest.approx((score, tokens))
+        assert got[key][2] == pytest.approx(2 * 1000 * tokens)
+    assert (table["train_flops"] == 6 * 1000 * 50).all()
+
+
+def test_inference_scaling_is_header_only_without_sweeps(tmp_path):
+    from cotscale.scaling import COLUMNS, sweep_rows, write_inference_scaling
+
+    write_inference_scaling(tmp_path / "t.csv", sweep_rows([], {}))
+    assert (tmp_path / "t.csv").read_text().strip() == ",".join(COLUMNS)

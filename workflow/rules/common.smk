@@ -11,10 +11,12 @@ from cotscale.config import (
 )
 from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes
 from cotscale.preempt import SLURM_SIGNAL
+from cotscale.strategy import budget_sweep
 from cotscale.registry import (
     FIGURES,
     PAIR_TABLES,
     PCA_TABLES,
+    SCALING_TABLES,
     STRATEGY_TABLES,
     figure_strategies,
     strategy_of,
@@ -51,7 +53,7 @@ STRATEGY_MODELS = {
     s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
 }
 TABLES = expand(
-    "results/tables/{table}.csv", table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES]
+    "results/tables/{table}.csv", table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES]
 )
 FIGURE_FILES = expand(
     "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]
