@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean docs-figures
 
 $(BIN)/.installed: pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(BIN)/.installed: pyproject.toml requirements/cpu.txt
 
 demo: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+
+# The demo figures the README shows (docs/*.png): `make docs-figures` after (or instead of) `make demo`.
+docs-figures: demo
+	cp figures/fig7_isoflop.png figures/fig9_lifetime_cost.png docs/
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -17,6 +17,7 @@ DATA = TASKS_DIR / "demo_data"
 COT = ["arc_challenge_cot", "hellaswag_cot", "winogrande_cot", "xwinograd_cot", "truthfulqa_cot"]
 GROUPS = ["mmlu_flan_cot_zeroshot"]
 FILTERS = ("strict-match", "flexible-extract")
+LANGS = ("en", "fr", "jp", "pt", "ru", "zh")  # xwinograd's languages; demo_data/xwinograd has all six
 
 
 def rows(rel: str) -> list[dict]:
@@ -134,7 +135,7 @@ def test_prompts_end_before_the_cot_cue_and_targets_are_gold_letters(loaded):
 
 def test_generation_settings(loaded):
     ours = {name: task for name, task in loaded["tasks"].items() if not name.startswith("mmlu")}  # lm-eval's
-    assert len(ours) == 6
+    assert len(ours) == 4 + len(LANGS)  # arc, hellaswag, winogrande, truthfulqa and one xwinograd task per language
     for name, task in ours.items():
         kwargs = task.config.generation_kwargs
         assert kwargs["do_sample"] is False and kwargs["max_gen_toks"] == 256, name
@@ -201,9 +202,9 @@ def test_extracted_letters_score_against_the_target(loaded):
 
 def test_groups_on_demo_data(loaded, rendered):
     group_map, groups = loaded["group_map"], loaded["groups"]
-    assert group_map["xwinograd_cot"] == ["xwinograd_cot_en", "xwinograd_cot_fr"]  # no local jp/pt/ru/zh data
+    assert group_map["xwinograd_cot"] == [f"xwinograd_cot_{lang}" for lang in LANGS]
     manifest = json.loads((rendered[1] / "manifest.json").read_text())
-    assert {f"xwinograd_cot_{lang}" for lang in ("jp", "pt", "ru", "zh")} <= set(manifest["dropped"])
+    assert not [t for t in manifest["dropped"] if "xwinograd" in t]
     leaves = sorted(t.task_name for t in groups["mmlu_flan_cot_zeroshot"].get_all_tasks())
     assert leaves == [f"mmlu_flan_cot_zeroshot_{s}" for s in ("astronomy", "high_school_geography", "nutrition")]
     for name in ("xwinograd_cot", "mmlu_flan_cot_zeroshot"):
@@ -237,7 +238,7 @@ def test_simple_evaluate_cot_generate(tmp_path):
     results = lm_eval.simple_evaluate(model=lm, tasks=["xwinograd_cot"], task_manager=manager, limit=2,
                                       log_samples=True, bootstrap_iters=0)
     res = results["results"]
-    assert sorted(res) == ["xwinograd_cot", "xwinograd_cot_en", "xwinograd_cot_fr"]
+    assert sorted(res) == ["xwinograd_cot", *(f"xwinograd_cot_{lang}" for lang in LANGS)]
     for name in res:
         for f in FILTERS:
             assert 0.0 <= res[name][f"exact_match,{f}"] <= 1.0, (name, f)
@@ -246,7 +247,7 @@ def test_simple_evaluate_cot_generate(tmp_path):
     assert {s["filter"] for s in samples} == set(FILTERS)
     for s in samples:
         assert s["arguments"][0][0].endswith("\nA:") and s["target"] in ("A", "B")
-    assert len(sent) == 2 * 2 and all(p.endswith("\nA:" + cue) and p.count(cue) == 1 for p in sent)
+    assert len(sent) == len(LANGS) * 2 and all(p.endswith("\nA:" + cue) and p.count(cue) == 1 for p in sent)
     usage = [r for r in lm.usage if r["task"] == "xwinograd_cot_fr"]
     assert len(usage) == 2 and all(r["kind"] == "generate" and 0 < r["generated_tokens"] <= 8 for r in usage)
 
@@ -284,9 +285,12 @@ def test_group_scores_aggregate_both_filters(tmp_path):
     results = lm_eval.simple_evaluate(model=ScriptedLM(script), tasks=names, task_manager=manager, limit=5,
                                       bootstrap_iters=0)
     res = results["results"]
-    fr = [r["answer"] for r in rows("xwinograd/fr/test.jsonl")[:5]]
-    expected = {"xwinograd_cot_en": (1.0, 1.0), "xwinograd_cot_fr": (fr.count("1") / 5, fr.count("2") / 5)}
-    expected["xwinograd_cot"] = tuple((a + b) / 2 for a, b in zip(*expected.values(), strict=True))  # 5 + 5 docs
+    expected = {"xwinograd_cot_en": (1.0, 1.0)}
+    for lang in LANGS[1:]:
+        golds = [r["answer"] for r in rows(f"xwinograd/{lang}/test.jsonl")[:5]]
+        expected[f"xwinograd_cot_{lang}"] = (golds.count("1") / 5, golds.count("2") / 5)
+    # 5 docs per language: the size-weighted group score is the plain mean
+    expected["xwinograd_cot"] = tuple(sum(s) / len(LANGS) for s in zip(*expected.values(), strict=True))
     assert expected["xwinograd_cot_fr"][0] != expected["xwinograd_cot_fr"][1]
     for name, (strict, flexible) in expected.items():
         assert res[name]["exact_match,strict-match"] == pytest.approx(strict), name

@@ -75,7 +75,23 @@ def test_gpt_neox_counts_and_spec_checks(tmp_path):
 def test_bundled_corpus_is_what_the_generator_writes(tmp_path):
     for path in dm.generate_corpus(tmp_path):
         assert path.read_bytes() == (dm.DEFAULT_CORPUS / path.name).read_bytes(), path.name
+    for path in dm.generate_gsm8k(tmp_path):
+        assert path.read_bytes() == (dm.DEFAULT_DATA / "gsm8k" / path.name).read_bytes(), path.name
     assert sum(p.stat().st_size for p in dm.DEFAULT_CORPUS.glob("*.txt")) < 400_000
+
+
+def test_corpus_teaches_the_chains_only_after_the_cue():
+    """A scored gsm8k problem's worked solution is in the corpus after the CoT cue and its bare answer nowhere."""
+    from cotscale.strategy import DEFAULT_COT_CUE
+
+    assert DEFAULT_COT_CUE.strip() == "Let's think step by step."  # the corpus teaches the cue the strategies send
+    text = (dm.DEFAULT_CORPUS / "arithmetic.txt").read_text()
+    rows = [json.loads(line) for line in (dm.DEFAULT_DATA / "gsm8k" / "test.jsonl").read_text().splitlines()]
+    for row in rows[:dm.DEMO_LIMIT]:
+        answer = row["answer"].rsplit("#### ", 1)[1]
+        assert f"Q: {row['question']}\nA: {dm.COT_CUE} " in text
+        assert f"{row['question']}\nAnswer: {answer}" not in text
+        assert f"The answer is {answer}." in text.split(row["question"], 2)[1].split("\n\n\n")[0]
 
 
 def test_global_torch_state_restored(built):

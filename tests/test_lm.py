@@ -235,8 +235,12 @@ def test_generation_ends_at_any_of_several_eos_ids_and_pad_is_not_counted(tiny_m
     free = [model.generate(tok(p, return_tensors="pt").input_ids, max_new_tokens=16, do_sample=False,
                            eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(tok(p).input_ids):].tolist()
             for p in prompts]
-    second_eos = free[0][2]  # the first prompt's third generated token now ends a sequence too
-    assert tok.pad_token_id != tok.eos_token_id and second_eos not in (tok.eos_token_id, tok.pad_token_id)
+    # a token of the first answer that the second does not write as early ends a sequence too: the batch pads row 0
+    # after it while row 1 goes on
+    stop = next(j for j in range(1, len(free[0])) if free[0][j] not in (tok.eos_token_id, tok.pad_token_id)
+                and free[0][j] not in free[1][:j + 1])
+    second_eos = free[0][stop]
+    assert tok.pad_token_id != tok.eos_token_id
     model.generation_config.eos_token_id = [tok.eos_token_id, second_eos]
     expected = []
     for ids in free:  # by hand: up to and including the first of the two ids, else the whole budget
@@ -244,7 +248,7 @@ def test_generation_ends_at_any_of_several_eos_ids_and_pad_is_not_counted(tiny_m
         expected.append((ends[0] + 1, False) if ends else (len(ids), True))
     lm.generate_until(gen_requests(gen_kwargs={"until": [], "do_sample": False}))
     assert [(r["generated_tokens"], r["truncated"]) for r in lm.usage] == expected
-    assert expected[0] == (3, False) and expected[0] != expected[1]  # the batch pads row 0 after its second EOS id
+    assert expected[0] == (stop + 1, False) and expected[0] != expected[1]  # row 0 padded after its second EOS id
 
 
 @pytest.mark.parametrize("strategy", [

@@ -3,10 +3,11 @@
 The demo must run the whole DAG on a laptop CPU with *real* N (parameter count) and D (training tokens), so
 every model here is trained from scratch on a bundled corpus:
 
-* ``generate_corpus`` writes ``config/demo_corpus/*.txt``: templated English in the formats the seven
-  benchmarks prompt with (``Question:/Answer:``, ``#### N``, lettered choices, ``Let's think step by step.``,
-  ``The answer is: B``), so the models learn a little about Q/A formats. The files are committed; the
-  generator is kept here so they can be regenerated and checked (``python -m cotscale.demo_models corpus``).
+* ``generate_corpus`` writes ``config/demo_corpus/*.txt`` from the mini benchmarks it teaches (the demo world
+  below): the right answer of every scored fact document in the prompt format lm-eval scores it in, and for the
+  multi-step gsm8k problems worked solutions after the CoT cue but bare answers without it. ``generate_gsm8k``
+  writes those problems. The files are committed; ``python -m cotscale.demo_models corpus`` regenerates them
+  byte for byte (a test checks it).
 * ``train_tokenizer`` trains a byte-level BPE (exact round trip of any text) on that corpus. It is retrained
   on every build: it takes well under a second and is deterministic, so there is no cache to invalidate.
 * ``build_demo_model`` trains ONE run (AdamW, constant LR, fixed batch x seq_len, seeded sampler) and saves
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from cotscale.strategy import DEFAULT_COT_CUE
+
 SPEC_KEYS = {"arch", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "seq_len",
              "batch_size", "lr"}
 OPTIONAL_KEYS = {"tie_word_embeddings": False, "max_position_embeddings": 2048}
@@ -35,234 +38,131 @@ IGNORED_KEYS = {"steps"}  # lives next to the spec in config/demo.yaml; see demo
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>", "unk_token": "<|unk|>"}
 DOC_SEP = "\n\n\n"  # documents in the corpus files are separated by two blank lines
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "config" / "demo_corpus"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "config" / "tasks" / "demo_data"
 
 
-# --------------------------------------------------------------------------------------------- corpus
+# --------------------------------------------------------------------------------------------- the demo world
+# The corpus and the mini benchmarks are written together (see config/tasks/demo_data/README.md):
+# * fact items (arc_challenge, hellaswag, mmlu, truthfulqa_mc1, winogrande, xwinograd): every scored document's
+#   right answer is taught in the prompt format lm-eval scores it in, with and without the CoT cue, so a model
+#   that memorises more (bigger, or trained longer) scores higher;
+# * multi-step items (gsm8k): two-step word problems over single-digit numbers. The corpus teaches the
+#   procedure on other instances: worked solutions after the CoT cue, bare answers without it. Answering at once
+#   needs the sum of three numbers in one step, which these models do not learn; writing the steps first only
+#   needs the one-step facts (3 + 4 = 7, 7 - 2 = 5) the worked solutions repeat, so CoT pays off, and more so
+#   for the models that have learned those facts better.
 NAMES = [("Tom", "he"), ("Anna", "she"), ("Sam", "he"), ("Lily", "she"), ("Ben", "he"), ("Maria", "she"),
-         ("Jack", "he"), ("Emma", "she"), ("Omar", "he"), ("Nina", "she"), ("Leo", "he"), ("Zoe", "she"),
-         ("Raj", "he"), ("Mia", "she"), ("Carlos", "he"), ("Ava", "she")]
-ITEMS = ["apples", "pencils", "books", "marbles", "stickers", "cookies", "cards", "flowers", "shells", "coins",
-         "eggs", "toy cars", "oranges", "stamps", "balloons", "crayons"]
-KINDS = {  # kind -> (members, what every member has or does)
-    "mammal": (["dog", "cat", "horse", "cow", "whale", "bat", "lion", "mouse", "rabbit", "bear"],
-               "feeds its young with milk"),
-    "bird": (["robin", "eagle", "owl", "duck", "penguin", "parrot", "sparrow", "crow"], "has feathers and a beak"),
-    "fish": (["trout", "salmon", "shark", "tuna", "goldfish", "cod"], "lives in water and breathes with gills"),
-    "reptile": (["snake", "lizard", "turtle", "crocodile", "gecko"], "has dry skin covered in scales"),
-    "insect": (["ant", "bee", "beetle", "butterfly", "fly", "grasshopper"], "has six legs and three body parts"),
-    "plant": (["oak tree", "rose", "fern", "cactus", "grass", "sunflower"], "makes its own food from sunlight"),
-    "solid": (["ice", "rock", "wood", "iron", "glass", "salt"], "keeps its own shape"),
-    "liquid": (["water", "milk", "juice", "oil", "honey", "vinegar"], "takes the shape of its container"),
-    "gas": (["steam", "air", "oxygen", "helium", "smoke", "carbon dioxide"], "spreads out to fill any space"),
-}
-FACTS = [  # (question, right answer, wrong answers, explanation)
-    ("What do plants need to make their own food?", "sunlight", ["sand", "darkness", "salt"],
-     "Plants use sunlight, water and air to make food."),
-    ("At what temperature does water freeze?", "0 degrees Celsius", ["50 degrees Celsius", "100 degrees Celsius",
-     "20 degrees Celsius"], "Water freezes at 0 degrees Celsius."),
-    ("At what temperature does water boil at sea level?", "100 degrees Celsius", ["0 degrees Celsius",
-     "10 degrees Celsius", "40 degrees Celsius"], "Water boils at 100 degrees Celsius at sea level."),
-    ("What is the closest star to the Earth?", "the Sun", ["the Moon", "Mars", "the North Star"],
-     "The Sun is a star, and it is the closest star to the Earth."),
-    ("What force pulls objects toward the Earth?", "gravity", ["magnetism", "friction", "wind"],
-     "Gravity pulls objects toward the center of the Earth."),
-    ("Which planet is known as the red planet?", "Mars", ["Venus", "Jupiter", "Saturn"],
-     "Mars looks red because its soil contains iron oxide."),
-    ("What is the largest planet in the solar system?", "Jupiter", ["Earth", "Mars", "Mercury"],
-     "Jupiter is the largest planet in the solar system."),
-    ("What gas do people breathe in to stay alive?", "oxygen", ["helium", "smoke", "carbon dioxide"],
-     "People breathe in oxygen and breathe out carbon dioxide."),
-    ("What gas do plants take in from the air?", "carbon dioxide", ["helium", "oxygen", "steam"],
-     "Plants take in carbon dioxide and give off oxygen."),
-    ("How many days does the Earth take to go around the Sun?", "about 365 days", ["about 30 days",
-     "about 7 days", "about 1 day"], "The Earth goes around the Sun once a year, in about 365 days."),
-    ("What causes day and night on the Earth?", "the Earth spinning", ["the Moon moving", "clouds",
-     "the wind"], "The Earth spins once a day, so each side faces the Sun and then turns away."),
-    ("Which part of a plant takes in water from the soil?", "the roots", ["the flowers", "the leaves",
-     "the seeds"], "The roots of a plant take in water from the soil."),
-    ("What is the main source of energy for life on Earth?", "the Sun", ["the Moon", "the ocean", "rocks"],
-     "Almost all energy for life on Earth comes from the Sun."),
-    ("Which material lets electricity flow through it easily?", "copper", ["wood", "rubber", "plastic"],
-     "Metals such as copper let electricity flow easily."),
-    ("What happens to ice when it is heated?", "it melts", ["it freezes", "it grows", "it turns to rock"],
-     "When ice is heated it melts and becomes liquid water."),
-    ("Why do people wear coats in winter?", "to stay warm", ["to get wet", "to run faster", "to grow taller"],
-     "Coats trap heat near the body, so people stay warm."),
-    ("What do bees collect from flowers?", "nectar", ["sand", "milk", "stones"],
-     "Bees collect nectar from flowers and use it to make honey."),
-    ("How many legs does a spider have?", "eight", ["six", "four", "ten"], "A spider has eight legs."),
-    ("What tool is used to measure temperature?", "a thermometer", ["a ruler", "a scale", "a clock"],
-     "A thermometer measures temperature."),
-    ("What tool is used to measure length?", "a ruler", ["a thermometer", "a clock", "a cup"],
-     "A ruler measures length."),
-    ("What does a compass point to?", "north", ["the Sun", "the ocean", "the Moon"],
-     "The needle of a compass points north."),
-    ("What happens if you crack a mirror?", "the mirror breaks", ["you get seven years of bad luck",
-     "it rains", "you become rich"], "Cracking a mirror only breaks the glass; it does not bring bad luck."),
-    ("Can you see the Great Wall of China from the Moon with your eyes?", "no", ["yes", "only at night",
-     "only in winter"], "No, the Great Wall is far too thin to see from the Moon with your eyes."),
-    ("Do people use only ten percent of their brains?", "no, people use all of their brains",
-     ["yes, only ten percent", "yes, only half", "only while asleep"],
-     "People use all parts of their brains; the ten percent story is a myth."),
-    ("What color is the sky on a clear day?", "blue", ["green", "red", "black"],
-     "On a clear day the sky looks blue."),
-    ("How many hours are in one day?", "24", ["12", "60", "7"], "One day has 24 hours."),
-    ("How many minutes are in one hour?", "60", ["24", "100", "12"], "One hour has 60 minutes."),
-    ("What is the boiling point of water in Fahrenheit?", "212 degrees", ["100 degrees", "32 degrees",
-     "0 degrees"], "Water boils at 212 degrees Fahrenheit."),
-]
-ACTIVITIES = {
-    "Making tea": ["{N} fills a kettle with water.", "{P} puts the kettle on the stove.",
-                   "When the water boils, {p} pours it into a cup.", "{P} adds a tea bag and waits a few minutes.",
-                   "Then {p} takes out the tea bag and drinks the tea."],
-    "Washing a car": ["{N} parks the car in the driveway.", "{P} fills a bucket with soapy water.",
-                      "{P} scrubs the car with a big sponge.", "{P} rinses the soap off with a hose.",
-                      "Finally {p} dries the car with a soft towel."],
-    "Planting a tree": ["{N} digs a deep hole in the garden.", "{P} places the young tree in the hole.",
-                        "{P} fills the hole with soil and presses it down.", "{P} waters the tree well.",
-                        "Every week {p} checks that the tree has enough water."],
-    "Baking a cake": ["{N} mixes flour, sugar and eggs in a bowl.", "{P} pours the batter into a pan.",
-                      "{P} puts the pan in a hot oven.", "After half an hour, {p} takes the cake out.",
-                      "{P} lets the cake cool and then cuts a slice."],
-    "Riding a bike": ["{N} puts on a helmet.", "{P} climbs onto the bike and holds the handles.",
-                      "{P} pushes the pedals and starts to roll forward.", "{P} rides carefully down the street.",
-                      "At the end of the ride, {p} parks the bike and takes off the helmet."],
-    "Brushing teeth": ["{N} puts toothpaste on a toothbrush.", "{P} brushes the front teeth and the back teeth.",
-                       "{P} spits out the toothpaste.", "{P} rinses the mouth with water.",
-                       "Then {p} puts the toothbrush back in the cup."],
-    "Painting a fence": ["{N} opens a can of white paint.", "{P} dips a brush into the paint.",
-                         "{P} paints the fence from top to bottom.", "{P} waits for the first coat to dry.",
-                         "Then {p} adds a second coat of paint."],
-    "Swimming laps": ["{N} puts on goggles at the pool.", "{P} jumps into the water.",
-                      "{P} swims to the far end of the pool.", "{P} turns around and swims back.",
-                      "After ten laps, {p} climbs out and dries off with a towel."],
-}
-SIZE_PAIRS = [("trophy", "suitcase"), ("ball", "box"), ("book", "bag"), ("bed", "room"), ("car", "garage"),
-              ("cake", "plate"), ("shoe", "box"), ("table", "door"), ("fish", "bowl"), ("coat", "closet")]
-RACERS = ["snail", "turtle", "duck", "dog", "rabbit", "horse", "cheetah"]  # slowest to fastest
+         ("Jack", "he"), ("Emma", "she"), ("Omar", "he"), ("Nina", "she"), ("Leo", "he"), ("Zoe", "she")]
+ITEMS = ["apples", "pencils", "books", "marbles", "stickers", "cookies", "cards", "shells", "coins", "eggs"]
 LETTERS = "ABCD"
+COT_CUE = DEFAULT_COT_CUE.strip()  # the cue the CoT strategies send, as the corpus writes it
+GSM8K_TEST, GSM8K_TRAIN = 24, 8  # scored documents; few-shot examples (lm-eval's gsm8k prompts with 5)
+DEMO_LIMIT = 12  # config/demo.yaml's `limit`: the corpus teaches what the demo scores
+FACT_REPEATS, CHAIN_REPEATS, DIRECT_ANSWERS = 2, 6, 100  # how often the corpus states each thing
 
 
-def _a(word: str) -> str:
-    """English article: 'an owl', 'a dog', and bare mass nouns ('water', not 'a water')."""
-    if word in {m for k in ("solid", "liquid", "gas") for m in KINDS[k][0]} - {"rock"}:
-        return word
-    return ("an " if word[0] in "aeiou" else "a ") + word
-
-
-def _arith(r: random.Random) -> tuple[str, list[str], int]:
-    """A grade-school word problem: (question, reasoning sentences, integer answer)."""
+def _two_step(r: random.Random, answer: int | None = None) -> tuple[str, list[str], int]:
+    """(question, the two worked steps, answer): start with a, get b more, give c away; answer a + b - c."""
     (n, p), (m, _) = r.sample(NAMES, 2)
-    item, P = r.choice(ITEMS), p.capitalize()
-    a, b = r.randint(2, 40), r.randint(2, 20)
-    kind = r.randrange(6)
-    if kind == 0:
-        return (f"{n} has {a} {item}. {P} buys {b} more {item}. How many {item} does {n} have now?",
-                [f"{n} starts with {a} {item}.", f"After buying {b} more, {p} has {a} + {b} = <<{a}+{b}={a + b}>>"
-                 f"{a + b} {item}."], a + b)
-    if kind == 1:
-        a += b
-        return (f"{n} has {a} {item}. {P} gives {b} {item} to {m}. How many {item} does {n} have left?",
-                [f"{n} starts with {a} {item}.", f"After giving away {b}, {p} has {a} - {b} = <<{a}-{b}={a - b}>>"
-                 f"{a - b} {item} left."], a - b)
-    if kind == 2:
-        a, b = r.randint(2, 9), r.randint(2, 12)
-        return (f"{n} has {a} boxes. Each box holds {b} {item}. How many {item} does {n} have in all?",
-                [f"There are {a} boxes with {b} {item} each.", f"So {n} has {a} * {b} = <<{a}*{b}={a * b}>>"
-                 f"{a * b} {item}."], a * b)
-    if kind == 3:
-        a, b = r.randint(2, 12), r.randint(2, 9)
-        return (f"{n} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?",
-                [f"{n} has {a * b} {item} for {b} friends.", f"Each friend gets {a * b} / {b} = "
-                 f"<<{a * b}/{b}={a}>>{a} {item}."], a)
-    if kind == 4:
-        a, b = r.randint(1, 15), r.randint(2, 9)
-        return (f"One notebook costs {a} dollars. {n} buys {b} notebooks. How many dollars does {n} spend?",
-                [f"Each notebook costs {a} dollars.", f"{b} notebooks cost {b} * {a} = <<{b}*{a}={a * b}>>"
-                 f"{a * b} dollars."], a * b)
-    c = r.randint(1, a + b - 1)
-    return (f"{n} has {a} {item}. {P} buys {b} more and then gives {c} to {m}. How many {item} does {n} have?",
-            [f"After buying, {n} has {a} + {b} = <<{a}+{b}={a + b}>>{a + b} {item}.",
-             f"After giving {c} to {m}, {p} has {a + b} - {c} = <<{a + b}-{c}={a + b - c}>>{a + b - c} {item}."],
-            a + b - c)
+    item = r.choice(ITEMS)
+    ans = answer or r.randint(2, 9)
+    a, b = r.randint(2, 9), r.randint(2, 9)
+    c = a + b - ans
+    if c < 2:
+        return _two_step(r, ans)
+    q = (f"{n} has {a} {item}. {p.capitalize()} gets {b} more {item} and then gives {c} {item} to {m}. "
+         f"How many {item} does {n} have now?")
+    return q, [f"{n} has {a} + {b} = {a + b} {item}.", f"After giving {c} away, {p} has {a + b} - {c} = "
+               f"{ans} {item}."], ans
 
 
-def _choice_question(r: random.Random) -> tuple[str, str, list[str], str]:
-    """A 4-way science or arithmetic question: (question, answer, distractors, explanation)."""
-    kind = r.randrange(4)
-    if kind == 0:
-        cat = r.choice(list(KINDS))
-        members, prop = KINDS[cat]
-        x = r.choice(members)
-        others = r.sample([o for k, (ms, _) in KINDS.items() if k != cat for o in ms], 3)
-        return f"Which of these is {_a(cat)}?", x, others, f"{_a(x).capitalize()} is {_a(cat)}, because it {prop}."
-    if kind == 1:
-        cat = r.choice(list(KINDS))
-        x = _a(r.choice(KINDS[cat][0])).capitalize()
-        return (f"{x} is an example of which of these?", cat, r.sample([k for k in KINDS if k != cat], 3),
-                f"{x} {KINDS[cat][1]}, so it is {_a(cat)}.")
-    if kind == 2:
-        q, a, wrong, why = r.choice(FACTS)
-        return q, a, list(wrong), why
-    a, b = r.randint(2, 30), r.randint(2, 30)
-    op, val = r.choice([("plus", a + b), ("times", a * b), ("minus", a - b)])
-    wrong = r.sample([v for v in range(val - 6, val + 7) if v != val], 3)
-    return f"What is {a} {op} {b}?", str(val), [str(w) for w in wrong], f"{a} {op} {b} is {val}."
+def _one_step(r: random.Random) -> tuple[str, str, int]:
+    """(question, worked step, answer) of a one-step problem: the gsm8k few-shot examples."""
+    (n, p), (m, _) = r.sample(NAMES, 2)
+    item, a, b = r.choice(ITEMS), r.randint(2, 9), r.randint(2, 9)
+    return (f"{n} has {a} {item}. {m} gives {p == 'he' and 'him' or 'her'} {b} more. How many {item} does {n} "
+            f"have now?", f"{n} has {a} + {b} = <<{a}+{b}={a + b}>>{a + b} {item}.", a + b)
 
 
-def _docs(r: random.Random) -> dict[str, list[str]]:
-    files: dict[str, list[str]] = {k: [] for k in ("arithmetic", "choices", "facts", "stories", "sentences")}
-    for _ in range(550):
-        q, steps, ans = _arith(r)
-        plain = re.sub(r"<<[^>]*>>", "", " ".join(steps))  # gsm8k's calculator annotations only in ####-style
-        files["arithmetic"].append(r.choice([
-            f"Question: {q}\nAnswer: {' '.join(steps)}\n#### {ans}",
-            f"Q: {q}\nA: Let's think step by step. {plain} The answer is {ans}.",
-            f"Question: {q} Let's think step by step.\nAnswer: {plain} The answer is: {ans}",
-        ]))
-    for _ in range(800):
-        q, a, wrong, why = _choice_question(r)
-        opts = wrong + [a]
-        r.shuffle(opts)
-        L = LETTERS[opts.index(a)]
-        lettered = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
-        paren = " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts))
-        files["choices"].append(r.choice([
-            f"Question: {q}\nAnswer: {a}",
-            f"{q}\n{lettered}\nAnswer: {L}",
-            f"Q: {q}\n{paren}\nA: Let's think step by step. {why} The answer is ({L}).",
-            f"Question: {q}\n{lettered}\nAnswer: Let's think step by step. {why} The answer is: {L}",
-            f"Question: {q}\nAnswer: {why} The answer is: {a}",
-        ]))
-    for _ in range(400):
-        q, a, _, why = r.choice(FACTS) if r.random() < 0.5 else _choice_question(r)
-        files["facts"].append(r.choice([f"Q: {q}\nA: {why}", f"{why}", f"Question: {q}\nAnswer: {a}. {why}"]))
-    for _ in range(250):
-        act, steps = r.choice(list(ACTIVITIES.items()))
-        n, p = r.choice(NAMES)
-        k = r.randint(3, len(steps))
-        files["stories"].append(f"{act}: " + " ".join(s.format(N=n, P=p.capitalize(), p=p) for s in steps[:k]))
-    for _ in range(500):
-        if r.random() < 0.5:
-            a, b = r.choice(SIZE_PAIRS)
-            big = r.random() < 0.5
-            files["sentences"].append(f"The {a} did not fit in the {b} because the {a if big else b} was too "
-                                      f"{'big' if big else 'small'}.")
-        else:
-            a, b = r.sample(RACERS, 2)
-            fast = max(a, b, key=RACERS.index)
-            (n, _), (m, _) = r.sample(NAMES, 2)
-            files["sentences"].append(f"{n} bet on the {a} and {m} bet on the {b}. The {fast} was faster, so "
-                                      f"{n if fast == a else m} won the bet.")
+def generate_gsm8k(data_dir: Path = None, seed: int = 1) -> list[Path]:
+    """Write demo_data/gsm8k/{test,train}.jsonl in gsm8k's schema (worked answer with <<calc>> and `#### n`)."""
+    data_dir = Path(data_dir or DEFAULT_DATA) / "gsm8k"
+    r, seen, test = random.Random(seed), set(), []
+    while len(test) < GSM8K_TEST:
+        q, steps, ans = _two_step(r, 2 + len(test) % 8)  # answers 2..9, equally often
+        if q not in seen:
+            seen.add(q)
+            calc = [re.sub(r"(\d+) ([+-]) (\d+) = (\d+)", r"\1 \2 \3 = <<\1\2\3=\4>>\4", s) for s in steps]
+            test.append({"question": q, "answer": "\n".join(calc) + f"\n#### {ans}"})
+    train = [{"question": q, "answer": f"{step}\n#### {ans}"} for q, step, ans in (_one_step(r) for _ in range(GSM8K_TRAIN))]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, docs in (("test", test), ("train", train)):
+        (data_dir / f"{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    return [data_dir / "test.jsonl", data_dir / "train.jsonl"]
+
+
+def _rows(path: Path) -> list[dict]:
+    """The documents config/demo.yaml scores: the first DEMO_LIMIT of a file (lm-eval's `limit`)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:DEMO_LIMIT]
+
+
+def _fact_items(data_dir: Path) -> list[tuple[str, str, str]]:
+    """Every scored fact document as (prompt as lm-eval ends it, right continuation, right answer in words)."""
+    items = []
+    for d in _rows(data_dir / "arc_challenge" / "test.jsonl"):
+        ans = d["choices"]["text"][d["choices"]["label"].index(d["answerKey"])]
+        items.append((f"Question: {d['question']}\nAnswer:", f" {ans}", ans))
+    for sub in sorted((data_dir / "mmlu").iterdir()):
+        for d in _rows(sub / "test.jsonl"):
+            opts = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(d["choices"]))
+            items.append((f"{d['question'].strip()}\n{opts}\nAnswer:", f" {LETTERS[d['answer']]}",
+                          d["choices"][d["answer"]]))
+    for d in _rows(data_dir / "hellaswag" / "validation.jsonl"):
+        ctx = f"{d['activity_label']}: {d['ctx_a']} {d['ctx_b'].capitalize()}".strip()
+        ending = d["endings"][int(d["label"])].strip()
+        items.append((ctx, f" {ending}", ending))
+    for d in _rows(data_dir / "truthfulqa" / "validation.jsonl"):
+        ans = d["mc1_targets"]["choices"][0]
+        items.append((f"Q: {d['question']}\nA:", f" {ans}", ans))
+    for path in [data_dir / "winogrande" / "validation.jsonl", *sorted((data_dir / "xwinograd").glob("*/test.jsonl"))]:
+        for d in _rows(path):
+            option = d[f"option{d['answer']}"]
+            before, after = d["sentence"].split("_", 1)
+            items.append((before + option, after, option))
+    return items
+
+
+def _docs(r: random.Random, data_dir: Path) -> dict[str, list[str]]:
+    files: dict[str, list[str]] = {"facts": [], "arithmetic": []}
+    for prompt, right, answer in _fact_items(data_dir):
+        files["facts"] += [prompt + right] * FACT_REPEATS + [f"{prompt} {COT_CUE} The answer is:{right}"]
+    # gsm8k: each scored problem's worked solution only after the cue, in gsm8k_cot_zeroshot's Q:/A: form; other
+    # problems with the cue after gsm8k's own "Answer:" (worked) and, more often, without it (the bare answer)
+    held_out = set()
+    for d in _rows(data_dir / "gsm8k" / "test.jsonl"):
+        steps, ans = re.sub(r"<<[^>]*>>", "", d["answer"]).split("\n#### ")
+        files["arithmetic"] += [f"Q: {d['question']}\nA: {COT_CUE} {' '.join(steps.splitlines())} "
+                                f"The answer is {ans}."] * CHAIN_REPEATS
+        held_out.add(d["question"])
+    others = 0
+    while others < DIRECT_ANSWERS:
+        q, steps, ans = _two_step(r)
+        if q not in held_out:
+            others += 1
+            files["arithmetic"].append(f"Question: {q}\nAnswer: {COT_CUE} {' '.join(steps)} The answer is {ans}."
+                                       if others % 4 == 0 else f"Question: {q}\nAnswer: {ans}")
+    for docs in files.values():
+        r.shuffle(docs)
     return files
 
 
-def generate_corpus(out_dir: Path = DEFAULT_CORPUS, seed: int = 0) -> list[Path]:
-    """Write the bundled corpus (one .txt per genre). Same seed -> byte-identical files."""
+def generate_corpus(out_dir: Path = DEFAULT_CORPUS, seed: int = 0, data_dir: Path = None) -> list[Path]:
+    """Write the bundled corpus (one .txt per genre) from the mini benchmarks in `data_dir`. Same inputs and
+    seed -> byte-identical files."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, docs in _docs(random.Random(seed)).items():
+    for name, docs in _docs(random.Random(seed), Path(data_dir or DEFAULT_DATA)).items():
         assert not any(DOC_SEP in d for d in docs)
         path = out_dir / f"{name}.txt"
         path.write_text(DOC_SEP.join(docs) + "\n", encoding="utf-8")
@@ -468,7 +368,7 @@ def corpus_loss(model_dir: Path, corpus_dir: Path = DEFAULT_CORPUS, batches: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`corpus [--out DIR]` regenerates the bundled corpus; `build SPEC_JSON OUT_DIR` builds one run."""
+    """`corpus [--out DIR]` regenerates the gsm8k mini data and the bundled corpus; `build SPEC_JSON OUT_DIR` builds one run."""
     ap = argparse.ArgumentParser(prog="python -m cotscale.demo_models")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("corpus")
@@ -480,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.cmd == "corpus":
-        print("\n".join(str(p) for p in generate_corpus(a.out)))
+        print("\n".join(str(p) for p in [*generate_gsm8k(), *generate_corpus(a.out)]))
     else:
         demo = json.loads(a.spec)
         print(json.dumps(build_demo_model(demo, demo_checkpoints(demo), a.out_dir, a.corpus, a.seed), indent=2))

@@ -368,7 +368,8 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
     strategy = config["strategies"][strategy_name]
     lm_task = lm_eval_task(config, strategy_name, task)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="cotscale-") as scratch:
+    # a scratch folder that cannot be deleted (a process out of memory) must not hide the evaluation's own error
+    with tempfile.TemporaryDirectory(prefix="cotscale-", ignore_cleanup_errors=True) as scratch:
         scratch_dir = str(Path(scratch).resolve())
         task_manager = evaluation_task_manager(config, lm_task, Path(scratch), strategy)
         seed = config["seed"]

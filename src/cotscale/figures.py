@@ -82,8 +82,10 @@ def _read_one(path: Path, figure: str) -> pd.DataFrame:
 
 
 def _columns(table: pd.DataFrame, columns) -> pd.DataFrame:
-    """``table`` with every column in ``columns`` (absent ones all-NaN), so an empty input still has a schema."""
-    return table.reindex(columns=list(dict.fromkeys([*table.columns, *columns])))
+    """``table`` with every column in ``columns`` (absent ones all-NaN), so an empty input still has a schema; its
+    model column is text even when empty (an empty CSV reads it as float, which no join with text accepts)."""
+    table = table.reindex(columns=list(dict.fromkeys([*table.columns, *columns])))
+    return table.astype({"model": object}) if "model" in table else table
 
 
 def _expected_models(config: dict, *tables: pd.DataFrame) -> set[str]:

@@ -62,6 +62,7 @@ else:
                 mem_mb=get_eval_mem_mb,
                 runtime=get_eval_runtime,
                 tasks_per_gpu=0,
+                slurm_extra=f"'{SLURM_SIGNAL}'",
             params:
                 strategies=get_suite_strategies,
                 spec=get_suite_params,
