@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from cotscale.cache import RequestCache, weights_signature
 from cotscale.config import CotscaleError
 from cotscale.lm.backends import make_backend
 from cotscale.lm.hybrid import combine, plan_documents
+from cotscale.lm.thinking import think_at, think_end_token
 from cotscale.lm.tokens import common_suffix, new_tokens
 from cotscale.strategy import DEFAULT_COT_CUE, STRATEGY_KEYS, resolve_strategy
 from cotscale.usage import UsageRecorder
@@ -90,6 +92,7 @@ class CotscaleLM(LM):
         self.usage = UsageRecorder()
         self.rationales: dict[tuple[str, int], list[str]] = {}
         self.hybrid_details: dict[tuple[str, int], dict] = {}
+        self.thinking_details: dict[tuple[str, int], dict] = {}  # generate_until documents of thinking strategies
         self.backend_generate_calls = 0  # backend generate_until calls made (hybrid: one per loglikelihood call)
         self.backend_calls = {"generate": 0, "loglikelihood": 0}
         self.cache_hits = {"generate": 0, "loglikelihood": 0}  # requests answered from the request cache
@@ -133,7 +136,16 @@ class CotscaleLM(LM):
         return self.lm.chat_template(chat_template)
 
     def apply_chat_template(self, chat_history, add_generation_prompt=True):
-        return self.lm.apply_chat_template(chat_history, add_generation_prompt=add_generation_prompt)
+        """The model's own chat template, as the backend applies it, with the strategy's thinking switch
+        (``enable_thinking``): set per strategy here because a suite runs several strategies on one backend."""
+        tokenizer = self.lm.tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            raise CotscaleError(f"strategy key chat_template: the tokenizer of {self.tokenizer_name} has no chat "
+                                "template; set chat_template: false for this model")
+        kwargs = {**(getattr(self.lm, "chat_template_args", None) or {}), "enable_thinking": self.strategy["thinking"]}
+        return tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             continue_final_message=not add_generation_prompt,
+                                             chat_template=getattr(self.lm, "hf_chat_template", None), **kwargs)
 
     def get_model_info(self) -> dict:
         info = self.lm.get_model_info() if hasattr(self.lm, "get_model_info") else {}
@@ -198,6 +210,8 @@ class CotscaleLM(LM):
                     min(per_doc.values()), s["samples"])
         if fmt != "loglikelihood" and s["decoding"] == "beam":
             return [seqs[0] for seqs in self._generate(items, ("beam", s["num_beams"]), disable_tqdm)]
+        if fmt != "loglikelihood" and s["thinking"]:
+            return [value["answer"] for value in self._think(items, disable_tqdm, answer=True)]
         return self._generate_dedup(items, disable_tqdm)
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -235,10 +249,11 @@ class CotscaleLM(LM):
         """The sequences of each item (k for beams / samples, best beam first): see _generate_answers."""
         return [list(value["seqs"]) for value in self._generate_answers(items, mode, disable_tqdm)]
 
-    def _generate_answers(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[dict]:
+    def _generate_answers(self, items, mode: tuple[str, int], disable_tqdm: bool = True,
+                          record: bool = True) -> list[dict]:
         """Generate for all items [(request, context, gen_kwargs)] in chunks of ``request_chunk`` (ONE backend
         generate_until call per chunk not found in the request cache); returns each item's answer (see
-        _generate_backend) and records one usage record per item, in item order."""
+        _generate_backend) and records one usage record per item, in item order (none with ``record=False``)."""
         cacheable = mode[0] != "sample" and all(_deterministic(kw) for _, _, kw in items)
         results = []
         for start in range(0, len(items), self.request_chunk):
@@ -253,8 +268,10 @@ class CotscaleLM(LM):
                 self._store({keys[i]: found[i] for i in missing} if cacheable else {})
             for (r, _, _), value in zip(chunk, found, strict=True):
                 u = value["usage"]
-                self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
-                               u["sequences"], truncated_sequences=u["truncated_sequences"], stops_at=u["stops_at"])
+                if record:
+                    self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
+                                   u["sequences"], truncated_sequences=u["truncated_sequences"],
+                                   stops_at=u["stops_at"])
                 results.append(value)
         return results
 
@@ -384,7 +401,7 @@ class CotscaleLM(LM):
         cue, answer_cue = s["cue"], s["answer_cue"]
         plans = plan_documents([((r.task_name, r.doc_id), r.args[0], r.doc) for r in requests])
 
-        # 1. one rationale (or k samples / the best of k beams) per document, one batched backend call
+        # 1. one rationale (or k samples / the best of k beams / the thinking) per document, one batched backend call
         gen_kwargs = {"until": list(s["until"]), **self._decoding_kwargs()}
         if s["decoding"] == "beam":
             mode = ("beam", s["num_beams"])
@@ -393,10 +410,19 @@ class CotscaleLM(LM):
         else:
             mode = ("single", 1)
         to_generate = [(requests[p.idxs[0]], p.generation_prompt(cue), dict(gen_kwargs)) for p in plans]
-        generated = self._generate_answers(to_generate, mode, disable_tqdm)
-        rationales = [list(value["seqs"]) for value in generated]
-        if s["decoding"] == "beam":
-            rationales = [seqs[:1] for seqs in rationales]  # the best beam; the others only cost tokens
+        if s["thinking"]:  # the thinking is the rationale; no answer is generated, every choice is scored after it
+            thoughts = self._think(to_generate, disable_tqdm, answer=False)
+            generated = [{"ids": v["ids"], "lengths": [len(v["thought"].ids)]} for v in thoughts]
+            rationales = [[v["thought"].text] if v["thought"].answered else [] for v in thoughts]
+            computed = {p.key: [p.generation_prompt(cue) + self._decode(v["thought"].ids)]
+                        for p, v in zip(plans, thoughts, strict=True)}
+        else:
+            generated = self._generate_answers(to_generate, mode, disable_tqdm)
+            rationales = [list(value["seqs"]) for value in generated]
+            if s["decoding"] == "beam":
+                rationales = [seqs[:1] for seqs in rationales]  # the best beam; the others only cost tokens
+            computed = {p.key: [p.generation_prompt(cue) + text for text in texts]
+                        for p, texts in zip(plans, rationales, strict=True)}
 
         # 2. every choice x rationale on the same augmented context, one batched backend call
         items = []
@@ -405,13 +431,12 @@ class CotscaleLM(LM):
             for text in texts:
                 for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
                     items.append((requests[i], context, requests[i].args[1]))
-        computed = {p.key: [p.generation_prompt(cue) + text for text in texts] for p, texts in zip(plans, rationales)}
         scores = iter(self._score(items, disable_tqdm, computed))
 
-        # 3. combine per document
+        # 3. combine per document; a thinking that never closed is no answer: no choice is preferred
         out: list[tuple[float, bool] | None] = [None] * len(requests)
         for plan, texts in zip(plans, rationales, strict=True):
-            rows = [[next(scores) for _ in plan.idxs] for _ in texts]
+            rows = [[next(scores) for _ in plan.idxs] for _ in texts] or [[(-math.inf, False) for _ in plan.idxs]]
             lls = [[ll for ll, _ in row] for row in rows]
             answers, votes = combine(lls, [[g for _, g in row] for row in rows])
             for i, answer in zip(plan.idxs, answers, strict=True):
@@ -422,44 +447,103 @@ class CotscaleLM(LM):
             self.hybrid_details[plan.key] = detail
         for plan, value in zip(plans, generated, strict=True):
             self.hybrid_details[plan.key]["generated_tokens"] = list(value.get("lengths", []))
-        if s["max_gen_toks_sweep"]:
+        if s["max_gen_toks_sweep"] or s["thinking_budget_sweep"]:
             self._score_budgets(requests, plans, generated, disable_tqdm)
         return out  # type: ignore[return-value]
 
     def _score_budgets(self, requests: list[Instance], plans, generated: list[dict], disable_tqdm: bool) -> None:
-        """A greedy length sweep (``max_gen_toks: [...]``): the rationale generated at the largest budget, cut at
-        each budget b from the backend's ids (greedy decoding at b yields exactly those b ids), scores every choice
-        on its truncated rationale in ONE more scoring pass without usage records; the run's answer stays the
-        largest budget's. Adds ``budgets``, ``budget_rationales``, ``budget_generated_tokens`` and
-        ``budget_loglikelihoods`` (per budget, per choice) to each document's details."""
+        """A greedy length sweep from the one generation at the largest budget, scored in ONE more scoring pass
+        without usage records; the run's answer stays the largest budget's. ``max_gen_toks: [...]``: the rationale
+        cut at each budget b from the backend's ids (greedy decoding at b yields exactly those b ids).
+        ``thinking_budget: [...]``: the thinking as budget forcing at b makes it (cotscale.lm.thinking.think_at), a
+        budget whose thinking never closes scoring no choice above another. Adds ``budgets``,
+        ``budget_rationales``, ``budget_generated_tokens`` and ``budget_loglikelihoods`` (per budget, per choice) to
+        each document's details."""
         s = self.strategy
         cue, answer_cue = s["cue"], s["answer_cue"]
-        budgets = s["max_gen_toks_sweep"]
+        if s["thinking"]:
+            budgets, end = s["thinking_budget_sweep"], think_end_token(s, self.lm.tokenizer, self.tokenizer_name)
+        else:
+            budgets = s["max_gen_toks_sweep"]
         items, cuts = [], []
         for plan, value in zip(plans, generated, strict=True):
-            cut = [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, s["until"])
-                   for b in budgets]
+            if s["thinking"]:
+                thoughts = [think_at(value["ids"], self._decode, end, b) for b in budgets]
+                cut = [(th.text if th.answered else None, len(th.ids)) for th in thoughts]
+            else:
+                cut = [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, s["until"])
+                       for b in budgets]
             cuts.append(cut)
             for text, _ in cut:
-                for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
-                    items.append((requests[i], context, requests[i].args[1]))
+                if text is not None:
+                    for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
+                        items.append((requests[i], context, requests[i].args[1]))
         scores = iter(self._score(items, disable_tqdm, record=False))
         for plan, cut in zip(plans, cuts, strict=True):
             self.hybrid_details[plan.key].update(
                 budgets=list(budgets), budget_rationales=[text for text, _ in cut],
                 budget_generated_tokens=[n for _, n in cut],
-                budget_loglikelihoods=[[next(scores)[0] for _ in plan.idxs] for _ in cut])
+                budget_loglikelihoods=[[next(scores)[0] if text is not None else -math.inf for _ in plan.idxs]
+                                       for text, _ in cut])
+
+    def _decode(self, ids: list[int]) -> str:
+        """Generated ids as text, special tokens kept (an end-of-thinking token may be one)."""
+        return self.lm.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def _think(self, items, disable_tqdm: bool, answer: bool) -> list[dict]:
+        """Generations of a thinking strategy (cotscale.lm.thinking) for items [(request, prompt, gen_kwargs)].
+
+        Phase 1, ONE batched generation: every item's thinking, stopped at the end-of-thinking token, capped at
+        ``thinking_budget`` (else ``max_gen_toks``). With ``answer`` (generate_until requests), phase 2, ONE more:
+        each answered item's answer after ``prompt + thinking + end token + answer cue`` with the item's own stop
+        sequences and ``max_gen_toks``. One usage record per item (both phases; ``thinking_tokens`` and
+        ``answer_tokens`` apart). Returns per item {"thought": its Thought, "ids": the generated thinking ids (to
+        their end), "answer": the answer text ("" when unanswered or without ``answer``)}."""
+        s = self.strategy
+        end = think_end_token(s, self.lm.tokenizer, self.tokenizer_name)
+        cap = s["thinking_budget"] or s["max_gen_toks"]
+        phase1 = [(r, prompt, {**kw, "until": [end], "max_gen_toks": cap}) for r, prompt, kw in items]
+        thinking = self._generate_answers(phase1, ("single", 1), disable_tqdm, record=False)
+        thoughts = [think_at(value["ids"], self._decode, end, s["thinking_budget"]) for value in thinking]
+        asked = [i for i, th in enumerate(thoughts) if answer and th.answered]
+        phase2 = [(items[i][0], thoughts[i].answer_prompt(items[i][1], s["answer_cue"]), dict(items[i][2]))
+                  for i in asked]
+        answers = dict(zip(asked, self._generate_answers(phase2, ("single", 1), disable_tqdm, record=False)
+                           if phase2 else [], strict=True))
+        out = []
+        for i, ((r, prompt, _), thought, value) in enumerate(zip(items, thoughts, thinking, strict=True)):
+            u, reply = value["usage"], answers.get(i)
+            prompt_tokens, answer_tokens, truncated = u["prompt_tokens"], 0, bool(u["truncated_sequences"])
+            if reply is not None:
+                computed = [list(self.lm.tok_encode(prompt)) + list(value["ids"])]
+                prompt_tokens += new_tokens([self.lm.tok_encode(phase2[asked.index(i)][1])], computed)[0]
+                answer_tokens = reply["usage"]["generated_tokens"]
+                truncated = truncated or bool(reply["usage"]["truncated_sequences"])
+            self.usage.add(r.task_name, r.doc_id, "generate", prompt_tokens, u["generated_tokens"] + answer_tokens,
+                           1, truncated_sequences=int(truncated), thinking_tokens=u["generated_tokens"],
+                           answer_tokens=answer_tokens, unanswered=not thought.answered)
+            self.thinking_details[(r.task_name, r.doc_id)] = {
+                "thinking_prompt": prompt, "thinking": thought.text, "thinking_tokens": u["generated_tokens"],
+                "thinking_forced": thought.forced, "unanswered": not thought.answered}
+            out.append({"thought": thought, "ids": list(value["ids"]),
+                        "answer": reply["seqs"][0] if reply is not None else ""})
+        return out
 
     def sample_fields(self) -> dict[tuple[str, int], dict]:
-        """What each hybrid sample record carries beside lm-eval's fields: the rationale(s) and the prompt they were
-        generated from, the per-rationale choice log-likelihoods, each rationale's generated tokens
-        (``generated_tokens``), for self-consistency the votes, and for a length sweep the BUDGET_FIELDS.
+        """What each sample record carries beside lm-eval's fields. Hybrid documents: the rationale(s) and the
+        prompt they were generated from, the per-rationale choice log-likelihoods, each rationale's generated tokens
+        (``generated_tokens``), for self-consistency the votes, and for a length sweep the BUDGET_FIELDS. Documents
+        of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer phase continued it),
+        ``thinking_tokens``, ``thinking_forced`` and ``unanswered``.
         (No sequence log-probability of a rationale: the backends do not return one, so weighted maj@k is not
         computed from these records.)"""
         extra = ("votes", "generated_tokens", *BUDGET_FIELDS)
-        return {key: {"rationales": d["rationales"], "generation_prompt": d["prompt"],
-                      "rationale_loglikelihoods": d["loglikelihoods"], **{f: d[f] for f in extra if f in d}}
-                for key, d in self.hybrid_details.items()}
+        out = {key: dict(fields) for key, fields in self.thinking_details.items()}
+        for key, d in self.hybrid_details.items():
+            out.setdefault(key, {}).update(
+                rationales=d["rationales"], generation_prompt=d["prompt"], rationale_loglikelihoods=d["loglikelihoods"],
+                **{f: d[f] for f in extra if f in d})
+        return out
 
     def gather_outputs(self) -> GatheredOutputs:
         """Usage records, rationales, sample fields and request-cache counts of ALL ranks on rank 0 under data
