@@ -174,6 +174,15 @@ def budget_sweep(s: dict[str, Any]) -> tuple[str, list[int]] | None:
     return None
 
 
+def chat_arguments(s: dict[str, Any]) -> dict[str, Any]:
+    """lm-eval ``simple_evaluate`` arguments of a filled strategy: with ``chat_template`` lm-eval renders every prompt
+    (few-shot examples as turns) through the model's chat template, with ``system_prompt`` as the system message."""
+    if not s.get("chat_template"):
+        return {}
+    return {"apply_chat_template": True, "system_instruction": s.get("system_prompt") or None,
+            "fewshot_as_multiturn": True}
+
+
 def named_strategies() -> dict[str, dict[str, Any]]:
     """The strategies of the paper configuration (config/config.yaml), filled with its cues: what the pipeline runs
     under each name."""
