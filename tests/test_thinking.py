@@ -32,8 +32,10 @@ from cotscale.usage import summarize_usage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 END, ANSWER_CUE = "</think>", " The answer is:"
-QUESTIONS = ["Tom has 3 apples. He gets 4 more apples and then gives 2 apples to Anna. How many apples does Tom have now?",
-             "Lily has 6 books. She gets 5 more books and then gives 3 books to Omar. How many books does Lily have now?"]
+QUESTIONS = ["Tom has 3 apples. He gets 4 more apples and then gives 2 apples to Anna. How many apples does Tom "
+             "have now?",
+             "Lily has 6 books. She gets 5 more books and then gives 3 books to Omar. How many books does Lily "
+             "have now?"]
 MC = [("Nina has 4 cards. She gets 3 more cards and then gives 2 cards to Leo. How many cards does Nina have now?",
        [" 5.", " 7.", " 3."])]
 UNTIL = ["\n\n"]
@@ -190,7 +192,8 @@ def test_a_closed_thinking_is_kept_whole_and_extraction_sees_the_answer_only(hf_
         assert only_thinking, "the oracle thinking should hold numbers the answer does not"
         assert not any(x in answers[i] for x in only_thinking) and thinking_text not in answers[i]
         (extracted,) = list(flexible.apply([[answers[i]]], [{}]))[0]
-        assert extracted.rstrip(".") == [x for x in answer_text(oracle, answer).replace(".", " ").split() if x.isdigit()][-1]
+        numbers = [x for x in answer_text(oracle, answer).replace(".", " ").split() if x.isdigit()]
+        assert extracted.rstrip(".") == numbers[-1]
 
 
 def test_an_unclosed_thinking_is_no_answer_and_counted_as_truncated(hf_think, oracle):
@@ -267,3 +270,26 @@ def test_hf_and_vllm_count_the_same_thinking_and_answer_tokens(think_model, hf_t
             got[name] = (answers, [(r["thinking_tokens"], r["answer_tokens"], r["truncated"], r["unanswered"])
                                    for r in lm.usage])
         assert got["hf"] == got["vllm"], strategy
+
+
+def test_hybrid_thinking_on_a_partial_context_task_renders_the_question_through_the_chat_template(hf_think, oracle):
+    """winogrande: each option sits inside its (templated) context; the thinking is generated from the whole
+    problem in one user message, and each choice's completed sentence is scored after the thinking."""
+    from cotscale.lm.prompts import fill_in_the_blank
+
+    doc = {"sentence": "The cup did not fit in the box because _ was too big.", "option1": "the cup",
+           "option2": "the box", "answer": "1"}
+    hf_think.begin_task({**THINK, "format": "hybrid", "thinking_budget": 4})
+    raw = ["The cup did not fit in the box because the cup", "The cup did not fit in the box because the box"]
+    requests = [Instance("loglikelihood", doc, (chat(hf_think, c), " was too big."), j, ("winogrande", 0, 1))
+                for j, c in enumerate(raw)]
+    out = hf_think.loglikelihood(requests)
+    detail = hf_think.hybrid_details[("winogrande", 0)]
+    prompt = chat(hf_think, fill_in_the_blank(doc))
+    assert detail["prompt"] == prompt
+    thinking = greedy(oracle, hf_think.lm.tok_encode(prompt), 4, [END])
+    text = oracle[1].decode(thinking, skip_special_tokens=False) + END
+    assert detail["rationales"] == [text]
+    for (ll, _), context in zip(out, raw, strict=True):
+        assert ll == pytest.approx(loglikelihood(oracle, hf_think, prompt + text + ANSWER_CUE + " " + context,
+                                                 " was too big."), abs=1e-4)

@@ -367,8 +367,8 @@ def build_configured(config: dict, name: str, out_dir: Path, corpus_dir: Path = 
 
 # ------------------------------------------------------------------------------------------ a thinking model
 # A tiny hybrid-thinking model in Qwen3's manner: a chat template whose generation prompt opens the assistant turn,
-# with an empty <think></think> block when enable_thinking is false (so a thinking turn, which the model opens itself, is
-# the only one with a newline after <think>); trained on the demo's two-step problems, it
+# with an empty <think></think> block when enable_thinking is false (so a thinking turn, which the model opens
+# itself, is the only one with a newline after <think>); trained on the demo's two-step problems, it
 # writes its worked steps between the think tags (or nothing, when the template closed them) and then the answer
 # after the answer cue, so budget forcing (cotscale.lm.thinking) has something real to cut.
 THINK_TAGS = ("<think>", "</think>")

@@ -399,7 +399,8 @@ class CotscaleLM(LM):
     def _hybrid(self, requests: list[Instance], disable_tqdm: bool) -> list[tuple[float, bool]]:
         s = self.strategy
         cue, answer_cue = s["cue"], s["answer_cue"]
-        plans = plan_documents([((r.task_name, r.doc_id), r.args[0], r.doc) for r in requests])
+        plans = plan_documents([((r.task_name, r.doc_id), r.args[0], r.doc) for r in requests],
+                               self._chat_frame() if s["chat_template"] else None)
 
         # 1. one rationale (or k samples / the best of k beams / the thinking) per document, one batched backend call
         gen_kwargs = {"until": list(s["until"]), **self._decoding_kwargs()}
@@ -485,6 +486,15 @@ class CotscaleLM(LM):
                 budget_generated_tokens=[n for _, n in cut],
                 budget_loglikelihoods=[[next(scores)[0] if text is not None else -math.inf for _ in plan.idxs]
                                        for text, _ in cut])
+
+    def _chat_frame(self) -> tuple[str, str]:
+        """(before, after) the content of one user message in the chat template, as lm-eval renders a zero-shot
+        prompt (with the strategy's system prompt)."""
+        mark = "\x00cotscale-question\x00"
+        system = self.strategy["system_prompt"]
+        messages = [{"role": "system", "content": system}] if system else []
+        before, _, after = self.apply_chat_template([*messages, {"role": "user", "content": mark}]).partition(mark)
+        return before, after
 
     def _decode(self, ids: list[int]) -> str:
         """Generated ids as text, special tokens kept (an end-of-thinking token may be one)."""
