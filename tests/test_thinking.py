@@ -293,3 +293,34 @@ def test_hybrid_thinking_on_a_partial_context_task_renders_the_question_through_
     for (ll, _), context in zip(out, raw, strict=True):
         assert ll == pytest.approx(loglikelihood(oracle, hf_think, prompt + text + ANSWER_CUE + " " + context,
                                                  " was too big."), abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- config/reasoning.yaml
+def test_the_reasoning_grid_dry_runs_offline(tmp_path):
+    """`snakemake -n --configfile config/reasoning.yaml` lists 4 Qwen3 models x 4 strategies, each job with the seven
+    benchmarks, and the thinking-budget sweep's inference_scaling table; no network (offline hub)."""
+    import re
+    import subprocess
+    import sys
+
+    from cotscale.config import BENCHMARKS
+
+    config = load_config(REPO / "config" / "reasoning.yaml")
+    assert budget_sweep(config["strategies"]["thinking_budget"]) == ("thinking_budget", [256, 512, 1024, 2048, 4096])
+    assert {m["hf_id"]: (m["N"], m["D"]) for m in config["models"].values()} == {
+        "Qwen/Qwen3-0.6B": (0.6e9, 36e12), "Qwen/Qwen3-1.7B": (1.7e9, 36e12), "Qwen/Qwen3-4B": (4.0e9, 36e12),
+        "Qwen/Qwen3-8B": (8.2e9, 36e12)}
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+                          "--cores", "2", "--configfile", str(REPO / "config" / "reasoning.yaml")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    jobs = re.findall(r"^rule evaluate:\n    output: (.*)\n(?:.*\n)*?    wildcards: model=(.*), strategy=(.*)$", output,
+                      flags=re.M)
+    models = {f"Qwen3-{size}" for size in ("0.6B", "1.7B", "4B", "8B")}
+    strategies = {"standard", "no_thinking", "thinking", "thinking_budget"}
+    assert sorted((m, s) for _, m, s in jobs) == sorted((m, s) for m in models for s in strategies)
+    for outputs, model, strategy in jobs:
+        assert {f"results/evals/{model}/{strategy}/{b}/results.json" for b in BENCHMARKS} <= set(outputs.split(", "))
+    assert re.search(r"^rule inference_scaling:", output, flags=re.M)
