@@ -46,7 +46,7 @@ THINK = {"format": "generate", "prompt": "plain", "decoding": "greedy", "chat_te
 @pytest.fixture(scope="module")
 def think_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("think")
-    build_thinking_model(root / "model", root / "corpus")
+    build_thinking_model(root / "model")
     return root / "model" / "main"
 
 

@@ -34,7 +34,7 @@ from cotscale.strategy import DEFAULT_ANSWER_CUE, DEFAULT_COT_CUE
 SPEC_KEYS = {"arch", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "seq_len",
              "batch_size", "lr"}
 OPTIONAL_KEYS = {"tie_word_embeddings": False, "max_position_embeddings": 2048}
-IGNORED_KEYS = {"steps"}  # lives next to the spec in config/demo.yaml; see demo_checkpoints()
+IGNORED_KEYS = {"steps", "thinking"}  # live next to the spec in config/demo.yaml; see demo_checkpoints(), build_run()
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>", "unk_token": "<|unk|>"}
 DOC_SEP = "\n\n\n"  # documents in the corpus files are separated by two blank lines
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "config" / "demo_corpus"
@@ -353,7 +353,7 @@ def build_configured(config: dict, name: str, out_dir: Path, corpus_dir: Path = 
     entries = [m for m in config["models"].values() if m["name"] == name and m["demo"]]
     if not entries:
         raise ValueError(f"config key models.{name}: no demo model of that name to build")
-    built = build_demo_model(entries[0]["demo"], {m["revision"]: m["demo_steps"] for m in entries}, out_dir, corpus_dir, config["seed"])
+    built = build_run(entries[0]["demo"], {m["revision"]: m["demo_steps"] for m in entries}, out_dir, corpus_dir, config["seed"])
     for m in entries:
         real = built[m["revision"]]
         if (real["params"], real["train_tokens"]) != (m["N"], m["D"]):
@@ -421,12 +421,21 @@ def generate_thinking_corpus(out_dir: Path, seed: int = 0, data_dir: Path = None
     return [path]
 
 
-def build_thinking_model(out_dir: Path, corpus_dir: Path, steps: int = THINKING_STEPS, seed: int = 0) -> dict:
-    """Write the thinking corpus into ``corpus_dir`` and train the tiny thinking model on it into
-    ``out_dir/main`` (a few seconds); returns build_demo_model's record of it."""
-    generate_thinking_corpus(corpus_dir, seed)
-    return build_demo_model(THINKING_SPEC, {"main": steps}, out_dir, corpus_dir, seed,
-                            added_tokens=(*CHAT_TOKENS, *THINK_TAGS), chat_template=CHAT_TEMPLATE)["main"]
+def build_run(spec: dict, checkpoints: dict[str, int], out_dir: Path, corpus_dir: Path = DEFAULT_CORPUS,
+              seed: int = 0) -> dict[str, dict]:
+    """build_demo_model of a config entry's ``demo:`` spec; ``thinking: true`` trains a thinking model instead: on
+    the thinking corpus (written to a scratch folder, deterministic), with CHAT_TEMPLATE and the think tags."""
+    if not spec.get("thinking"):
+        return build_demo_model(spec, checkpoints, out_dir, corpus_dir, seed)
+    with tempfile.TemporaryDirectory(prefix="cotscale-thinking-") as scratch:
+        generate_thinking_corpus(Path(scratch), seed)
+        return build_demo_model(spec, checkpoints, out_dir, Path(scratch), seed,
+                                added_tokens=(*CHAT_TOKENS, *THINK_TAGS), chat_template=CHAT_TEMPLATE)
+
+
+def build_thinking_model(out_dir: Path, steps: int = THINKING_STEPS, seed: int = 0) -> dict:
+    """The tiny thinking model (THINKING_SPEC) in ``out_dir/main``, trained in a few seconds; its build record."""
+    return build_run({**THINKING_SPEC, "thinking": True}, {"main": steps}, out_dir, seed=seed)["main"]
 
 
 @torch.no_grad()
