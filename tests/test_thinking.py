@@ -36,8 +36,9 @@ QUESTIONS = ["Tom has 3 apples. He gets 4 more apples and then gives 2 apples to
              "have now?",
              "Lily has 6 books. She gets 5 more books and then gives 3 books to Omar. How many books does Lily "
              "have now?"]
+# choices as lm-eval writes them under a chat template: without the target delimiter (" ")
 MC = [("Nina has 4 cards. She gets 3 more cards and then gives 2 cards to Leo. How many cards does Nina have now?",
-       [" 5.", " 7.", " 3."])]
+       ["5.", "7.", "3."])]
 UNTIL = ["\n\n"]
 THINK = {"format": "generate", "prompt": "plain", "decoding": "greedy", "chat_template": True, "thinking": True}
 
@@ -236,12 +237,13 @@ def test_hybrid_thinking_scores_every_choice_after_the_end_token_and_sweeps_budg
     detail = hf_think.hybrid_details[("mini_think_mc", 0)]
     assert detail["rationales"] == [text]
     for (ll, _), r in zip(out, requests, strict=True):
-        assert ll == pytest.approx(loglikelihood(oracle, hf_think, prompt + text + ANSWER_CUE, r.args[1]), abs=1e-4)
+        assert ll == pytest.approx(loglikelihood(oracle, hf_think, prompt + text + ANSWER_CUE, " " + r.args[1]),
+                                   abs=1e-4)
     assert detail["budget_generated_tokens"] == [2, 6, len(thinking)]
     cut = oracle[1].decode(thinking[:2], skip_special_tokens=False) + END
     assert detail["budget_rationales"] == [cut, oracle[1].decode(thinking[:6], skip_special_tokens=False) + END, text]
     assert detail["budget_loglikelihoods"][0][1] == pytest.approx(
-        loglikelihood(oracle, hf_think, prompt + cut + ANSWER_CUE, requests[1].args[1]), abs=1e-4)
+        loglikelihood(oracle, hf_think, prompt + cut + ANSWER_CUE, " " + requests[1].args[1]), abs=1e-4)
     assert detail["budget_loglikelihoods"][-1] == [ll for ll, _ in out]
     (generate,) = [r for r in hf_think.usage if r["kind"] == "generate"]
     assert (generate["thinking_tokens"], generate["answer_tokens"]) == (len(thinking), 0)
@@ -281,7 +283,7 @@ def test_hybrid_thinking_on_a_partial_context_task_renders_the_question_through_
            "option2": "the box", "answer": "1"}
     hf_think.begin_task({**THINK, "format": "hybrid", "thinking_budget": 4})
     raw = ["The cup did not fit in the box because the cup", "The cup did not fit in the box because the box"]
-    requests = [Instance("loglikelihood", doc, (chat(hf_think, c), " was too big."), j, ("winogrande", 0, 1))
+    requests = [Instance("loglikelihood", doc, (chat(hf_think, c), "was too big."), j, ("winogrande", 0, 1))
                 for j, c in enumerate(raw)]
     out = hf_think.loglikelihood(requests)
     detail = hf_think.hybrid_details[("winogrande", 0)]

@@ -398,7 +398,7 @@ class CotscaleLM(LM):
 
     def _hybrid(self, requests: list[Instance], disable_tqdm: bool) -> list[tuple[float, bool]]:
         s = self.strategy
-        cue, answer_cue = s["cue"], s["answer_cue"]
+        cue = s["cue"]
         plans = plan_documents([((r.task_name, r.doc_id), r.args[0], r.doc) for r in requests],
                                self._chat_frame() if s["chat_template"] else None)
 
@@ -430,8 +430,7 @@ class CotscaleLM(LM):
         for plan, texts in zip(plans, rationales, strict=True):
             self.rationales[plan.key] = list(texts)
             for text in texts:
-                for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
-                    items.append((requests[i], context, requests[i].args[1]))
+                items.extend(self._choice_items(requests, plan, text))
         scores = iter(self._score(items, disable_tqdm, computed))
 
         # 3. combine per document; a thinking that never closed is no answer: no choice is preferred
@@ -461,7 +460,6 @@ class CotscaleLM(LM):
         ``budget_rationales``, ``budget_generated_tokens`` and ``budget_loglikelihoods`` (per budget, per choice) to
         each document's details."""
         s = self.strategy
-        cue, answer_cue = s["cue"], s["answer_cue"]
         if s["thinking"]:
             budgets, end = s["thinking_budget_sweep"], think_end_token(s, self.lm.tokenizer, self.tokenizer_name)
         else:
@@ -477,8 +475,7 @@ class CotscaleLM(LM):
             cuts.append(cut)
             for text, _ in cut:
                 if text is not None:
-                    for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
-                        items.append((requests[i], context, requests[i].args[1]))
+                    items.extend(self._choice_items(requests, plan, text))
         scores = iter(self._score(items, disable_tqdm, record=False))
         for plan, cut in zip(plans, cuts, strict=True):
             self.hybrid_details[plan.key].update(
@@ -486,6 +483,19 @@ class CotscaleLM(LM):
                 budget_generated_tokens=[n for _, n in cut],
                 budget_loglikelihoods=[[next(scores)[0] if text is not None else -math.inf for _ in plan.idxs]
                                        for text, _ in cut])
+
+    def _choice_items(self, requests: list[Instance], plan, rationale: str) -> list[tuple]:
+        """(request, context, continuation) of every choice of a hybrid document after ``rationale``. Under a chat
+        template lm-eval drops the task's target delimiter (the choice follows the assistant header there); after
+        the answer cue it follows text again, so a choice that lacks it gets lm-eval's default one (" ") back."""
+        s = self.strategy
+        out = []
+        for i, context in zip(plan.idxs, plan.scoring_contexts(s["cue"], rationale, s["answer_cue"]), strict=True):
+            continuation = requests[i].args[1]
+            if s["chat_template"] and not continuation[:1].isspace() and not context[-1:].isspace():
+                context += " "
+            out.append((requests[i], context, continuation))
+        return out
 
     def _chat_frame(self) -> tuple[str, str]:
         """(before, after) the content of one user message in the chat template, as lm-eval renders a zero-shot
