@@ -326,3 +326,24 @@ def test_the_reasoning_grid_dry_runs_offline(tmp_path):
     for outputs, model, strategy in jobs:
         assert {f"results/evals/{model}/{strategy}/{b}/results.json" for b in BENCHMARKS} <= set(outputs.split(", "))
     assert re.search(r"^rule inference_scaling:", output, flags=re.M)
+
+
+def test_a_thinking_budget_sweep_answers_each_budget_as_a_run_at_that_budget_does(hf_think):
+    """generate_until under a sweep: each budget's answer and tokens (budget_responses, budget_generated_tokens)
+    equal a separate run with that single thinking_budget; the run's own answer and usage are the largest's."""
+    budgets = [3, 6, 64]
+    prompts = [chat(hf_think, q) for q in QUESTIONS]
+    single = {}
+    for b in budgets:
+        hf_think.begin_task({**THINK, "thinking_budget": b, "max_gen_toks": 16})
+        single[b] = (hf_think.generate_until(gen_requests(prompts)), [r["generated_tokens"] for r in hf_think.usage])
+    hf_think.begin_task({**THINK, "thinking_budget": budgets, "max_gen_toks": 16})
+    answers = hf_think.generate_until(gen_requests(prompts))
+    assert (answers, [r["generated_tokens"] for r in hf_think.usage]) == single[64]
+    for i in range(len(prompts)):
+        detail = hf_think.thinking_details[("mini_think", i)]
+        assert detail["budgets"] == budgets
+        assert detail["budget_responses"] == [single[b][0][i] for b in budgets]
+        assert detail["budget_generated_tokens"] == [single[b][1][i] for b in budgets]
+    assert len(hf_think.usage) == len(prompts)  # the smaller budgets' answers are not the run's cost
+    assert single[3][1] != single[6][1] != single[64][1]  # every budget forced a different thinking

@@ -518,7 +518,8 @@ class CotscaleLM(LM):
         each answered item's answer after ``prompt + thinking + end token + answer cue`` with the item's own stop
         sequences and ``max_gen_toks``. One usage record per item (both phases; ``thinking_tokens`` and
         ``answer_tokens`` apart). Returns per item {"thought": its Thought, "ids": the generated thinking ids (to
-        their end), "answer": the answer text ("" when unanswered or without ``answer``)}."""
+        their end), "generated_tokens": thinking + answer, "answer": the answer text ("" when unanswered or without
+        ``answer``)}. With ``answer`` and a thinking-budget sweep, each budget's answer too (_answer_budgets)."""
         s = self.strategy
         end = think_end_token(s, self.lm.tokenizer, self.tokenizer_name)
         cap = s["thinking_budget"] or s["max_gen_toks"]
@@ -545,9 +546,49 @@ class CotscaleLM(LM):
             self.thinking_details[(r.task_name, r.doc_id)] = {
                 "thinking_prompt": prompt, "thinking": thought.text, "thinking_tokens": u["generated_tokens"],
                 "thinking_forced": thought.forced, "unanswered": not thought.answered}
-            out.append({"thought": thought, "ids": list(value["ids"]),
-                        "answer": reply["seqs"][0] if reply is not None else ""})
+            out.append({"thought": thought, "ids": list(value["ids"]), "generated_tokens": u["generated_tokens"] +
+                        answer_tokens, "answer": reply["seqs"][0] if reply is not None else ""})
+        if answer and s["thinking_budget_sweep"]:
+            self._answer_budgets(items, thinking, out, end)
         return out
+
+    def _answer_budgets(self, items, thinking: list[dict], done: list[dict], end: str) -> None:
+        """A thinking-budget sweep of generate_until requests: each smaller budget's thinking is a prefix of the one
+        generated (think_at); where budget forcing cuts it shorter, its answer is generated after it in ONE batched
+        generation without usage records (the run's cost is the largest budget's). Adds ``budgets``,
+        ``budget_responses`` (the answer at each budget, "" when unanswered; what the task's filters read) and
+        ``budget_generated_tokens`` (thinking + answer) to each document's thinking details."""
+        s = self.strategy
+        budgets, asked, where, plans = s["thinking_budget_sweep"], [], {}, []
+        for i, ((r, prompt, kw), value, main) in enumerate(zip(items, thinking, done, strict=True)):
+            row = []
+            for b in budgets:
+                thought = think_at(value["ids"], self._decode, end, b)
+                if thought == main["thought"]:
+                    row.append((thought, "main"))
+                elif thought.answered:
+                    where[(i, b)] = len(asked)
+                    asked.append((r, thought.answer_prompt(prompt, s["answer_cue"]), dict(kw)))
+                    row.append((thought, (i, b)))
+                else:
+                    row.append((thought, None))
+            plans.append(row)
+        replies = self._generate_answers(asked, ("single", 1), True, record=False) if asked else []
+        for (r, _, _), row, main in zip(items, plans, done, strict=True):
+            responses, tokens = [], []
+            for thought, source in row:
+                if source == "main":
+                    responses.append(main["answer"])
+                    tokens.append(main["generated_tokens"])
+                elif source is None:
+                    responses.append("")
+                    tokens.append(len(thought.ids))
+                else:
+                    reply = replies[where[source]]
+                    responses.append(reply["seqs"][0])
+                    tokens.append(len(thought.ids) + reply["usage"]["generated_tokens"])
+            self.thinking_details[(r.task_name, r.doc_id)].update(
+                budgets=list(budgets), budget_responses=responses, budget_generated_tokens=tokens)
 
     def sample_fields(self) -> dict[tuple[str, int], dict]:
         """What each sample record carries beside lm-eval's fields. Hybrid documents: the rationale(s) and the
