@@ -166,6 +166,10 @@ def test_budget_forcing_stops_thinking_at_exactly_n_tokens_and_answers_after_the
         assert answers[i] == answer_text(oracle, answer)
         record = hf_think.usage[i]
         assert (record["thinking_tokens"], record["answer_tokens"]) == (n, len(answer))
+        # prompt tokens: the thinking prompt, then what the answer prompt adds to prompt + thinking (end token, cue)
+        prompt_ids, forced_ids = hf_think.lm.tok_encode(prompt), hf_think.lm.tok_encode(forced)
+        shared = next(j for j, (a, b) in enumerate(zip([*forced_ids, None], [*prompt_ids, *thinking, None])) if a != b)
+        assert record["prompt_tokens"] == len(prompt_ids) + len(forced_ids) - shared
         assert record["generated_tokens"] == record["thinking_tokens"] + record["answer_tokens"]
         assert record["truncated"] and not record["unanswered"]
         detail = hf_think.thinking_details[("mini_think", i)]
