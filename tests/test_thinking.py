@@ -351,3 +351,17 @@ def test_a_thinking_budget_sweep_answers_each_budget_as_a_run_at_that_budget_doe
         assert detail["budget_generated_tokens"] == [single[b][1][i] for b in budgets]
     assert len(hf_think.usage) == len(prompts)  # the smaller budgets' answers are not the run's cost
     assert single[3][1] != single[6][1] != single[64][1]  # every budget forced a different thinking
+
+
+def test_budget_sweeps_of_partial_context_tasks_take_the_gold_option_from_the_document(tmp_path):
+    """winogrande's sample target is the continuation; the right option is the document's `answer` (by hand)."""
+    from cotscale.io import write_json, write_jsonl_gz
+    from cotscale.scaling import sweep_frame
+
+    write_json(tmp_path / "results.json", {"cotscale": {"model": "m", "revision": "main", "family": "f", "N": 1,
+                                                         "D": 1, "strategy": {"name": "s"}, "benchmark": "winogrande"}})
+    write_jsonl_gz(tmp_path / "samples.jsonl.gz", [
+        {"task": "winogrande", "doc_id": 0, "doc": {"answer": "2"}, "target": "was too big.", "budgets": [2, 8],
+         "budget_loglikelihoods": [[-3.0, -1.0], [-1.0, -3.0]], "budget_generated_tokens": [2, 5]}])
+    frame = sweep_frame(tmp_path / "results.json", tmp_path / "samples.jsonl.gz", "thinking_budget")
+    assert frame[["budget", "correct", "generated_tokens"]].values.tolist() == [[2, True, 2], [8, False, 5]]

@@ -291,8 +291,13 @@ def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMAR
 # ---------------------------------------------------------------- input frames from an evaluation's records
 
 def _gold(record: dict, where: str) -> int:
+    """The right choice's index: the record's target, or for a partial-context task (winogrande, xwinograd: the
+    target is the continuation) the one its document names (cotscale.lm.prompts.gold_index)."""
+    from cotscale.lm.prompts import gold_index
+
+    gold = gold_index(str(record.get("task")))
     try:
-        return int(record["target"])
+        return gold(record["doc"]) if gold is not None else int(record["target"])
     except (KeyError, TypeError, ValueError):
         raise ScalingError(f"{where}: document {record.get('doc_id')!r} has no choice index as target "
                            f"(got {record.get('target')!r}); sweeps score multiple-choice records only") from None
