@@ -365,3 +365,20 @@ def test_budget_sweeps_of_partial_context_tasks_take_the_gold_option_from_the_do
          "budget_loglikelihoods": [[-3.0, -1.0], [-1.0, -3.0]], "budget_generated_tokens": [2, 5]}])
     frame = sweep_frame(tmp_path / "results.json", tmp_path / "samples.jsonl.gz", "thinking_budget")
     assert frame[["budget", "correct", "generated_tokens"]].values.tolist() == [[2, True, 2], [8, False, 5]]
+
+
+def test_a_model_runs_only_the_strategies_it_lists():
+    """config/demo.yaml's thinking model lists its one strategy; the others' suites leave it out, and a bad name is
+    an error naming the key."""
+    from cotscale.config import job_spec, suites
+
+    raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    config = load_config(copy.deepcopy(raw))
+    jobs = suites(config)
+    assert [names for model, names in jobs if model == "tinythink"] == [("thinking_budget",)]
+    assert all("thinking_budget" not in names for model, names in jobs if model != "tinythink")
+    assert "strategies" not in job_spec(config, "tinythink", "thinking_budget", "gsm8k")["model"]  # no rerun trigger
+    raw["models"]["tinythink"]["strategies"] = ["thinking_budgets"]
+    with pytest.raises(ConfigError, match=r"config key models\.tinythink\.strategies: unknown strategy "
+                                          r"'thinking_budgets'"):
+        load_config(raw)

@@ -89,8 +89,15 @@ def get_demo_model_dir(wildcards):
 
 
 def get_demo_model_params(wildcards):
-    """The build spec of every checkpoint of one demo model: an edit retrains it (and reruns its evaluations)."""
-    return canonical([m for m in CFG["models"].values() if m["name"] == wildcards.name])
+    """The build spec of every checkpoint of one demo model: an edit retrains it (and reruns its evaluations); its
+    `strategies:` list is no part of the build."""
+    return canonical(
+        [
+            {k: v for k, v in m.items() if k != "strategies"}
+            for m in CFG["models"].values()
+            if m["name"] == wildcards.name
+        ]
+    )
 
 
 # Scheduler requests of an evaluation job (SLURM: --gpus, --mem, -t; a workstation: --resources gpu=N).
