@@ -171,6 +171,7 @@ def _expand_models(config: dict) -> dict:
                 "tensor_parallel": entry.get("tensor_parallel", 1),
                 "data_parallel": entry.get("data_parallel", 1),
                 "trust_remote_code": entry.get("trust_remote_code", False),
+                **({"strategies": list(entry["strategies"])} if entry.get("strategies") else {}),
                 "demo": demo,
                 "demo_steps": demo["steps"][revision] if demo and isinstance(demo["steps"], dict) else (demo or {}).get("steps"),
             }
@@ -191,6 +192,11 @@ def _check_strategies(config: dict, given: dict[str, set]) -> None:
 
 def _check_references(config: dict) -> None:
     known = set(config["models"]) | {m["name"] for m in config["models"].values()}
+    for model in config["models"].values():
+        unknown = [s for s in model.get("strategies", []) if s not in config["strategies"]]
+        if unknown:
+            raise ConfigError(f"config key models.{model['name']}.strategies: unknown strategy {unknown[0]!r}; known: "
+                              f"{', '.join(config['strategies'])}")
     for name, strategy in config["strategies"].items():
         for model in strategy.get("models", []):
             if model not in known:
@@ -316,10 +322,12 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def strategies_of(config: dict, model: str) -> list[str]:
-    """The strategies that evaluate `model` (a strategy's `models:` list restricts it), in config order."""
+    """The strategies that evaluate `model` (a strategy's `models:` list and the model's `strategies:` list
+    restrict them), in config order."""
     entry = config["models"][model]
     return [name for name, strategy in config["strategies"].items()
-            if not strategy.get("models") or model in strategy["models"] or entry["name"] in strategy["models"]]
+            if (not strategy.get("models") or model in strategy["models"] or entry["name"] in strategy["models"])
+            and (not entry.get("strategies") or name in entry["strategies"])]
 
 
 def suites(config: dict) -> list[tuple[str, tuple[str, ...]]]:
@@ -349,7 +357,7 @@ _SPEC_SETTINGS = ("limit", "seed", "batch_size", "device", "task_data")
 def job_spec(config: dict, model: str, strategy: str, task: str) -> dict:
     """The full definition of one task's evaluation: model entry, strategy, task variant and run settings."""
     return {
-        "model": config["models"][model],
+        "model": {k: v for k, v in config["models"][model].items() if k != "strategies"},
         "strategy": {k: v for k, v in config["strategies"][strategy].items() if k != "models"},
         "task": {"benchmark": task, **task_variant(config, strategy, task)},
         **{key: config[key] for key in _SPEC_SETTINGS},

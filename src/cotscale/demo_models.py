@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 
-from cotscale.strategy import DEFAULT_COT_CUE
+from cotscale.strategy import DEFAULT_ANSWER_CUE, DEFAULT_COT_CUE
 
 SPEC_KEYS = {"arch", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "seq_len",
              "batch_size", "lr"}
 OPTIONAL_KEYS = {"tie_word_embeddings": False, "max_position_embeddings": 2048}
-IGNORED_KEYS = {"steps"}  # lives next to the spec in config/demo.yaml; see demo_checkpoints()
+IGNORED_KEYS = {"steps", "thinking"}  # live next to the spec in config/demo.yaml; see demo_checkpoints(), build_run()
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>", "unk_token": "<|unk|>"}
 DOC_SEP = "\n\n\n"  # documents in the corpus files are separated by two blank lines
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "config" / "demo_corpus"
@@ -179,11 +179,14 @@ def read_corpus(corpus_dir: Path = DEFAULT_CORPUS) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
-def train_tokenizer(corpus_dir: Path, vocab_size: int):
+def train_tokenizer(corpus_dir: Path, vocab_size: int, added_tokens: tuple[str, ...] = (),
+                    chat_template: str | None = None):
     """Byte-level BPE: every string round-trips exactly (no <unk> ever needed), digits and punctuation included.
 
     No template post-processor: lm-eval decides itself whether to prepend BOS, and the training stream is
     documents joined by <|eos|>, so the model learns to stop after an answer (short demo generations).
+    ``added_tokens`` become single, non-special tokens (decoded as text, as Qwen3's ``<think>`` tags are);
+    ``chat_template`` is the tokenizer's jinja chat template.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -194,8 +197,15 @@ def train_tokenizer(corpus_dir: Path, vocab_size: int):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL.values()),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(read_corpus(corpus_dir), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=OPTIONAL_KEYS["max_position_embeddings"],
-                                   clean_up_tokenization_spaces=False, **SPECIAL)
+    if added_tokens:
+        from tokenizers import AddedToken
+
+        tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added_tokens])
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=OPTIONAL_KEYS["max_position_embeddings"],
+                                  clean_up_tokenization_spaces=False, **SPECIAL)
+    if chat_template:
+        out.chat_template = chat_template
+    return out
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -300,7 +310,8 @@ def _save(model, tok, dest: Path, meta: dict) -> None:
 
 
 def build_demo_model(spec: dict, checkpoints: dict[str, int], out_dir: Path, corpus_dir: Path = DEFAULT_CORPUS,
-                     seed: int = 0) -> dict[str, dict]:
+                     seed: int = 0, added_tokens: tuple[str, ...] = (),
+                     chat_template: str | None = None) -> dict[str, dict]:
     """Train one run and save `out_dir/<revision>/` after `steps` optimizer steps for each checkpoint.
 
     Returns {revision: {"params": N, "train_tokens": D, "steps": steps, "final_loss": mean loss of the
@@ -310,7 +321,7 @@ def build_demo_model(spec: dict, checkpoints: dict[str, int], out_dir: Path, cor
 
     hf_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint is only log noise
     spec, out_dir = _full_spec(spec), Path(out_dir)
-    tok = train_tokenizer(corpus_dir, spec["vocab_size"])
+    tok = train_tokenizer(corpus_dir, spec["vocab_size"], added_tokens, chat_template)
     assert [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id] == [0, 1, 2]
     assert len(tok) <= spec["vocab_size"]
     stream = _encode(tok, corpus_dir)
@@ -342,7 +353,7 @@ def build_configured(config: dict, name: str, out_dir: Path, corpus_dir: Path = 
     entries = [m for m in config["models"].values() if m["name"] == name and m["demo"]]
     if not entries:
         raise ValueError(f"config key models.{name}: no demo model of that name to build")
-    built = build_demo_model(entries[0]["demo"], {m["revision"]: m["demo_steps"] for m in entries}, out_dir, corpus_dir, config["seed"])
+    built = build_run(entries[0]["demo"], {m["revision"]: m["demo_steps"] for m in entries}, out_dir, corpus_dir, config["seed"])
     for m in entries:
         real = built[m["revision"]]
         if (real["params"], real["train_tokens"]) != (m["N"], m["D"]):
@@ -352,6 +363,79 @@ def build_configured(config: dict, name: str, out_dir: Path, corpus_dir: Path = 
                 "put the built numbers in the config"
             )
     return built
+
+
+# ------------------------------------------------------------------------------------------ a thinking model
+# A tiny hybrid-thinking model in Qwen3's manner: a chat template whose generation prompt opens the assistant turn,
+# with an empty <think></think> block when enable_thinking is false (so a thinking turn, which the model opens
+# itself, is the only one with a newline after <think>); trained on the demo's two-step problems, it
+# writes its worked steps between the think tags (or nothing, when the template closed them) and then the answer
+# after the answer cue, so budget forcing (cotscale.lm.thinking) has something real to cut.
+THINK_TAGS = ("<think>", "</think>")
+CHAT_TOKENS = ("<|im_start|>",)
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] -}}"
+    "{%- if not (loop.last and message['role'] == 'assistant') -%}{{- '\\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if enable_thinking is defined and not enable_thinking -%}{{- '<think></think>' -}}{%- endif -%}"
+    "{%- endif -%}")
+THINKING_SPEC = {"arch": "llama", "hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
+                 "vocab_size": 512, "seq_len": 128, "batch_size": 8, "lr": 3.0e-3}
+THINKING_STEPS, THINKING_PROBLEMS = 100, 120
+
+
+def render_chat(messages: list[dict], enable_thinking: bool = True) -> str:
+    """CHAT_TEMPLATE rendered with a generation prompt, as transformers renders it (same jinja settings)."""
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    return env.from_string(CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True,
+                                                 enable_thinking=enable_thinking)
+
+
+def generate_thinking_corpus(out_dir: Path, seed: int = 0, data_dir: Path = None) -> list[Path]:
+    """Write ``thinking.txt``: the demo's scored gsm8k problems and others like them as chats, two of three with
+    the worked steps as thinking, one with thinking off (the template's empty block), each then
+    DEFAULT_ANSWER_CUE and the answer. Same inputs and seed -> byte-identical file."""
+    r = random.Random(seed)
+    problems = []
+    for d in _rows(Path(data_dir or DEFAULT_DATA) / "gsm8k" / "test.jsonl"):
+        steps, ans = re.sub(r"<<[^>]*>>", "", d["answer"]).split("\n#### ")
+        problems.append((d["question"], steps.splitlines(), ans))
+    while len(problems) < THINKING_PROBLEMS:
+        problems.append(_two_step(r))
+    docs = []
+    for i, (q, steps, ans) in enumerate(problems):
+        thinking = i % 3 != 2
+        prompt = render_chat([{"role": "user", "content": q}], enable_thinking=thinking)
+        think = f"{THINK_TAGS[0]}\n{' '.join(steps)}\n{THINK_TAGS[1]}" if thinking else ""
+        docs.append(f"{prompt}{think}{DEFAULT_ANSWER_CUE} {ans}.")
+    r.shuffle(docs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "thinking.txt"
+    path.write_text(DOC_SEP.join(docs) + "\n", encoding="utf-8")
+    return [path]
+
+
+def build_run(spec: dict, checkpoints: dict[str, int], out_dir: Path, corpus_dir: Path = DEFAULT_CORPUS,
+              seed: int = 0) -> dict[str, dict]:
+    """build_demo_model of a config entry's ``demo:`` spec; ``thinking: true`` trains a thinking model instead: on
+    the thinking corpus (written to a scratch folder, deterministic), with CHAT_TEMPLATE and the think tags."""
+    if not spec.get("thinking"):
+        return build_demo_model(spec, checkpoints, out_dir, corpus_dir, seed)
+    with tempfile.TemporaryDirectory(prefix="cotscale-thinking-") as scratch:
+        generate_thinking_corpus(Path(scratch), seed)
+        return build_demo_model(spec, checkpoints, out_dir, Path(scratch), seed,
+                                added_tokens=(*CHAT_TOKENS, *THINK_TAGS), chat_template=CHAT_TEMPLATE)
+
+
+def build_thinking_model(out_dir: Path, steps: int = THINKING_STEPS, seed: int = 0) -> dict:
+    """The tiny thinking model (THINKING_SPEC) in ``out_dir/main``, trained in a few seconds; its build record."""
+    return build_run({**THINKING_SPEC, "thinking": True}, {"main": steps}, out_dir, seed=seed)["main"]
 
 
 @torch.no_grad()

@@ -44,6 +44,7 @@ from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
 from cotscale.io import atomic_path, read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
 from cotscale.preempt import batch_size_for_attempt
 from cotscale.prefetch import check_model_cached, explain_offline_errors
+from cotscale.strategy import chat_arguments
 from cotscale.tasks import check_tasks_known, evaluation_task_manager
 from cotscale.usage import summarize_usage
 
@@ -405,6 +406,7 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
                 numpy_random_seed=seed,
                 torch_random_seed=seed,
                 fewshot_random_seed=seed,
+                **chat_arguments(strategy),
             )
     wall_seconds = time.monotonic() - started
     gathered = lm.gather_outputs()  # every rank takes part; rank 0 gets all ranks' records

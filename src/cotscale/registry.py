@@ -19,6 +19,8 @@ PCA_TABLES = ("pca_loadings_ours", "pca_loadings_ruan", "pca_loadings_ruan_no_hu
 STRATEGY_TABLES = ("scores", "benchmarks", "tokens", "compute")
 #: the planner's grid of cheapest operating points (rule plan)
 PLAN_TABLES = ("plan",)
+#: operating points of the budget sweeps, estimated from one run each (rule inference_scaling)
+SCALING_TABLES = ("inference_scaling",)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ FIGURES = (
     Figure("fig10_free_form_cot", "Fig. 10", "free-form CoT vs log-likelihood baseline", "fig10.rst",
            ("llh", "free_form_cot")),
     Figure("fig11_inference_scaling", "Fig. 11", "score vs inference FLOPs per request, Pareto frontier",
-           "fig11.rst", tables=("benchmarks", "tokens")),
+           "fig11.rst", tables=("benchmarks", "tokens", "inference_scaling")),
     Figure("fig12_plan", "Fig. 12", "cheapest operating point over lifetime requests × target score", "fig12.rst",
            tables=("plan",)),
 )

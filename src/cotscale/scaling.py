@@ -286,3 +286,69 @@ def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMAR
     table = inference_scaling(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(), benchmarks)
     write_csv(out, table)
     return table
+
+
+# ---------------------------------------------------------------- input frames from an evaluation's records
+
+def _gold(record: dict, where: str) -> int:
+    """The right choice's index: the record's target, or for a partial-context task (winogrande, xwinograd: the
+    target is the continuation) the one its document names (cotscale.lm.prompts.gold_index)."""
+    from cotscale.lm.prompts import gold_index
+
+    gold = gold_index(str(record.get("task")))
+    try:
+        return gold(record["doc"]) if gold is not None else int(record["target"])
+    except (KeyError, TypeError, ValueError):
+        raise ScalingError(f"{where}: document {record.get('doc_id')!r} has no choice index as target "
+                           f"(got {record.get('target')!r}); sweeps score multiple-choice records only") from None
+
+
+def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
+    """One evaluation's rows of the sweep input (SAMPLE_COLUMNS for ``kind`` "k", LENGTH_COLUMNS for
+    "max_gen_toks"), from its results.json (the run's identity) and the sample fields of its hybrid records
+    (cotscale.lm): per rationale, its vote (the argmax of ``rationale_loglikelihoods``, lowest index on ties, as
+    the wrapper votes) and ``generated_tokens``; per budget, ``budget_loglikelihoods`` and
+    ``budget_generated_tokens``. Records without them (generate_until tasks such as gsm8k) give no rows: their
+    per-response answers are extracted by lm-eval's filters, which this table does not re-run. No record carries
+    a rationale's sequence log-probability, so ``logprob`` is NaN and weighted maj@k is left out."""
+    from cotscale.io import iter_jsonl_gz, read_json
+
+    meta = read_json(results_path)["cotscale"]
+    strategy = meta["strategy"]["name"] if isinstance(meta["strategy"], dict) else meta["strategy"]
+    ident = {"model": meta["model"], "revision": meta.get("revision"), "family": meta["family"], "N": meta["N"],
+             "D": meta["D"], "strategy": strategy, "benchmark": meta["benchmark"]}
+    where = f"{samples_path}"
+    rows = []
+    for record in iter_jsonl_gz(samples_path):
+        doc = {**ident, "task": record["task"], "doc_id": record["doc_id"]}
+        if kind == "k" and "rationale_loglikelihoods" in record:
+            gold = _gold(record, where)
+            lengths = record.get("generated_tokens") or [math.nan] * len(record["rationale_loglikelihoods"])
+            for i, (lls, n) in enumerate(zip(record["rationale_loglikelihoods"], lengths, strict=True)):
+                vote = max(range(len(lls)), key=lambda c: (lls[c], -c))
+                rows.append({**doc, "sample": i, "answer": vote, "correct": vote == gold, "generated_tokens": n,
+                             "logprob": math.nan})
+        elif kind != "k" and "budget_loglikelihoods" in record:
+            gold = _gold(record, where)
+            for b, lls, n in zip(record["budgets"], record["budget_loglikelihoods"],
+                                 record["budget_generated_tokens"], strict=True):
+                pick = max(range(len(lls)), key=lambda c: (lls[c], -c))
+                rows.append({**doc, "budget": int(b), "correct": pick == gold, "generated_tokens": n})
+    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS if kind == "k" else LENGTH_COLUMNS)
+
+
+def sweep_rows(runs: list[tuple], sweeps: dict[str, tuple[str, list[int]]], seed: int = 0) -> list[pd.DataFrame]:
+    """sample_sweep / length_sweep rows of every run (results.json, samples.jsonl.gz, strategy name) of the
+    strategies in ``sweeps`` ({strategy: (budget kind, budgets)}, cotscale.strategy.budget_sweep)."""
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for results_path, samples_path, strategy in runs:
+        frames.setdefault(strategy, []).append(sweep_frame(results_path, samples_path, sweeps[strategy][0]))
+    out = []
+    for strategy, parts in frames.items():
+        kind, budgets = sweeps[strategy]
+        frame = pd.concat(parts, ignore_index=True)
+        if frame.empty:
+            log.warning("inference_scaling: strategy %s has no multiple-choice records with sweep fields", strategy)
+            continue
+        out.append(sample_sweep(frame, budgets, seed) if kind == "k" else length_sweep(frame, kind))
+    return out

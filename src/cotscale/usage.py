@@ -16,6 +16,14 @@ its EOS or the budget, and only the returned text is cut at the stop sequences).
 carry ``scored_tokens``: the ids the backend scored (context + continuation after its truncation to the model's
 window).
 
+``generate`` records of a thinking strategy (``thinking: true``, cotscale.lm.thinking) also carry
+``thinking_tokens`` (generated before the end of thinking, its end token included when the model wrote it) and
+``answer_tokens`` (generated after it; 0 for the hybrid format, whose choices are scored instead), which sum to
+``generated_tokens``, and ``unanswered`` (the thinking never closed and no thinking budget forced it: no answer). Their
+``truncated`` means some phase hit its budget: the thinking cut at ``thinking_budget`` (budget forcing), a thinking
+that ran to ``max_gen_toks``, or an answer that did. Their ``prompt_tokens`` are the thinking prompt plus what the
+answer prompt adds to it (the forced end token and the answer cue).
+
 The contract: summing ``prompt_tokens + generated_tokens`` over ALL records of a document gives the tokens the
 backend computes for it, each shared prompt once (as a prefix cache would compute them):
 
@@ -45,6 +53,7 @@ from cotscale.io import iter_jsonl_gz, write_jsonl_gz
 KINDS = ("generate", "loglikelihood")
 FIELDS = ("task", "doc_id", "kind", "prompt_tokens", "generated_tokens", "sequences")
 GENERATE_FIELDS = ("truncated", "truncated_sequences", "stops_at")
+THINKING_FIELDS = ("thinking_tokens", "answer_tokens", "unanswered")
 LOGLIKELIHOOD_FIELDS = ("scored_tokens",)
 STOPS_AT = ("eos_or_stop", "eos")
 
@@ -60,11 +69,15 @@ class UsageRecord(TypedDict, total=False):
     truncated_sequences: int  # generate
     stops_at: Literal["eos_or_stop", "eos"]  # generate
     scored_tokens: int  # loglikelihood
+    thinking_tokens: int  # generate, thinking strategies
+    answer_tokens: int  # generate, thinking strategies
+    unanswered: bool  # generate, thinking strategies
 
 
 def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: int, generated_tokens: int = 0,
                 sequences: int = 1, *, truncated_sequences: int = 0, stops_at: str = "eos_or_stop",
-                scored_tokens: int | None = None) -> UsageRecord:
+                scored_tokens: int | None = None, thinking_tokens: int | None = None,
+                answer_tokens: int | None = None, unanswered: bool | None = None) -> UsageRecord:
     """A validated record (ints are cast from numpy/torch scalars; negative counts are a bug, not data)."""
     if kind not in KINDS:
         raise ValueError(f"usage record: kind must be one of {KINDS}, not {kind!r}")
@@ -76,6 +89,10 @@ def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: 
             raise ValueError(f"usage record: more truncated sequences than sequences ({counts})")
         if stops_at not in STOPS_AT:
             raise ValueError(f"usage record: stops_at must be one of {STOPS_AT}, not {stops_at!r}")
+        if thinking_tokens is not None:
+            counts["thinking_tokens"], counts["answer_tokens"] = int(thinking_tokens), int(answer_tokens or 0)
+            if counts["thinking_tokens"] + counts["answer_tokens"] != counts["generated_tokens"]:
+                raise ValueError(f"usage record: thinking_tokens + answer_tokens != generated_tokens ({counts})")
     else:
         counts["scored_tokens"] = int(prompt_tokens if scored_tokens is None else scored_tokens)
         if counts["scored_tokens"] < counts["prompt_tokens"]:
@@ -90,6 +107,8 @@ def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: 
     if kind == "generate":
         record["truncated"] = counts["truncated_sequences"] > 0
         record["stops_at"] = stops_at  # type: ignore[typeddict-item]
+        if thinking_tokens is not None:
+            record["unanswered"] = bool(unanswered)
     return record
 
 
@@ -137,7 +156,8 @@ def summarize(records: Iterable[UsageRecord]) -> dict[str, dict[str, int]]:
 
 def write_usage(path: str | Path, records: Iterable[UsageRecord]) -> int:
     """Write records as gzip JSON lines, atomically (temp file + rename). Returns the number written."""
-    return write_jsonl_gz(path, ({k: r[k] for k in (*FIELDS, *GENERATE_FIELDS, *LOGLIKELIHOOD_FIELDS) if k in r}
+    return write_jsonl_gz(path, ({k: r[k] for k in (*FIELDS, *GENERATE_FIELDS, *LOGLIKELIHOOD_FIELDS, *THINKING_FIELDS)
+                                  if k in r}
                                  for r in records))
 
 
@@ -147,7 +167,7 @@ def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
         missing = [k for k in FIELDS if k not in raw]
         if missing:
             raise ValueError(f"{path}: record {line_no} lacks {', '.join(missing)}")
-        extra = {k: raw[k] for k in ("truncated_sequences", "stops_at", "scored_tokens") if k in raw}
+        extra = {k: raw[k] for k in ("truncated_sequences", "stops_at", "scored_tokens", *THINKING_FIELDS) if k in raw}
         yield make_record(raw["task"], raw["doc_id"], raw["kind"], raw["prompt_tokens"], raw["generated_tokens"],
                           raw["sequences"], **extra)
 
@@ -161,7 +181,8 @@ def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
         entry = per_task.setdefault(r["task"], {
             "requests": 0, "generate_requests": 0, "loglikelihood_requests": 0, "documents": 0,
             "prompt_tokens": 0, "generate_prompt_tokens": 0, "loglikelihood_prompt_tokens": 0,
-            "generated_tokens": 0, "sequences": 0, "truncated": 0, "token_unit": r.get("token_unit", "tokens")})
+            "generated_tokens": 0, "sequences": 0, "truncated": 0, "token_unit": r.get("token_unit", "tokens"),
+            "thinking_tokens": 0, "answer_tokens": 0, "unanswered": 0})
         kind = r["kind"]
         entry["requests"] += 1
         entry[f"{kind}_requests"] += 1
@@ -170,6 +191,9 @@ def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
         entry["generated_tokens"] += r["generated_tokens"]
         entry["sequences"] += r["sequences"]
         entry["truncated"] += bool(r.get("truncated"))
+        entry["thinking_tokens"] += r.get("thinking_tokens", 0)
+        entry["answer_tokens"] += r.get("answer_tokens", 0)
+        entry["unanswered"] += bool(r.get("unanswered"))
         docs.setdefault(r["task"], set()).add(r["doc_id"])
     for task, entry in per_task.items():
         entry["documents"] = len(docs[task])

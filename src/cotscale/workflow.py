@@ -137,6 +137,18 @@ def plan(smk, config):
     return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"])
 
 
+def inference_scaling(smk, config):
+    """inference_scaling.csv: the operating points of every budget sweep (cotscale.scaling), header only when no
+    strategy sweeps."""
+    import json
+
+    from cotscale import scaling
+
+    sweeps = {name: (kind, budgets) for name, (kind, budgets) in json.loads(smk.params.sweeps).items()}
+    runs = list(zip(smk.input.results, smk.input.samples, smk.params.runs, strict=True))
+    return scaling.write_inference_scaling(Path(smk.output.table), scaling.sweep_rows(runs, sweeps, smk.params.seed))
+
+
 def prefetch(smk, config):
     from cotscale.prefetch import prefetch as fetch
 

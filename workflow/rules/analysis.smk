@@ -88,6 +88,7 @@ rule plan:
         benchmarks="results/tables/benchmarks.csv",
         tokens="results/tables/tokens.csv",
         compute="results/tables/compute.csv",
+        inference_scaling="results/tables/inference_scaling.csv",
     output:
         plan=report(
             "results/tables/plan.csv",
@@ -102,3 +103,35 @@ rule plan:
         grid=canonical(CFG["plan"]),
     script:
         f"{SCRIPTS}/plan.py"
+
+
+# Budget sweeps (strategies with `k: [...]` or a `max_gen_toks` list): operating points from the samples drawn.
+SWEEPS = {name: budget_sweep(s) for name, s in CFG["strategies"].items() if budget_sweep(s)}
+SWEEP_RUNS = [
+    (model, strategy, task)
+    for strategy in SWEEPS
+    for model in ([] if CFG["published"] else STRATEGY_MODELS[strategy])
+    for task in TASKS
+]
+
+
+rule inference_scaling:
+    input:
+        results=[f"results/evals/{m}/{s}/{t}/results.json" for m, s, t in SWEEP_RUNS],
+        samples=[f"results/evals/{m}/{s}/{t}/samples.jsonl.gz" for m, s, t in SWEEP_RUNS],
+    output:
+        table=report(
+            "results/tables/inference_scaling.csv",
+            caption="../report/inference_scaling.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/inference_scaling.log",
+    conda:
+        ANALYSIS_ENV
+    params:
+        sweeps=canonical(SWEEPS),
+        runs=[s for _, s, _ in SWEEP_RUNS],
+        seed=CFG["seed"],
+    script:
+        f"{SCRIPTS}/inference_scaling.py"

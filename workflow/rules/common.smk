@@ -12,10 +12,12 @@ from cotscale.config import (
 from cotscale.flops import train_flops
 from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes, suite_work
 from cotscale.preempt import SLURM_SIGNAL
+from cotscale.strategy import budget_sweep
 from cotscale.registry import (
     FIGURES,
     PAIR_TABLES,
     PCA_TABLES,
+    SCALING_TABLES,
     STRATEGY_TABLES,
     figure_strategies,
     strategy_of,
@@ -52,7 +54,7 @@ STRATEGY_MODELS = {
     s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
 }
 TABLES = expand(
-    "results/tables/{table}.csv", table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES]
+    "results/tables/{table}.csv", table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES]
 )
 FIGURE_FILES = expand(
     "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]
@@ -99,8 +101,15 @@ def get_eval_priority(wildcards):
 
 
 def get_demo_model_params(wildcards):
-    """The build spec of every checkpoint of one demo model: an edit retrains it (and reruns its evaluations)."""
-    return canonical([m for m in CFG["models"].values() if m["name"] == wildcards.name])
+    """The build spec of every checkpoint of one demo model: an edit retrains it (and reruns its evaluations); its
+    `strategies:` list is no part of the build."""
+    return canonical(
+        [
+            {k: v for k, v in m.items() if k != "strategies"}
+            for m in CFG["models"].values()
+            if m["name"] == wildcards.name
+        ]
+    )
 
 
 # Scheduler requests of an evaluation job (SLURM: --gpus, --mem, -t; a workstation: --resources gpu=N).

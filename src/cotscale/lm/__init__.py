@@ -24,6 +24,15 @@ strategy's ``format``:
   problem instead (``P`` = the sentence with its blank and both options, :mod:`.prompts`) and score each completed
   sentence after the answer cue. docs/hybrid_format.md describes the format and how it differs from the seed.
 
+Reasoning strategies (``thinking: true``, :mod:`.thinking`): lm-eval renders the prompts through the model's chat
+template (``chat_template: true``; ``CotscaleLM.apply_chat_template`` passes the strategy's ``enable_thinking``). The
+model first thinks, in ONE batched generation stopped at the end-of-thinking token and capped at
+``thinking_budget`` (budget forcing: a thinking cut there gets the end token appended) or ``max_gen_toks``; then
+``generate_until`` requests get their answer generated after ``thinking + end token + answer cue`` (one more batched
+generation), and hybrid documents score every choice there. Only the answer goes back to lm-eval, so its filters
+never see the thinking; a thinking that never closes is no answer ("" / no choice preferred). Usage records count
+``thinking_tokens`` and ``answer_tokens`` apart.
+
 Decoding
 * ``greedy``: one sequence per request.
 * ``beam``: ``num_beams`` beams. HF: ``model.generate(num_beams=k, num_return_sequences=k)``; vLLM: ``LLM.beam_search``

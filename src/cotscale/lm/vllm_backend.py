@@ -119,7 +119,7 @@ def vllm_backend_class() -> tuple[type, bool]:
             for prompt, output, sp in zip(requests, outputs, params, strict=True):
                 # vLLM's own count: to the first EOS / stop id or stop string, that token included
                 seqs = [(postprocess_generated_text(o.text, sp.stop, self.think_end_token), len(o.token_ids),
-                         o.finish_reason != "length") for o in output.outputs]
+                         o.finish_reason != "length", list(o.token_ids)) for o in output.outputs]
                 self.cotscale_capture.append((tuple(prompt), seqs))
             return outputs
 
@@ -147,7 +147,7 @@ def vllm_backend_class() -> tuple[type, bool]:
                         gen = list(beam.tokens[plen:])
                         n, ended = count_to_stop(gen, [], ends, None, decode)
                         seqs.append((postprocess_generated_text(decode(gen[:n]), stop, None), n, ended, gen))
-                    self.cotscale_capture.append((tuple(requests[i]), [(t, n, e) for t, n, e, _ in seqs]))
+                    self.cotscale_capture.append((tuple(requests[i]), [(t, n, e, g[:n]) for t, n, e, g in seqs]))
                     best_text, best_n, _, best_gen = seqs[0]
                     outputs[i] = SimpleNamespace(outputs=[SimpleNamespace(text=best_text, token_ids=best_gen[:best_n])])
             return outputs

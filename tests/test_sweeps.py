@@ -1,0 +1,172 @@
+"""Budget sweeps from one run (issue 14): the strategy keys, the wrapper's length sweep against real greedy
+generation at each smaller budget, and inference_scaling.csv from hand-made sample records."""
+
+from __future__ import annotations
+
+import pytest
+
+from cotscale.strategy import StrategyError, budget_sweep, resolve_strategy
+
+SWEEP = {"format": "hybrid", "prompt": "cot", "decoding": "greedy", "max_gen_toks": [3, 7, 16], "until": []}
+
+
+# ---------------------------------------------------------------------------------------------- strategy keys
+def test_sweep_keys_fill_and_validate():
+    s = resolve_strategy(dict(SWEEP, max_gen_toks=[16, 3, 7, 7]))
+    assert s["max_gen_toks"] == 16 and s["max_gen_toks_sweep"] == [3, 7, 16]
+    assert budget_sweep(s) == ("max_gen_toks", [3, 7, 16])
+    sc = resolve_strategy({"format": "hybrid", "decoding": "sample", "samples": 4, "temperature": 0.7, "k": [4, 1, 2]})
+    assert sc["k"] == [1, 2, 4] and budget_sweep(sc) == ("k", [1, 2, 4])
+    assert budget_sweep(resolve_strategy({"format": "hybrid"})) is None
+    bad = [
+        ({"decoding": "sample", "samples": 3, "temperature": 0.7, "k": [1, 4]}, "k", "<= samples"),
+        ({"decoding": "greedy", "k": [1]}, "k", "decoding: sample"),
+        ({"decoding": "sample", "temperature": 0.7, "max_gen_toks": [8, 16]}, "max_gen_toks", "decoding: greedy"),
+        ({"max_gen_toks": []}, "max_gen_toks", "non-empty list"),
+        ({"max_gen_toks": [0, 3]}, "max_gen_toks", "non-empty list"),
+        ({"decoding": "sample", "samples": 3, "temperature": 0.7, "k": [0]}, "k", "integers >= 1"),
+    ]
+    for spec, key, why in bad:
+        with pytest.raises(StrategyError, match=why) as err:
+            resolve_strategy(spec)
+        assert err.value.key == key
+
+
+def test_config_loader_names_the_strategy_key(tmp_path):
+    from cotscale.config import ConfigError, load_config, read_yaml
+    from cotscale.strategy import PAPER_CONFIG
+
+    raw = read_yaml(PAPER_CONFIG)
+    raw["strategies"]["self_consistency"]["k"] = [1, raw["strategies"]["self_consistency"]["samples"] + 1]
+    with pytest.raises(ConfigError, match=r"strategies\.self_consistency\.k: every k must be <= samples"):
+        load_config(raw)
+
+
+# ---------------------------------------------------------------------------------------------- the wrapper
+@pytest.fixture(scope="module")
+def sweep_lm(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("lm_eval")
+    from _lm_fixtures import build_tiny_model
+
+    from cotscale import lm as cl
+
+    model = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    return cl.CotscaleLM(pretrained=str(model), backend="hf", dtype="float32", batch_size=8, device="cpu",
+                         strategy=SWEEP)
+
+
+class Spy:
+    def __init__(self, monkeypatch, obj, name):
+        self.calls, self.results, self._orig = [], [], getattr(obj, name)
+        monkeypatch.setattr(obj, name, self)
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        out = self._orig(*args, **kwargs)
+        self.results.append(out)
+        return out
+
+
+def test_length_sweep_cut_equals_real_greedy_generation_at_each_budget(sweep_lm, monkeypatch):
+    """Oracle: transformers' own greedy generate() at max_new_tokens=b, each prompt alone; and the wrapper's real
+    hybrid run at max_gen_toks=b (its rationale and its choice log-likelihoods)."""
+    from _lm_fixtures import MC_DOCS, mc_requests
+
+    lm = sweep_lm
+    lm.begin_task(SWEEP)
+    answers = Spy(monkeypatch, lm, "_generate_answers")
+    lm.loglikelihood(mc_requests())
+    monkeypatch.undo()
+    (generated,) = answers.results
+    model, tok = lm.lm.model, lm.lm.tokenizer
+    swept = {doc_id: dict(lm.hybrid_details[("mini_mc", doc_id)]) for doc_id in range(len(MC_DOCS))}
+    for b in (3, 7, 16):
+        lm.begin_task(dict(SWEEP, max_gen_toks=b))
+        lm.loglikelihood(mc_requests())
+        real = {doc_id: lm.hybrid_details[("mini_mc", doc_id)] for doc_id in range(len(MC_DOCS))}
+        for doc_id, value in enumerate(generated):
+            at = swept[doc_id]["budgets"].index(b)
+            prompt = tok(swept[doc_id]["prompt"], return_tensors="pt").input_ids
+            alone = model.generate(prompt, max_new_tokens=b, do_sample=False, pad_token_id=tok.pad_token_id)
+            alone_ids = alone[0, prompt.shape[1]:].tolist()
+            if tok.eos_token_id in alone_ids:
+                alone_ids = alone_ids[:alone_ids.index(tok.eos_token_id) + 1]
+            assert value["ids"][:b] == alone_ids  # the cut of the longest generation IS the generation at b
+            assert swept[doc_id]["budget_generated_tokens"][at] == len(alone_ids)
+            assert swept[doc_id]["budget_rationales"][at] == real[doc_id]["rationales"][0]
+            assert swept[doc_id]["budget_loglikelihoods"][at] == pytest.approx(real[doc_id]["loglikelihoods"][0],
+                                                                              abs=1e-4)
+    assert any(len(value["ids"]) > 7 for value in generated), "no rationale ran past a smaller budget: no cut tested"
+
+
+def test_length_sweep_generates_once_per_document_at_the_largest_budget(sweep_lm, monkeypatch):
+    from _lm_fixtures import MC_DOCS, mc_requests
+
+    lm = sweep_lm
+    lm.begin_task(SWEEP)
+    gen = Spy(monkeypatch, lm.lm, "generate_until")
+    reqs = mc_requests()
+    lm.loglikelihood(reqs)
+    assert len(gen.calls) == 1
+    assert {r.args[1]["max_gen_toks"] for r in gen.calls[0][0][0]} == {16}
+    records = list(lm.usage)
+    generate = [r for r in records if r["kind"] == "generate"]
+    assert sorted(r["doc_id"] for r in generate) == list(range(len(MC_DOCS)))
+    assert all(r["sequences"] == 1 and r["generated_tokens"] <= 16 for r in generate)
+    # the smaller budgets' scoring passes are no cost of the run: one loglikelihood record per request
+    assert len([r for r in records if r["kind"] == "loglikelihood"]) == len(reqs)
+    fields = lm.sample_fields()[("mini_mc", 0)]
+    assert fields["budgets"] == [3, 7, 16] and fields["budget_loglikelihoods"][-1] == fields[
+        "rationale_loglikelihoods"][0]
+
+
+# ---------------------------------------------------------------------------------------------- inference_scaling
+def _run(tmp_path, name, strategy, records):
+    from cotscale.io import write_json, write_jsonl_gz
+
+    results, samples = tmp_path / f"{name}.json", tmp_path / f"{name}.jsonl.gz"
+    write_json(results, {"cotscale": {"model": "m@s1", "revision": "s1", "family": "f", "N": 1000.0, "D": 50.0,
+                                      "strategy": {"name": strategy}, "benchmark": "arc_challenge"}})
+    write_jsonl_gz(samples, records)
+    return str(results), str(samples), strategy
+
+
+def test_inference_scaling_rows_of_hand_made_sample_records(tmp_path):
+    """Expected values by hand. k sweep, 3 rationales: doc 0 (gold 1) votes 1, 1, 0 -> maj@1 = 2/3, maj@2 = (1 +
+    1/2 + 1/2)/3 = 2/3, maj@3 = 1; doc 1 (gold 0) never votes 0 -> 0. Tokens per request at k: k x the mean over
+    documents of the mean per rationale, (6 + 2)/2 = 4. Length sweep: doc 0 (gold 2) wrong at 3, right at 7; doc 1
+    right at both; tokens (3 + 2)/2 and (7 + 2)/2."""
+    import pandas as pd
+
+    from cotscale.scaling import sweep_rows, write_inference_scaling
+
+    sc = [{"task": "arc_challenge", "doc_id": 0, "target": "1", "generated_tokens": [4, 6, 8],
+           "rationale_loglikelihoods": [[-3, -1, -2], [-2, -1, -5], [-1, -4, -4]]},
+          {"task": "arc_challenge", "doc_id": 1, "target": 0, "generated_tokens": [2, 2, 2],
+           "rationale_loglikelihoods": [[-3, -1], [-2, -1], [-5, -1]]}]
+    ln = [{"task": "arc_challenge", "doc_id": 0, "target": "2", "budgets": [3, 7], "budget_generated_tokens": [3, 7],
+           "budget_loglikelihoods": [[-1, -2, -3], [-3, -2, -1]]},
+          {"task": "arc_challenge", "doc_id": 1, "target": "0", "budgets": [3, 7], "budget_generated_tokens": [2, 2],
+           "budget_loglikelihoods": [[-1, -2, -3], [-1, -2, -3]]}]
+    runs = [_run(tmp_path, "sc", "sc", sc), _run(tmp_path, "ln", "ln", ln)]
+    rows = sweep_rows(runs, {"sc": ("k", [1, 2, 3]), "ln": ("max_gen_toks", [3, 7])})
+    write_inference_scaling(tmp_path / "inference_scaling.csv", rows)
+    table = pd.read_csv(tmp_path / "inference_scaling.csv")
+    assert set(table["benchmark"]) == {"arc_challenge"}  # one benchmark: no overall row
+    got = {(r.strategy, r.metric, int(r.budget)): (r.score, r.tokens_per_request, r.inference_flops_per_request)
+           for r in table.itertuples()}
+    expected = {("sc", "maj@k", 1): (1 / 3, 4.0), ("sc", "maj@k", 2): (1 / 3, 8.0), ("sc", "maj@k", 3): (0.5, 12.0),
+                ("ln", "accuracy", 3): (0.5, 2.5), ("ln", "accuracy", 7): (1.0, 4.5)}
+    assert set(got) == set(expected)  # no weighted maj@k: the records carry no sequence log-probabilities
+    for key, (score, tokens) in expected.items():
+        assert got[key][:2] == pytest.approx((score, tokens))
+        assert got[key][2] == pytest.approx(2 * 1000 * tokens)
+    assert (table["train_flops"] == 6 * 1000 * 50).all()
+
+
+def test_inference_scaling_is_header_only_without_sweeps(tmp_path):
+    from cotscale.scaling import COLUMNS, sweep_rows, write_inference_scaling
+
+    write_inference_scaling(tmp_path / "t.csv", sweep_rows([], {}))
+    assert (tmp_path / "t.csv").read_text().strip() == ",".join(COLUMNS)
