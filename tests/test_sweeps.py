@@ -170,3 +170,34 @@ def test_inference_scaling_is_header_only_without_sweeps(tmp_path):
 
     write_inference_scaling(tmp_path / "t.csv", sweep_rows([], {}))
     assert (tmp_path / "t.csv").read_text().strip() == ",".join(COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------- sequence log-probs
+SAMPLED = {"format": "generate", "prompt": "plain", "decoding": "sample", "samples": 3, "temperature": 0.7,
+           "max_gen_toks": 12}
+
+
+def test_hf_sequence_logprob_is_the_forward_log_likelihood_of_the_sampled_ids(sweep_lm, monkeypatch):
+    """Oracle: one plain forward pass of the model over prompt + the captured ids, log-softmax at temperature 1,
+    summed over the generated positions. The sample records carry the same numbers per response."""
+    import torch
+    from _lm_fixtures import GEN_DOCS, gen_requests
+
+    lm = sweep_lm
+    lm.begin_task(SAMPLED)
+    matched = Spy(monkeypatch, lm, "_match")
+    lm.generate_until(gen_requests(repeats=3, gen_kwargs={"until": ["\n\n"], "do_sample": True}))
+    (captures,) = matched.results
+    fields = lm.sample_fields()
+    for doc_id, (prompt, seqs) in enumerate(captures):
+        assert len(seqs) == 3
+        for text, n, _, ids, logprob in seqs:
+            assert len(ids) == n > 0
+            with torch.no_grad():
+                logits = lm.lm.model(torch.tensor([list(prompt) + list(ids)])).logits[0].float()
+            lps = torch.log_softmax(logits, dim=-1)
+            expected = sum(float(lps[len(prompt) - 1 + t, tok]) for t, tok in enumerate(ids))
+            assert logprob == pytest.approx(expected, abs=1e-4)
+        assert fields[("mini_gen", doc_id)] == {"generated_tokens": [n for _, n, *_ in seqs],
+                                                "sequence_logprobs": [lp for *_, lp in seqs]}
+    assert len(fields) == len(GEN_DOCS)
