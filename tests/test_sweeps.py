@@ -122,12 +122,13 @@ def test_length_sweep_generates_once_per_document_at_the_largest_budget(sweep_lm
 
 
 # ---------------------------------------------------------------------------------------------- inference_scaling
-def _run(tmp_path, name, strategy, records):
+def _run(tmp_path, name, strategy, records, benchmark="arc_challenge", **extra):
     from cotscale.io import write_json, write_jsonl_gz
 
     results, samples = tmp_path / f"{name}.json", tmp_path / f"{name}.jsonl.gz"
     write_json(results, {"cotscale": {"model": "m@s1", "revision": "s1", "family": "f", "N": 1000.0, "D": 50.0,
-                                      "strategy": {"name": strategy}, "benchmark": "arc_challenge"}})
+                                      "strategy": {"name": strategy}, "benchmark": benchmark,
+                                      **extra.pop("meta", {})}, **extra})
     write_jsonl_gz(samples, records)
     return str(results), str(samples), strategy
 
@@ -201,3 +202,68 @@ def test_hf_sequence_logprob_is_the_forward_log_likelihood_of_the_sampled_ids(sw
         assert fields[("mini_gen", doc_id)] == {"generated_tokens": [n for _, n, *_ in seqs],
                                                 "sequence_logprobs": [lp for *_, lp in seqs]}
     assert len(fields) == len(GEN_DOCS)
+
+
+# gsm8k_cot_zeroshot's filter and metric as lm-eval's task YAML gives them (results.json "configs")
+GSM8K_CONFIG = {
+    "filter_list": [
+        {"name": "strict-match", "filter": [{"function": "regex", "regex_pattern": "The answer is (\\-?[0-9\\.\\,]+)."},
+                                            {"function": "majority_vote"}, {"function": "take_first"}]},
+        {"name": "flexible-extract", "filter": [{"function": "regex", "group_select": -1,
+                                                 "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)"},
+                                                {"function": "majority_vote"}, {"function": "take_first"}]}],
+    "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True, "ignore_case": True,
+                     "ignore_punctuation": False, "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"]}],
+}
+
+
+def test_gsm8k_k_sweep_re_extracts_each_response(tmp_path):
+    """Expected values by hand, through lm-eval's own regex filter and exact_match. doc 0 (gold 7): responses
+    extract to "7" (right), "8" (wrong), "7." (right: the trailing "." is ignored), log-probs -1, -0.5, -3. doc 1
+    (gold 12): "12", "12", "5", log-probs -4, -4, -0.1.
+    maj@k (ties split): doc 0: 2/3, (1/2 + 1 + 1/2)/3 = 2/3, three-way tie 2/3; doc 1: 2/3, (1 + 1/2 + 1/2)/3, 1.
+    weighted (weights e^lp): doc 0: 2/3; pairs {7,8} -> 8, {7,7.} -> 7, {8,7.} -> 8: 1/3; all three -> 8: 0.
+    doc 1: 2/3; {12,12} -> 12, {12,5} -> 5 twice: 1/3; all -> 5 (e^-0.1 > 2 e^-4): 0.
+    pass@k (2 of 3 right in both): 2/3, 1, 1. Tokens per request: k x mean((4+6+8)/3, 2) = 4k."""
+    import pandas as pd
+
+    from cotscale.scaling import sweep_rows, write_inference_scaling
+
+    fields = {"filter": "flexible-extract", "metrics": ["exact_match"]}
+    records = [
+        {"task": "gsm8k_cot_zeroshot", "doc_id": 0, "doc": {"question": "q0"}, "target": "Tom ... #### 7", **fields,
+         "resps": [["so he has 7", "which is 8", "he has 7."]], "generated_tokens": [4, 6, 8],
+         "sequence_logprobs": [-1.0, -0.5, -3.0]},
+        {"task": "gsm8k_cot_zeroshot", "doc_id": 1, "doc": {"question": "q1"}, "target": "#### 12", **fields,
+         "resps": [["12", "it is 12", "5"]], "generated_tokens": [2, 2, 2], "sequence_logprobs": [-4.0, -4.0, -0.1]},
+        # the other filter's records of the same documents are not read
+        {"task": "gsm8k_cot_zeroshot", "doc_id": 0, "doc": {}, "target": "#### 7", "filter": "strict-match",
+         "resps": [["x"]], "generated_tokens": [1]},
+    ]
+    spec = {"task": {"benchmark": "gsm8k", "task": "gsm8k_cot_zeroshot", "metric": "exact_match",
+                     "filter": "flexible-extract"}}
+    runs = [_run(tmp_path, "sc", "sc_gen", records, "gsm8k", meta={"spec": spec},
+                 configs={"gsm8k_cot_zeroshot": GSM8K_CONFIG})]
+    write_inference_scaling(tmp_path / "t.csv", sweep_rows(runs, {"sc_gen": ("k", [1, 2, 3])}))
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert set(table["benchmark"]) == {"gsm8k"}
+    got = {(r.metric, int(r.budget)): (r.score, r.tokens_per_request) for r in table.itertuples()}
+    expected = {("maj@k", 1): 2 / 3, ("maj@k", 2): 2 / 3, ("maj@k", 3): 5 / 6,
+                ("weighted_maj@k", 1): 2 / 3, ("weighted_maj@k", 2): 1 / 3, ("weighted_maj@k", 3): 0.0,
+                ("pass@k", 1): 2 / 3, ("pass@k", 2): 1.0, ("pass@k", 3): 1.0}
+    assert set(got) == set(expected)
+    for (metric, k), score in expected.items():
+        assert got[(metric, k)] == pytest.approx((score, 4.0 * k))
+    assert set(table["estimator"]) == {"exact"}
+
+
+def test_gsm8k_sweep_names_a_missing_filter(tmp_path):
+    from cotscale.scaling import ScalingError, sweep_rows
+
+    record = {"task": "gsm8k_cot_zeroshot", "doc_id": 0, "doc": {}, "target": "#### 7", "filter": "other",
+              "resps": [["7"]], "generated_tokens": [1]}
+    spec = {"task": {"metric": "exact_match", "filter": "other"}}
+    runs = [_run(tmp_path, "sc", "sc_gen", [record], "gsm8k", meta={"spec": spec},
+                 configs={"gsm8k_cot_zeroshot": GSM8K_CONFIG})]
+    with pytest.raises(ScalingError, match="has no filter 'other'"):
+        sweep_rows(runs, {"sc_gen": ("k", [1])})

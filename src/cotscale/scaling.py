@@ -298,31 +298,87 @@ def _gold(record: dict, where: str) -> int:
                            f"(got {record.get('target')!r}); sweeps score multiple-choice records only") from None
 
 
+#: filter steps that pick one response of several (lm-eval's self-consistency pipeline); a per-response answer
+#: is what the steps before them extract
+_PICK_STEPS = frozenset({"majority_vote", "take_first", "take_first_k"})
+
+
+def response_answers(task_config: dict, filt: str, metric: str, record: dict, where: str) -> tuple[list, list]:
+    """Each response of a generate_until record (its ``resps``), re-extracted and scored as lm-eval scores one
+    response: the steps of the task's filter ``filt`` before the one that picks a response (majority vote, take
+    first), then ``metric`` with the options of the task's metric_list against the record's target. Returns
+    (answers, correct). Needs lm-eval (the rule runs in the evaluation environment)."""
+    import lm_eval.filters  # noqa: F401 - registers lm-eval's filters
+    from lm_eval.api.registry import get_filter, get_metric
+
+    entries = {e.get("name"): e for e in task_config.get("filter_list") or []}
+    if filt not in entries:
+        raise ScalingError(f"{where}: task {record['task']!r} has no filter {filt!r} (has {sorted(entries)})")
+    responses = [r for req in record["resps"] for r in req]
+    answers: list = [responses]
+    for step in entries[filt]["filter"]:
+        if step["function"] in _PICK_STEPS:
+            break
+        kwargs = {k: v for k, v in step.items() if k != "function"}
+        answers = list(get_filter(step["function"])(**kwargs).apply(answers, [record["doc"]]))
+    answers = list(answers[0])
+    options = next((dict(m) for m in task_config.get("metric_list") or [] if m.get("metric") == metric), None)
+    if options is None:
+        raise ScalingError(f"{where}: task {record['task']!r} has no metric {metric!r} in its metric_list")
+    for key in ("metric", "aggregation", "higher_is_better"):
+        options.pop(key, None)
+    fn = get_metric(metric)
+    correct = []
+    for answer in answers:
+        score = fn(references=[record["target"]], predictions=[answer], **options)
+        correct.append(bool((score[metric] if isinstance(score, dict) else score) == 1))
+    return answers, correct
+
+
+def _logprobs(record: dict, n: int) -> list[float]:
+    lps = record.get("sequence_logprobs") or [None] * n
+    return [math.nan if lp is None else float(lp) for lp in lps]
+
+
 def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
     """One evaluation's rows of the sweep input (SAMPLE_COLUMNS for ``kind`` "k", LENGTH_COLUMNS for
-    "max_gen_toks"), from its results.json (the run's identity) and the sample fields of its hybrid records
-    (cotscale.lm): per rationale, its vote (the argmax of ``rationale_loglikelihoods``, lowest index on ties, as
-    the wrapper votes) and ``generated_tokens``; per budget, ``budget_loglikelihoods`` and
-    ``budget_generated_tokens``. Records without them (generate_until tasks such as gsm8k) give no rows: their
-    per-response answers are extracted by lm-eval's filters, which this table does not re-run. No record carries
-    a rationale's sequence log-probability, so ``logprob`` is NaN and weighted maj@k is left out."""
+    "max_gen_toks"), from its results.json (the run's identity, lm-eval's task configs, the benchmark's metric and
+    filter) and its sample records (the fields cotscale.lm adds). Hybrid records: per rationale, its vote (the
+    argmax of ``rationale_loglikelihoods``, lowest index on ties, as the wrapper votes), ``generated_tokens`` and
+    ``sequence_logprobs``; per budget, ``budget_loglikelihoods`` and ``budget_generated_tokens``. generate_until
+    records (gsm8k) of the benchmark's filter: per response, its answer re-extracted by :func:`response_answers`,
+    ``generated_tokens`` and ``sequence_logprobs``. A missing log-probability is NaN (no weighted maj@k)."""
     from cotscale.io import iter_jsonl_gz, read_json
 
-    meta = read_json(results_path)["cotscale"]
+    results = read_json(results_path)
+    meta = results["cotscale"]
     strategy = meta["strategy"]["name"] if isinstance(meta["strategy"], dict) else meta["strategy"]
     ident = {"model": meta["model"], "revision": meta.get("revision"), "family": meta["family"], "N": meta["N"],
              "D": meta["D"], "strategy": strategy, "benchmark": meta["benchmark"]}
+    variant = (meta.get("spec") or {}).get("task") or {}
     where = f"{samples_path}"
     rows = []
     for record in iter_jsonl_gz(samples_path):
         doc = {**ident, "task": record["task"], "doc_id": record["doc_id"]}
         if kind == "k" and "rationale_loglikelihoods" in record:
             gold = _gold(record, where)
-            lengths = record.get("generated_tokens") or [math.nan] * len(record["rationale_loglikelihoods"])
-            for i, (lls, n) in enumerate(zip(record["rationale_loglikelihoods"], lengths, strict=True)):
+            n = len(record["rationale_loglikelihoods"])
+            lengths = record.get("generated_tokens") or [math.nan] * n
+            for i, (lls, tokens, lp) in enumerate(zip(record["rationale_loglikelihoods"], lengths,
+                                                      _logprobs(record, n), strict=True)):
                 vote = max(range(len(lls)), key=lambda c: (lls[c], -c))
-                rows.append({**doc, "sample": i, "answer": vote, "correct": vote == gold, "generated_tokens": n,
-                             "logprob": math.nan})
+                rows.append({**doc, "sample": i, "answer": vote, "correct": vote == gold, "generated_tokens": tokens,
+                             "logprob": lp})
+        elif kind == "k" and "generated_tokens" in record and record.get("filter") == variant.get("filter"):
+            answers, correct = response_answers(results["configs"][record["task"]], variant["filter"],
+                                                variant["metric"], record, where)
+            if len(answers) != len(record["generated_tokens"]):
+                raise ScalingError(f"{where}: document {record['doc_id']} has {len(answers)} responses but "
+                                   f"{len(record['generated_tokens'])} generated_tokens entries")
+            for i, (answer, ok, tokens, lp) in enumerate(zip(answers, correct, record["generated_tokens"],
+                                                             _logprobs(record, len(answers)), strict=True)):
+                rows.append({**doc, "sample": i, "answer": answer, "correct": ok, "generated_tokens": tokens,
+                             "logprob": lp})
         elif kind != "k" and "budget_loglikelihoods" in record:
             gold = _gold(record, where)
             for b, lls, n in zip(record["budgets"], record["budget_loglikelihoods"],
@@ -343,7 +399,7 @@ def sweep_rows(runs: list[tuple], sweeps: dict[str, tuple[str, list[int]]], seed
         kind, budgets = sweeps[strategy]
         frame = pd.concat(parts, ignore_index=True)
         if frame.empty:
-            log.warning("inference_scaling: strategy %s has no multiple-choice records with sweep fields", strategy)
+            log.warning("inference_scaling: strategy %s has no sample records with sweep fields", strategy)
             continue
         out.append(sample_sweep(frame, budgets, seed) if kind == "k" else length_sweep(frame, kind))
     return out

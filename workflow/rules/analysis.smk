@@ -128,7 +128,8 @@ rule inference_scaling:
     log:
         "logs/inference_scaling.log",
     conda:
-        ANALYSIS_ENV
+        # lm-eval's filters and metrics re-extract and score each response of a generative task
+        "../../envs/evaluate-hf.yaml"
     params:
         sweeps=canonical(SWEEPS),
         runs=[s for _, s, _ in SWEEP_RUNS],
