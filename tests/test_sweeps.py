@@ -267,3 +267,26 @@ def test_gsm8k_sweep_names_a_missing_filter(tmp_path):
                  configs={"gsm8k_cot_zeroshot": GSM8K_CONFIG})]
     with pytest.raises(ScalingError, match="has no filter 'other'"):
         sweep_rows(runs, {"sc_gen": ("k", [1])})
+
+
+# ---------------------------------------------------------------------------------------------- achieved throughput
+def test_compute_rows_achieved_throughput_by_hand():
+    """N = 1000, two tasks of one job: prompt 100 + 20, generated 50 + 30 tokens, measured 2 s + 3 s. Inference
+    FLOPs 2·1000·80 = 160000 -> 32000 per second; forward FLOPs 2·1000·200 = 400000 -> 80000 per second."""
+    import pandas as pd
+
+    from cotscale.aggregate import compute_rows
+
+    ident = {"model": "m", "revision": "main", "family": "f", "N": 1000.0, "D": 10.0, "strategy": "s"}
+    tokens = pd.DataFrame([{**ident, "documents": 4, "requests": 4, "prompt_tokens": 100, "generated_tokens": 50,
+                            "token_unit": "tokens"},
+                           {**ident, "documents": 1, "requests": 1, "prompt_tokens": 20, "generated_tokens": 30,
+                            "token_unit": "tokens"}])
+    measured = pd.DataFrame([{"model": "m", "strategy": "s", "wall_seconds": w, "model_load_seconds": 1.0,
+                              "max_rss_mb": 10.0} for w in (2.0, 3.0)])
+    (row,) = compute_rows(tokens, measured).to_dict("records")
+    assert (row["inference_flops"], row["forward_flops"]) == (160000.0, 400000.0)
+    assert row["inference_flops_per_second"] == pytest.approx(32000.0)
+    assert row["forward_flops_per_second"] == pytest.approx(80000.0)
+    unmeasured = compute_rows(tokens, pd.DataFrame()).iloc[0]
+    assert unmeasured["inference_flops"] == 160000.0 and pd.isna(unmeasured["inference_flops_per_second"])

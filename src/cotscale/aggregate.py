@@ -36,7 +36,8 @@ TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_request
 COMPUTE_COLUMNS = [*ID_COLUMNS, "documents", "requests", "prompt_tokens", "generated_tokens", "token_unit",
                    "train_flops", "generated_tokens_per_document", "inference_flops_per_document",
                    "forward_flops_per_document", "wall_seconds", "model_load_seconds", "max_rss_mb",
-                   "generated_tokens_per_second"]
+                   "generated_tokens_per_second", "inference_flops", "forward_flops", "inference_flops_per_second",
+                   "forward_flops_per_second"]
 
 
 class AggregationError(CotscaleError, ValueError):
@@ -216,7 +217,10 @@ def read_benchmark_file(path: Path) -> dict:
 
 
 def compute_rows(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
-    """Modelled FLOPs (6ND; 2N per generated token; 2N per processed token) beside measured job cost."""
+    """Modelled FLOPs (6ND; 2N per generated token; 2N per processed token) beside measured job cost, and the
+    achieved throughput: the job's modelled inference FLOPs (``inference_flops`` = 2N × generated tokens, the paper's
+    convention; ``forward_flops`` = 2N × prompt + generated tokens, what the hardware ran) per measured second of its
+    evaluations (results.json wall_seconds, summed over its tasks)."""
     if tokens.empty:
         return pd.DataFrame(columns=COMPUTE_COLUMNS)
     per = tokens.groupby(ID_COLUMNS, sort=True).agg(
@@ -230,12 +234,16 @@ def compute_rows(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     per["generated_tokens_per_document"] = per["generated_tokens"] / per["documents"]
     per["inference_flops_per_document"] = 2.0 * per["N"] * per["generated_tokens_per_document"]
     per["forward_flops_per_document"] = 2.0 * per["N"] * (per["prompt_tokens"] + per["generated_tokens"]) / per["documents"]
+    per["inference_flops"] = 2.0 * per["N"] * per["generated_tokens"]
+    per["forward_flops"] = 2.0 * per["N"] * (per["prompt_tokens"] + per["generated_tokens"])
     if not measured.empty:
         cost = measured.groupby(["model", "strategy"]).agg(
             wall_seconds=("wall_seconds", "sum"), model_load_seconds=("model_load_seconds", "max"),
             max_rss_mb=("max_rss_mb", "max"))
         per = per.join(cost, on=["model", "strategy"])
         per["generated_tokens_per_second"] = per["generated_tokens"] / per["wall_seconds"]
+        per["inference_flops_per_second"] = per["inference_flops"] / per["wall_seconds"]
+        per["forward_flops_per_second"] = per["forward_flops"] / per["wall_seconds"]
     return per.reindex(columns=COMPUTE_COLUMNS)
 
 
