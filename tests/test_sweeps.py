@@ -290,3 +290,50 @@ def test_compute_rows_achieved_throughput_by_hand():
     assert row["forward_flops_per_second"] == pytest.approx(80000.0)
     unmeasured = compute_rows(tokens, pd.DataFrame()).iloc[0]
     assert unmeasured["inference_flops"] == 160000.0 and pd.isna(unmeasured["inference_flops_per_second"])
+
+
+# ---------------------------------------------------------------------------------------------- truncation, thinking
+def _summary(truncated, generate_requests, **extra):
+    return {"requests": generate_requests, "generate_requests": generate_requests, "loglikelihood_requests": 0,
+            "documents": generate_requests, "prompt_tokens": 10, "generate_prompt_tokens": 10,
+            "loglikelihood_prompt_tokens": 0, "generated_tokens": 40, "sequences": generate_requests,
+            "truncated": truncated, "token_unit": "tokens", **extra}
+
+
+def test_benchmarks_truncated_fraction_by_hand():
+    """arc_challenge has two tasks, 1 of 4 and 1 of 6 requests truncated: 2/10 = 0.2 (pooled); gsm8k 3 of 4; the
+    other five none of 5. The row's truncated_fraction is the mean over the seven, (0.2 + 0.75)/7."""
+    from cotscale import aggregate as agg
+    from cotscale.config import BENCHMARKS
+
+    config = {"tasks": {b: {"standard": {"task": b, "metric": "acc", "filter": "none"}} for b in BENCHMARKS},
+              "strategies": {"s": {"variant": "standard"}}}
+    summaries = {b: {b: _summary(0, 5)} for b in BENCHMARKS}
+    summaries["arc_challenge"] = {"arc_a": _summary(1, 4), "arc_b": _summary(1, 6)}
+    summaries["gsm8k"] = {"gsm8k": _summary(3, 4)}
+    by_bench = {b: {"results": {b: {"acc,none": 0.5, "acc_stderr,none": 0.1}},
+                    "cotscale": {"model": "m", "revision": "main", "family": "f", "N": 1.0, "D": 1.0,
+                                 "strategy": "s", "benchmark": b, "usage_summary": summaries[b]}}
+                for b in BENCHMARKS}
+    (row,) = agg.benchmark_rows(config, {("m", "s"): by_bench})
+    assert row["arc_challenge_truncated_fraction"] == pytest.approx(0.2)
+    assert row["gsm8k_truncated_fraction"] == 0.75 and row["mmlu_truncated_fraction"] == 0.0
+    assert row["truncated_fraction"] == pytest.approx(0.95 / 7)
+    assert set(agg.BENCHMARK_COLUMNS) >= set(row)
+    # the same function gives tokens.csv's per-task share
+    tokens = agg.token_rows(by_bench["arc_challenge"])
+    assert [r["truncated_fraction"] for r in tokens] == [0.25, pytest.approx(1 / 6)]
+
+
+def test_tokens_mean_thinking_and_answer_tokens_by_hand():
+    """5 generate requests with 30 thinking and 10 answer tokens in all: 6 and 2 per request; an entry without the
+    fields (an older run) reads 0."""
+    from cotscale import aggregate as agg
+
+    results = {"cotscale": {"model": "m", "revision": "main", "family": "f", "N": 1.0, "D": 1.0, "strategy": "s",
+                            "benchmark": "gsm8k",
+                            "usage_summary": {"a": _summary(0, 5, thinking_tokens=30, answer_tokens=10),
+                                              "b": _summary(0, 5)}}}
+    a, b = agg.token_rows(results)
+    assert (a["mean_thinking_tokens"], a["mean_answer_tokens"]) == (6.0, 2.0)
+    assert (b["mean_thinking_tokens"], b["mean_answer_tokens"]) == (0.0, 0.0)
