@@ -337,3 +337,56 @@ def test_tokens_mean_thinking_and_answer_tokens_by_hand():
     a, b = agg.token_rows(results)
     assert (a["mean_thinking_tokens"], a["mean_answer_tokens"]) == (6.0, 2.0)
     assert (b["mean_thinking_tokens"], b["mean_answer_tokens"]) == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------- generate length sweep
+GEN_SWEEP = {"format": "generate", "prompt": "plain", "decoding": "greedy", "max_gen_toks": [3, 7, 16]}
+
+
+def test_generate_length_sweep_cut_equals_real_generation_at_each_budget(sweep_lm, monkeypatch):
+    """One generate_until call at the largest budget; oracle: the wrapper's real greedy run at each budget b (its
+    response text and its usage record's generated tokens)."""
+    from _lm_fixtures import GEN_DOCS, gen_requests
+
+    kwargs = {"until": ["\n\n"], "do_sample": False}
+    lm = sweep_lm
+    lm.begin_task(GEN_SWEEP)
+    gen = Spy(monkeypatch, lm.lm, "generate_until")
+    lm.generate_until(gen_requests(gen_kwargs=kwargs))
+    monkeypatch.undo()
+    assert len(gen.calls) == 1 and {r.args[1]["max_gen_toks"] for r in gen.calls[0][0][0]} == {16}
+    assert len([r for r in lm.usage if r["kind"] == "generate"]) == len(GEN_DOCS)
+    swept = {doc_id: dict(d) for (_, doc_id), d in lm.sample_fields().items()}
+    for b in (3, 7, 16):
+        lm.begin_task(dict(GEN_SWEEP, max_gen_toks=b))
+        texts = lm.generate_until(gen_requests(gen_kwargs=kwargs))
+        for doc_id, (text, record) in enumerate(zip(texts, lm.usage, strict=True)):
+            at = swept[doc_id]["budgets"].index(b)
+            assert swept[doc_id]["budget_responses"][at] == text
+            assert swept[doc_id]["budget_generated_tokens"][at] == record["generated_tokens"]
+    assert any(max(d["generated_tokens"]) > 7 for d in swept.values()), "no response ran past a budget: no cut"
+
+
+def test_gsm8k_length_sweep_rows_by_hand(tmp_path):
+    """doc 0 (gold 7): cut at 4 tokens "he has 3", at 9 "he has 3 and 4 so 7" -> wrong, right; doc 1 (gold 12)
+    ended at 2 tokens, "12" at both -> right, right. Accuracy 1/2 and 1; tokens (4 + 2)/2 and (9 + 2)/2."""
+    import pandas as pd
+
+    from cotscale.scaling import sweep_rows, write_inference_scaling
+
+    fields = {"filter": "flexible-extract", "doc": {}}
+    records = [
+        {"task": "gsm8k_cot_zeroshot", "doc_id": 0, "target": "#### 7", **fields, "resps": [["he has 3 and 4 so 7"]],
+         "generated_tokens": [9], "budgets": [4, 9], "budget_responses": ["he has 3", "he has 3 and 4 so 7"],
+         "budget_generated_tokens": [4, 9]},
+        {"task": "gsm8k_cot_zeroshot", "doc_id": 1, "target": "#### 12", **fields, "resps": [["12"]],
+         "generated_tokens": [2], "budgets": [4, 9], "budget_responses": ["12", "12"],
+         "budget_generated_tokens": [2, 2]},
+    ]
+    spec = {"task": {"metric": "exact_match", "filter": "flexible-extract"}}
+    runs = [_run(tmp_path, "ln", "ln_gen", records, "gsm8k", meta={"spec": spec},
+                 configs={"gsm8k_cot_zeroshot": GSM8K_CONFIG})]
+    write_inference_scaling(tmp_path / "t.csv", sweep_rows(runs, {"ln_gen": ("max_gen_toks", [4, 9])}))
+    table = pd.read_csv(tmp_path / "t.csv")
+    got = {int(r.budget): (r.metric, r.score, r.tokens_per_request) for r in table.itertuples()}
+    assert got == {4: ("accuracy", 0.5, 3.0), 9: ("accuracy", 1.0, 5.5)}

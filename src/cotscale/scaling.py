@@ -303,18 +303,20 @@ def _gold(record: dict, where: str) -> int:
 _PICK_STEPS = frozenset({"majority_vote", "take_first", "take_first_k"})
 
 
-def response_answers(task_config: dict, filt: str, metric: str, record: dict, where: str) -> tuple[list, list]:
-    """Each response of a generate_until record (its ``resps``), re-extracted and scored as lm-eval scores one
-    response: the steps of the task's filter ``filt`` before the one that picks a response (majority vote, take
-    first), then ``metric`` with the options of the task's metric_list against the record's target. Returns
-    (answers, correct). Needs lm-eval (the rule runs in the evaluation environment)."""
+def response_answers(task_config: dict, filt: str, metric: str, record: dict, where: str,
+                     responses: list[str] | None = None) -> tuple[list, list]:
+    """Each response of a generate_until record (its ``resps``, or ``responses`` given), re-extracted and scored
+    as lm-eval scores one response: the steps of the task's filter ``filt`` before the one that picks a response
+    (majority vote, take first), then ``metric`` with the options of the task's metric_list against the record's
+    target. Returns (answers, correct). Needs lm-eval (the rule runs in the evaluation environment)."""
     import lm_eval.filters  # noqa: F401 - registers lm-eval's filters
     from lm_eval.api.registry import get_filter, get_metric
 
     entries = {e.get("name"): e for e in task_config.get("filter_list") or []}
     if filt not in entries:
         raise ScalingError(f"{where}: task {record['task']!r} has no filter {filt!r} (has {sorted(entries)})")
-    responses = [r for req in record["resps"] for r in req]
+    if responses is None:
+        responses = [r for req in record["resps"] for r in req]
     answers: list = [responses]
     for step in entries[filt]["filter"]:
         if step["function"] in _PICK_STEPS:
@@ -347,7 +349,8 @@ def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
     argmax of ``rationale_loglikelihoods``, lowest index on ties, as the wrapper votes), ``generated_tokens`` and
     ``sequence_logprobs``; per budget, ``budget_loglikelihoods`` and ``budget_generated_tokens``. generate_until
     records (gsm8k) of the benchmark's filter: per response, its answer re-extracted by :func:`response_answers`,
-    ``generated_tokens`` and ``sequence_logprobs``. A missing log-probability is NaN (no weighted maj@k)."""
+    ``generated_tokens`` and ``sequence_logprobs``; per budget, the answer of ``budget_responses`` re-extracted the
+    same way. A missing log-probability is NaN (no weighted maj@k)."""
     from cotscale.io import iter_jsonl_gz, read_json
 
     results = read_json(results_path)
@@ -379,6 +382,11 @@ def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
                                                              _logprobs(record, len(answers)), strict=True)):
                 rows.append({**doc, "sample": i, "answer": answer, "correct": ok, "generated_tokens": tokens,
                              "logprob": lp})
+        elif kind != "k" and "budget_responses" in record and record.get("filter") == variant.get("filter"):
+            _, correct = response_answers(results["configs"][record["task"]], variant["filter"], variant["metric"],
+                                          record, where, record["budget_responses"])
+            for b, ok, n in zip(record["budgets"], correct, record["budget_generated_tokens"], strict=True):
+                rows.append({**doc, "budget": int(b), "correct": ok, "generated_tokens": n})
         elif kind != "k" and "budget_loglikelihoods" in record:
             gold = _gold(record, where)
             for b, lls, n in zip(record["budgets"], record["budget_loglikelihoods"],

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
 CACHE_ANSWER_FORMAT = 4  # what a cached answer holds (4: + sequence log-probabilities); older caches go
-#: sample fields of a hybrid length sweep, one entry per budget (ascending)
-BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods")
+#: sample fields of a length sweep, one entry per budget (ascending): hybrid (rationales and choice log-likelihoods)
+#: and generate format (the response cut at each budget, its answer extracted later by the task's filter)
+BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods",
+                 "budget_responses")
 #: sample fields of a generate-format document, one entry per response in lm-eval's ``resps`` order (and of a hybrid
 #: document, one per rationale): its generated tokens and its summed log-probability under the model (natural log)
 RESPONSE_FIELDS = ("generated_tokens", "sequence_logprobs")
@@ -234,11 +236,24 @@ class CotscaleLM(LM):
             for members, value in zip(member_lists, results, strict=True):
                 for m, text, n, lp in zip(members, value["seqs"], value["lengths"], value["logprobs"], strict=True):
                     outs[m], per_response[m] = text, (n, lp)
-        for (r, _, _), (n, lp) in zip(items, per_response, strict=True):  # in request order, as lm-eval's resps
+                if self.strategy["max_gen_toks_sweep"]:
+                    per_response[members[0]] += (self._budget_cuts(value, items[members[0]][2].get("until")),)
+        for (r, _, _), (n, lp, *cuts) in zip(items, per_response, strict=True):  # in request order, as lm-eval's resps
             detail = self.generation_details.setdefault((r.task_name, r.doc_id), {f: [] for f in RESPONSE_FIELDS})
             detail["generated_tokens"].append(n)
             detail["sequence_logprobs"].append(lp)
+            if cuts:  # one greedy response per request
+                detail.update(budgets=list(self.strategy["max_gen_toks_sweep"]),
+                              budget_responses=[text for text, _ in cuts[0]],
+                              budget_generated_tokens=[k for _, k in cuts[0]])
         return outs  # type: ignore[return-value]
+
+    def _budget_cuts(self, value: dict, until) -> list[tuple[str, int]]:
+        """(text, generated tokens) of a greedy generation at each budget of the length sweep: the one generated at
+        the largest budget, cut from the backend's ids (see truncate_rationale)."""
+        until = [until] if isinstance(until, str) else list(until or [])
+        return [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, until)
+                for b in self.strategy["max_gen_toks_sweep"]]
 
     def _generate(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[list[str]]:
         """The sequences of each item (k for beams / samples, best beam first): see _generate_answers."""
@@ -449,8 +464,7 @@ class CotscaleLM(LM):
         budgets = s["max_gen_toks_sweep"]
         items, cuts = [], []
         for plan, value in zip(plans, generated, strict=True):
-            cut = [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, s["until"])
-                   for b in budgets]
+            cut = self._budget_cuts(value, s["until"])
             cuts.append(cut)
             for text, _ in cut:
                 for i, context in zip(plan.idxs, plan.scoring_contexts(cue, text, answer_cue), strict=True):
