@@ -390,3 +390,48 @@ def test_gsm8k_length_sweep_rows_by_hand(tmp_path):
     table = pd.read_csv(tmp_path / "t.csv")
     got = {int(r.budget): (r.metric, r.score, r.tokens_per_request) for r in table.itertuples()}
     assert got == {4: ("accuracy", 0.5, 3.0), 9: ("accuracy", 1.0, 5.5)}
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+E2E_STRATEGIES = {
+    "sc": {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 2, "k": [1, 2], "temperature": 0.7,
+           "variant": "standard", "max_gen_toks": 8, "until": ["\n"]},
+    "lengths": {"format": "generate", "prompt": "cot", "decoding": "greedy", "variant": "cot", "max_gen_toks": [4, 8]},
+}
+
+
+@pytest.mark.slow
+def test_sweeps_end_to_end_on_a_reduced_demo(root, tmp_path_factory):
+    """Real Snakemake, lm-eval and the tiny model: a self-consistency k sweep (hybrid on arc_challenge, repeats +
+    majority vote on gsm8k) and a generate length sweep give their rows, and the usage records show one
+    generation per request at the largest budget (the sample records' largest cut is that generation)."""
+    import pandas as pd
+    from _demo import eval_dir, read_gz, reduced_demo, snakemake, write_config
+
+    workdir = tmp_path_factory.mktemp("sweeps")
+    config = reduced_demo(root, tasks=["arc_challenge", "gsm8k"], models=["mini-llama"])
+    config["strategies"].update(E2E_STRATEGIES)
+    write_config(workdir, config)
+    run = snakemake(root, workdir, "results/tables/inference_scaling.csv", timeout=1200)
+    assert run.returncode == 0, run.output[-4000:]
+    table = pd.read_csv(workdir / "results/tables/inference_scaling.csv")
+    got = {(r.strategy, r.benchmark, r.metric, int(r.budget)) for r in table.itertuples()}
+    for bench in ("arc_challenge", "gsm8k"):
+        for k in (1, 2):
+            assert {("sc", bench, "maj@k", k), ("sc", bench, "weighted_maj@k", k)} <= got
+        assert {("lengths", bench, "accuracy", 4), ("lengths", bench, "accuracy", 8)} <= got
+    assert {("sc", "gsm8k", "pass@k", 1), ("sc", "gsm8k", "pass@k", 2)} <= got
+    assert table["score"].between(0, 1).all() and table["tokens_per_request"].notna().all()
+    for task in ("arc_challenge", "gsm8k"):
+        usage = read_gz(workdir / eval_dir("mini-llama", "lengths", task) / "usage.jsonl.gz")
+        records = {(r["task"], r["doc_id"]): r for r in read_gz(workdir / eval_dir("mini-llama", "lengths", task)
+                                                               / "samples.jsonl.gz")}
+        generate = [u for u in usage if u["kind"] == "generate"]
+        assert len(generate) == len({(u["task"], u["doc_id"]) for u in generate}) == len(records)  # one per request
+        for u in generate:
+            assert u["sequences"] == 1 and u["generated_tokens"] <= 8
+            assert records[(u["task"], u["doc_id"])]["budget_generated_tokens"] == [min(u["generated_tokens"], 4),
+                                                                                    u["generated_tokens"]]
+        sc = [u for u in read_gz(workdir / eval_dir("mini-llama", "sc", task) / "usage.jsonl.gz")
+              if u["kind"] == "generate"]
+        assert sum(u["sequences"] for u in sc) == 2 * len({(u["task"], u["doc_id"]) for u in sc})
