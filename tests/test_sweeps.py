@@ -435,3 +435,20 @@ def test_sweeps_end_to_end_on_a_reduced_demo(root, tmp_path_factory):
         sc = [u for u in read_gz(workdir / eval_dir("mini-llama", "sc", task) / "usage.jsonl.gz")
               if u["kind"] == "generate"]
         assert sum(u["sequences"] for u in sc) == 2 * len({(u["task"], u["doc_id"]) for u in sc})
+
+
+def test_gold_choice_of_lm_eval_records():
+    """winogrande-style records (one continuation after two contexts): gold is lm-eval's answer when acc = 1, the
+    other choice when 0; a target that is one continuation is that choice; an integer target is the index."""
+    from cotscale.scaling import ScalingError, _gold
+
+    wino = {"doc_id": 0, "target": "was too big.", "arguments": [["a cake", " was too big."], ["a box", " was too big."]],
+            "filtered_resps": [[-0.1, True], [-5.0, False]]}
+    assert _gold({**wino, "acc": 1.0}, "w") == 0 and _gold({**wino, "acc": 0.0}, "w") == 1
+    assert _gold({"doc_id": 1, "target": "robin", "arguments": [["Q", " robin"], ["Q", " trout"]]}, "w") == 0
+    assert _gold({"doc_id": 2, "target": 3, "arguments": []}, "w") == 3
+    three = {**wino, "arguments": wino["arguments"] * 2, "filtered_resps": wino["filtered_resps"] * 2, "acc": 0.0}
+    three["arguments"] = three["arguments"][:3]
+    three["filtered_resps"] = three["filtered_resps"][:3]
+    with pytest.raises(ScalingError, match="cannot tell the right choice"):
+        _gold(three, "w")
