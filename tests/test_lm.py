@@ -59,6 +59,7 @@ def fresh(lm, strategy, **overrides):
     lm.usage.clear()
     lm.rationales.clear()
     lm.hybrid_details.clear()
+    lm.generation_details.clear()
     lm.backend_generate_calls = 0
     lm._warned_repeats = False
     return lm
