@@ -252,7 +252,11 @@ class CotscaleLM(LM):
         """(text, generated tokens) of a greedy generation at each budget of the length sweep: the one generated at
         the largest budget, cut from the backend's ids (see truncate_rationale)."""
         until = [until] if isinstance(until, str) else list(until or [])
-        return [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, until)
+
+        def decode(ids):  # as both backends decode a generation (HFLM.tok_decode; vLLM's skip_special_tokens)
+            return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+
+        return [truncate_rationale(value["ids"], value["seqs"][0], b, decode, until)
                 for b in self.strategy["max_gen_toks_sweep"]]
 
     def _generate(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[list[str]]:
