@@ -59,6 +59,7 @@ def fresh(lm, strategy, **overrides):
     lm.usage.clear()
     lm.rationales.clear()
     lm.hybrid_details.clear()
+    lm.generation_details.clear()
     lm.backend_generate_calls = 0
     lm._warned_repeats = False
     return lm
@@ -445,6 +446,11 @@ def test_vllm_greedy_and_hybrid_match_hf(vllm_lm, hf_lm):
     vl_text = fresh(vllm_lm, gen).generate_until(gen_requests(gen_kwargs=kwargs))
     assert hf_text == vl_text
     assert [r["generated_tokens"] for r in hf_lm.usage] == [r["generated_tokens"] for r in vllm_lm.usage]
+    # the same greedy ids: vLLM's cumulative_logprob and HF's recorded per-step log-softmax sum agree
+    hf_lp = [d["sequence_logprobs"] for _, d in sorted(hf_lm.sample_fields().items())]
+    vl_lp = [d["sequence_logprobs"] for _, d in sorted(vllm_lm.sample_fields().items())]
+    assert len(hf_lp) == len(gen_requests()) and all(lp[0] < 0 for lp in hf_lp)
+    assert [lp[0] for lp in vl_lp] == pytest.approx([lp[0] for lp in hf_lp], abs=1e-3)
     strategy = dict(HYBRID_COT, max_gen_toks=16)
     hf = fresh(hf_lm, strategy).loglikelihood(mc_requests())
     vl = fresh(vllm_lm, strategy).loglikelihood(mc_requests())

@@ -419,7 +419,8 @@ def test_csv_floats_are_deterministic_and_exact(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- reproducibility
-MEASURED = ["wall_seconds", "model_load_seconds", "max_rss_mb", "generated_tokens_per_second"]  # compute.csv's measured job cost
+MEASURED = ["wall_seconds", "model_load_seconds", "max_rss_mb", "generated_tokens_per_second",  # compute.csv's
+            "inference_flops_per_second", "forward_flops_per_second"]  # measured job cost
 
 
 @pytest.mark.slow

@@ -80,3 +80,15 @@ def test_every_beam_and_sample_is_counted_on_both_backends(runs, strategy, seque
         for doc in {u["doc_id"] for u in scored}:  # the shared context and rationale are counted once
             mine = [u for u in scored if u["doc_id"] == doc]
             assert sum(u["prompt_tokens"] for u in mine) < sum(u["scored_tokens"] for u in mine)
+
+
+def test_length_sweep_cuts_agree_across_backends(runs):
+    """cot_generate sweeps max_gen_toks in the demo: both backends cut the same greedy ids at each budget."""
+    def cuts(workdir):
+        path = workdir / eval_dir("mini-llama", "cot_generate", "arc_challenge") / "samples.jsonl.gz"
+        return sorted((r["doc_id"], r["budgets"], r["budget_generated_tokens"], r["budget_responses"])
+                      for r in read_gz(path))
+
+    hf = cuts(runs["hf"])
+    assert hf and all(len(budgets) == 3 for _, budgets, _, _ in hf)
+    assert hf == cuts(runs["vllm"])

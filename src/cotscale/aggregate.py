@@ -28,15 +28,18 @@ ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
 # Every table has its header even when it has no rows, so that the analysis and figures can read it.
 SCORE_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "metric", "filter", "value", "stderr"]
 BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overall_stderr", "n_benchmarks",
-                     *(f"{b}_stderr" for b in BENCHMARKS)]
+                     *(f"{b}_stderr" for b in BENCHMARKS), *(f"{b}_truncated_fraction" for b in BENCHMARKS),
+                     "truncated_fraction"]
 TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "loglikelihood_requests",
                  "documents", "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
                  "generated_tokens", "mean_generate_prompt_tokens", "mean_loglikelihood_prompt_tokens",
-                 "mean_generated_tokens", "generated_tokens_per_document", "truncated_fraction", "token_unit"]
+                 "mean_generated_tokens", "generated_tokens_per_document", "truncated_fraction",
+                 "mean_thinking_tokens", "mean_answer_tokens", "token_unit"]
 COMPUTE_COLUMNS = [*ID_COLUMNS, "documents", "requests", "prompt_tokens", "generated_tokens", "token_unit",
                    "train_flops", "generated_tokens_per_document", "inference_flops_per_document",
                    "forward_flops_per_document", "wall_seconds", "model_load_seconds", "max_rss_mb",
-                   "generated_tokens_per_second"]
+                   "generated_tokens_per_second", "inference_flops", "forward_flops", "inference_flops_per_second",
+                   "forward_flops_per_second"]
 
 
 class AggregationError(CotscaleError, ValueError):
@@ -172,12 +175,25 @@ def benchmark_rows(config: dict, results_by_key: dict[tuple[str, str], dict[str,
         row["n_benchmarks"] = sum(not math.isnan(v) for v in values)
         for bench, stderr in zip(BENCHMARKS, stderrs):
             row[f"{bench}_stderr"] = stderr
+        summaries = {bench: r["cotscale"].get("usage_summary") for bench, r in by_benchmark.items()}
+        for bench in BENCHMARKS:
+            summary = summaries.get(bench)
+            row[f"{bench}_truncated_fraction"] = truncated_fraction(summary.values()) if summary else math.nan
+        # like overall: the unweighted mean over the seven benchmarks (NaN when one is missing)
+        row["truncated_fraction"] = sum(row[f"{b}_truncated_fraction"] for b in BENCHMARKS) / len(BENCHMARKS)
         rows.append(row)
     return rows
 
 
 def _mean(total: float, count: float) -> float:
     return total / count if count else math.nan
+
+
+def truncated_fraction(entries) -> float:
+    """Share of the generate requests of usage_summary ``entries`` whose generation hit max_gen_toks (NaN without
+    generate requests): tokens.csv per task, benchmarks.csv per benchmark."""
+    entries = list(entries)
+    return _mean(sum(e["truncated"] for e in entries), sum(e["generate_requests"] for e in entries))
 
 
 def token_rows(results: dict, path: Path | str = "results.json") -> list[dict]:
@@ -202,7 +218,10 @@ def token_rows(results: dict, path: Path | str = "results.json") -> list[dict]:
             "mean_generated_tokens": _mean(e["generated_tokens"], e["generate_requests"]) if e["generate_requests"]
             else 0.0,
             "generated_tokens_per_document": _mean(e["generated_tokens"], e["documents"]),
-            "truncated_fraction": _mean(e["truncated"], e["generate_requests"]),
+            "truncated_fraction": truncated_fraction([e]),
+            # the thinking / answer split of generated tokens (0 where a run has none, or predates the fields)
+            **{f"mean_{name}": _mean(e.get(name, 0), e["generate_requests"]) if e["generate_requests"] else 0.0
+               for name in ("thinking_tokens", "answer_tokens")},
             "token_unit": e["token_unit"],
         })
     return rows
@@ -216,7 +235,10 @@ def read_benchmark_file(path: Path) -> dict:
 
 
 def compute_rows(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
-    """Modelled FLOPs (6ND; 2N per generated token; 2N per processed token) beside measured job cost."""
+    """Modelled FLOPs (6ND; 2N per generated token; 2N per processed token) beside measured job cost, and the
+    achieved throughput: the job's modelled inference FLOPs (``inference_flops`` = 2N × generated tokens, the paper's
+    convention; ``forward_flops`` = 2N × prompt + generated tokens, what the hardware ran) per measured second of its
+    evaluations (results.json wall_seconds, summed over its tasks)."""
     if tokens.empty:
         return pd.DataFrame(columns=COMPUTE_COLUMNS)
     per = tokens.groupby(ID_COLUMNS, sort=True).agg(
@@ -230,12 +252,16 @@ def compute_rows(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     per["generated_tokens_per_document"] = per["generated_tokens"] / per["documents"]
     per["inference_flops_per_document"] = 2.0 * per["N"] * per["generated_tokens_per_document"]
     per["forward_flops_per_document"] = 2.0 * per["N"] * (per["prompt_tokens"] + per["generated_tokens"]) / per["documents"]
+    per["inference_flops"] = 2.0 * per["N"] * per["generated_tokens"]
+    per["forward_flops"] = 2.0 * per["N"] * (per["prompt_tokens"] + per["generated_tokens"])
     if not measured.empty:
         cost = measured.groupby(["model", "strategy"]).agg(
             wall_seconds=("wall_seconds", "sum"), model_load_seconds=("model_load_seconds", "max"),
             max_rss_mb=("max_rss_mb", "max"))
         per = per.join(cost, on=["model", "strategy"])
         per["generated_tokens_per_second"] = per["generated_tokens"] / per["wall_seconds"]
+        per["inference_flops_per_second"] = per["inference_flops"] / per["wall_seconds"]
+        per["forward_flops_per_second"] = per["forward_flops"] / per["wall_seconds"]
     return per.reindex(columns=COMPUTE_COLUMNS)
 
 

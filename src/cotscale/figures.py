@@ -662,7 +662,7 @@ def fig11_inference_scaling(inputs: dict[str, Path], png: Path, config: dict):
                Line2D([], [], color="0.6", marker="s", markeredgecolor="black", ls="none",
                       label="evaluated strategy"),
                Line2D([], [], color="crimson", lw=1.6, label="Pareto frontier")]
-    ax.legend(handles=handles, loc="lower right", fontsize=8)
+    ax.legend(handles=handles, loc="best", fontsize=8)  # a sweep may run along any edge
     _save(fig, png)
     return fig
 

@@ -291,49 +291,143 @@ def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMAR
 # ---------------------------------------------------------------- input frames from an evaluation's records
 
 def _gold(record: dict, where: str) -> int:
-    """The right choice's index: the record's target, or for a partial-context task (winogrande, xwinograd: the
-    target is the continuation) the one its document names (cotscale.lm.prompts.gold_index)."""
+    """The index of the right choice of a multiple-choice record, as lm-eval scored it: an integer target; a
+    target that is one choice's continuation; a digit string; else (multiple-input tasks such as winogrande, one
+    continuation after differing contexts) the index lm-eval's acc implies for the record's answer
+    (``filtered_resps``): that answer when acc is 1, the other of two choices when 0. A partial-context task's
+    record with its document (winogrande, xwinograd) names its option itself (cotscale.lm.prompts.gold_index)."""
     from cotscale.lm.prompts import gold_index
 
     gold = gold_index(str(record.get("task")))
-    try:
-        return gold(record["doc"]) if gold is not None else int(record["target"])
-    except (KeyError, TypeError, ValueError):
-        raise ScalingError(f"{where}: document {record.get('doc_id')!r} has no choice index as target "
-                           f"(got {record.get('target')!r}); sweeps score multiple-choice records only") from None
+    if gold is not None and "doc" in record:
+        return gold(record["doc"])
+    target = record.get("target")
+    if isinstance(target, int) and not isinstance(target, bool):
+        return target
+    continuations = [str(args[1]).strip() for args in record.get("arguments") or []]
+    if isinstance(target, str):
+        matches = [i for i, c in enumerate(continuations) if c == target.strip()]
+        if len(matches) == 1:
+            return matches[0]
+        if target.strip().isdigit():
+            return int(target)
+        scores = [float(resp[0]) for resp in record.get("filtered_resps") or []]
+        if len(matches) == len(continuations) == len(scores) and scores and record.get("acc") in (0, 1):
+            pick = int(np.argmax(scores))
+            if record["acc"] == 1:
+                return pick
+            if len(scores) == 2:
+                return 1 - pick
+    raise ScalingError(f"{where}: document {record.get('doc_id')!r}: cannot tell the right choice from target "
+                       f"{target!r} (not an index, not one choice's continuation, and no two-choice acc to read it "
+                       f"from)")
+
+
+#: filter steps that pick one response of several (lm-eval's self-consistency pipeline); a per-response answer
+#: is what the steps before them extract
+_PICK_STEPS = frozenset({"majority_vote", "take_first", "take_first_k"})
+
+
+def response_answers(task_config: dict, filt: str, metric: str, records: list[dict], responses: list[list[str]],
+                     where: str) -> list[tuple[list, list[bool]]]:
+    """Per generate_until record of one task, (answers, correct) of its ``responses`` (its resps, or its budget
+    cuts), re-extracted and scored as lm-eval scores one response: the steps of the task's filter ``filt`` before
+    the one that picks a response (majority vote, take first), each run once over all records as lm-eval runs it,
+    then ``metric`` with the options of the task's metric_list against each record's target. Needs lm-eval (the
+    rule runs in the evaluation environment)."""
+    import lm_eval.filters  # noqa: F401 - registers lm-eval's filters
+    from lm_eval.api.registry import get_filter, get_metric
+
+    task = records[0]["task"]
+    entries = {e.get("name"): e for e in task_config.get("filter_list") or []}
+    if filt not in entries:
+        raise ScalingError(f"{where}: task {task!r} has no filter {filt!r} (has {sorted(entries)})")
+    answers = [list(r) for r in responses]
+    docs = [record["doc"] for record in records]
+    for step in entries[filt]["filter"]:
+        if step["function"] in _PICK_STEPS:
+            break
+        kwargs = {k: v for k, v in step.items() if k != "function"}
+        answers = [list(a) for a in get_filter(step["function"])(**kwargs).apply(answers, docs)]
+    options = next((dict(m) for m in task_config.get("metric_list") or [] if m.get("metric") == metric), None)
+    if options is None:
+        raise ScalingError(f"{where}: task {task!r} has no metric {metric!r} in its metric_list")
+    for key in ("metric", "aggregation", "higher_is_better"):
+        options.pop(key, None)
+    fn = get_metric(metric)
+    out = []
+    for record, extracted in zip(records, answers, strict=True):
+        correct = []
+        for answer in extracted:
+            score = fn(references=[record["target"]], predictions=[answer], **options)
+            correct.append(bool((score[metric] if isinstance(score, dict) else score) == 1))
+        out.append((extracted, correct))
+    return out
+
+
+def _logprobs(record: dict, n: int) -> list[float]:
+    lps = record.get("sequence_logprobs") or [None] * n
+    return [math.nan if lp is None else float(lp) for lp in lps]
 
 
 def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
     """One evaluation's rows of the sweep input (SAMPLE_COLUMNS for ``kind`` "k", LENGTH_COLUMNS for
-    "max_gen_toks"), from its results.json (the run's identity) and the sample fields of its hybrid records
-    (cotscale.lm): per rationale, its vote (the argmax of ``rationale_loglikelihoods``, lowest index on ties, as
-    the wrapper votes) and ``generated_tokens``; per budget, ``budget_loglikelihoods`` and
-    ``budget_generated_tokens``. Records without them (generate_until tasks such as gsm8k) give no rows: their
-    per-response answers are extracted by lm-eval's filters, which this table does not re-run. No record carries
-    a rationale's sequence log-probability, so ``logprob`` is NaN and weighted maj@k is left out."""
+    "max_gen_toks"), from its results.json (the run's identity, lm-eval's task configs, the benchmark's metric and
+    filter) and its sample records (the fields cotscale.lm adds). Hybrid records: per rationale, its vote (the
+    argmax of ``rationale_loglikelihoods``, lowest index on ties, as the wrapper votes), ``generated_tokens`` and
+    ``sequence_logprobs``; per budget, ``budget_loglikelihoods`` and ``budget_generated_tokens``. generate_until
+    records (gsm8k) of the benchmark's filter: per response, its answer re-extracted by :func:`response_answers`,
+    ``generated_tokens`` and ``sequence_logprobs``; per budget, the answer of ``budget_responses`` re-extracted the
+    same way. A missing log-probability is NaN (no weighted maj@k)."""
     from cotscale.io import iter_jsonl_gz, read_json
 
-    meta = read_json(results_path)["cotscale"]
+    results = read_json(results_path)
+    meta = results["cotscale"]
     strategy = meta["strategy"]["name"] if isinstance(meta["strategy"], dict) else meta["strategy"]
     ident = {"model": meta["model"], "revision": meta.get("revision"), "family": meta["family"], "N": meta["N"],
              "D": meta["D"], "strategy": strategy, "benchmark": meta["benchmark"]}
+    variant = (meta.get("spec") or {}).get("task") or {}
     where = f"{samples_path}"
     rows = []
+    generated: dict[str, list[dict]] = {}  # generate_until records of the benchmark's filter, per task
     for record in iter_jsonl_gz(samples_path):
         doc = {**ident, "task": record["task"], "doc_id": record["doc_id"]}
         if kind == "k" and "rationale_loglikelihoods" in record:
             gold = _gold(record, where)
-            lengths = record.get("generated_tokens") or [math.nan] * len(record["rationale_loglikelihoods"])
-            for i, (lls, n) in enumerate(zip(record["rationale_loglikelihoods"], lengths, strict=True)):
+            n = len(record["rationale_loglikelihoods"])
+            lengths = record.get("generated_tokens") or [math.nan] * n
+            for i, (lls, tokens, lp) in enumerate(zip(record["rationale_loglikelihoods"], lengths,
+                                                      _logprobs(record, n), strict=True)):
                 vote = max(range(len(lls)), key=lambda c: (lls[c], -c))
-                rows.append({**doc, "sample": i, "answer": vote, "correct": vote == gold, "generated_tokens": n,
-                             "logprob": math.nan})
+                rows.append({**doc, "sample": i, "answer": vote, "correct": vote == gold, "generated_tokens": tokens,
+                             "logprob": lp})
         elif kind != "k" and "budget_loglikelihoods" in record:
             gold = _gold(record, where)
             for b, lls, n in zip(record["budgets"], record["budget_loglikelihoods"],
                                  record["budget_generated_tokens"], strict=True):
                 pick = max(range(len(lls)), key=lambda c: (lls[c], -c))
                 rows.append({**doc, "budget": int(b), "correct": pick == gold, "generated_tokens": n})
+        elif "generated_tokens" in record and "resps" in record and record.get("filter") == variant.get("filter") \
+                and (kind == "k" or "budget_responses" in record):
+            generated.setdefault(record["task"], []).append(record)
+    for task, records in sorted(generated.items()):
+        responses = [[r for req in rec["resps"] for r in req] if kind == "k" else rec["budget_responses"]
+                     for rec in records]
+        scored = response_answers(results["configs"][task], variant["filter"], variant["metric"], records, responses,
+                                  where)
+        for record, (answers, correct) in zip(records, scored, strict=True):
+            doc = {**ident, "task": record["task"], "doc_id": record["doc_id"]}
+            if kind != "k":
+                for b, ok, n in zip(record["budgets"], correct, record["budget_generated_tokens"], strict=True):
+                    rows.append({**doc, "budget": int(b), "correct": ok, "generated_tokens": n})
+                continue
+            if len(answers) != len(record["generated_tokens"]):
+                raise ScalingError(f"{where}: document {record['doc_id']} has {len(answers)} responses but "
+                                   f"{len(record['generated_tokens'])} generated_tokens entries")
+            for i, (answer, ok, tokens, lp) in enumerate(zip(answers, correct, record["generated_tokens"],
+                                                             _logprobs(record, len(answers)), strict=True)):
+                rows.append({**doc, "sample": i, "answer": answer, "correct": ok, "generated_tokens": tokens,
+                             "logprob": lp})
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS if kind == "k" else LENGTH_COLUMNS)
 
 
@@ -348,7 +442,7 @@ def sweep_rows(runs: list[tuple], sweeps: dict[str, tuple[str, list[int]]], seed
         kind, budgets = sweeps[strategy]
         frame = pd.concat(parts, ignore_index=True)
         if frame.empty:
-            log.warning("inference_scaling: strategy %s has no multiple-choice records with sweep fields", strategy)
+            log.warning("inference_scaling: strategy %s has no sample records with sweep fields", strategy)
             continue
         out.append(sample_sweep(frame, budgets, seed) if kind == "k" else length_sweep(frame, kind))
     return out

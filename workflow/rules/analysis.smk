@@ -106,7 +106,9 @@ rule plan:
 
 
 # Budget sweeps (strategies with `k: [...]` or a `max_gen_toks` list): operating points from the samples drawn.
-SWEEPS = {name: budget_sweep(s) for name, s in CFG["strategies"].items() if budget_sweep(s)}
+SWEEPS = {
+    name: budget_sweep(s) for name, s in CFG["strategies"].items() if budget_sweep(s)
+}
 SWEEP_RUNS = [
     (model, strategy, task)
     for strategy in SWEEPS
@@ -118,7 +120,9 @@ SWEEP_RUNS = [
 rule inference_scaling:
     input:
         results=[f"results/evals/{m}/{s}/{t}/results.json" for m, s, t in SWEEP_RUNS],
-        samples=[f"results/evals/{m}/{s}/{t}/samples.jsonl.gz" for m, s, t in SWEEP_RUNS],
+        samples=[
+            f"results/evals/{m}/{s}/{t}/samples.jsonl.gz" for m, s, t in SWEEP_RUNS
+        ],
     output:
         table=report(
             "results/tables/inference_scaling.csv",
@@ -128,7 +132,8 @@ rule inference_scaling:
     log:
         "logs/inference_scaling.log",
     conda:
-        ANALYSIS_ENV
+        # lm-eval's filters and metrics re-extract and score each response of a generative task
+        "../../envs/evaluate-hf.yaml"
     params:
         sweeps=canonical(SWEEPS),
         runs=[s for _, s, _ in SWEEP_RUNS],

@@ -54,7 +54,8 @@ STRATEGY_MODELS = {
     s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
 }
 TABLES = expand(
-    "results/tables/{table}.csv", table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES]
+    "results/tables/{table}.csv",
+    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES],
 )
 FIGURE_FILES = expand(
     "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]

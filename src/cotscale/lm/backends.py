@@ -26,7 +26,8 @@ class Hooks:
     """State shared by both backend subclasses; the wrapper sets it around each call."""
 
     cotscale_mode: tuple[str, int] = ("single", 1)  # ("single", 1) | ("sample", k) | ("beam", k)
-    # generation: [(prompt ids as computed, [(text, counted tokens, ended before the budget, those ids), ...]), ...]
+    # generation: [(prompt ids as computed, [(text, counted tokens, ended before the budget, those ids, their summed
+    # log-probability under the model (natural log; None for beams)), ...]), ...]
     cotscale_capture: list | None = None
     cotscale_ll_capture: list | None = None  # loglikelihood: [scored ids (context + continuation, truncated), ...]
     cotscale_ll_window = 0  # a scored sequence keeps max_length + this many ids (set per backend)

@@ -43,6 +43,25 @@ def hf_backend_class() -> type:
             return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool,
                                 device=input_ids.device)
 
+    class SequenceLogprob(transformers.LogitsProcessor):
+        """Records the log-probability the model gave each generated id, per row, without keeping a step's logits
+        beyond the next: each call takes the previous step's log-softmax at the id just appended. Custom processors
+        run before the sampling warpers (temperature, top-k/p), so these are the model's own probabilities."""
+
+        def __init__(self):
+            self.last, self.picked = None, []
+
+        def __call__(self, input_ids, scores):
+            if self.last is not None:
+                self.picked.append(self.last.gather(1, input_ids[:, -1:])[:, 0])
+            self.last = torch.log_softmax(scores.float(), dim=-1)
+            return scores
+
+        def per_token(self, sequences) -> list[list[float]]:
+            """[row][generated id]: the log-probabilities of every generated id of ``sequences`` (prompt + ids)."""
+            picked = self.picked + ([self.last.gather(1, sequences[:, -1:])[:, 0]] if self.last is not None else [])
+            return torch.stack(picked, dim=1).tolist() if picked else [[] for _ in range(sequences.shape[0])]
+
     class CotscaleHFLM(Hooks, HFLM):
         cotscale_ll_window = 1  # HFLM keeps (context + continuation)[-(max_length + 1):]
         def __init__(self, *args, **kwargs):
@@ -91,6 +110,10 @@ def hf_backend_class() -> type:
             # compute, and count, the same beams; the returned text is still cut at the stop sequences
             stop_during = [] if mode == "beam" else stop
             criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop_during, prompt_len)])
+            # beams are reordered between steps, so a row's ids are not one path through the recorded steps
+            recorder = SequenceLogprob() if self.cotscale_capture is not None and mode != "beam" else None
+            if recorder is not None:
+                generation_kwargs["logits_processor"] = transformers.LogitsProcessorList([recorder])
             with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
                                 enabled=self.mixed_precision_dtype is not None):
                 out = self.model.generate(input_ids=context, max_length=max_length, stopping_criteria=criteria,
@@ -105,6 +128,7 @@ def hf_backend_class() -> type:
                     return self.tokenizer.decode(ids, skip_special_tokens=False)
 
                 start = prompt_len if self.backend == "causal" else 0  # seq2seq outputs hold no prompt
+                token_logprobs = recorder.per_token(out) if recorder is not None else None
                 for i in range(context.shape[0]):
                     prompt = context[i]
                     prompt = (prompt[attention_mask[i].bool()] if attention_mask is not None else prompt).tolist()
@@ -113,7 +137,8 @@ def hf_backend_class() -> type:
                         gen = rows[i * n_return + j][start:]
                         text = postprocess_generated_text(self.tok_decode(gen), stop, None)
                         n, ended = count_to_stop(gen, stop_during, ends, self.tokenizer.pad_token_id, decode)
-                        seqs.append((text, n, ended, gen[:n]))
+                        logprob = sum(token_logprobs[i * n_return + j][:n]) if token_logprobs is not None else None
+                        seqs.append((text, n, ended, gen[:n], logprob))
                     self.cotscale_capture.append((tuple(prompt), seqs))
             return out[::n_return] if n_return > 1 else out
 

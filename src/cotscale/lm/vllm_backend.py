@@ -113,13 +113,14 @@ def vllm_backend_class() -> tuple[type, bool]:
             mode, k = self.cotscale_mode
             if mode == "beam":
                 return self._beam_search(requests, params, k)
-            if mode == "sample" and k > 1:
-                params = [_with_n(sp, k) for sp in params]
+            # logprobs=0: only the sampled id's log-probability, so that cumulative_logprob is filled (vLLM's default
+            # logprobs mode gives the model's own, before temperature and top-k/p)
+            params = [_with(sp, n=k if mode == "sample" else sp.n, logprobs=0) for sp in params]
             outputs = super()._model_generate(requests, generate=True, sampling_params=params)
             for prompt, output, sp in zip(requests, outputs, params, strict=True):
                 # vLLM's own count: to the first EOS / stop id or stop string, that token included
                 seqs = [(postprocess_generated_text(o.text, sp.stop, self.think_end_token), len(o.token_ids),
-                         o.finish_reason != "length", list(o.token_ids)) for o in output.outputs]
+                         o.finish_reason != "length", list(o.token_ids), o.cumulative_logprob) for o in output.outputs]
                 self.cotscale_capture.append((tuple(prompt), seqs))
             return outputs
 
@@ -147,7 +148,8 @@ def vllm_backend_class() -> tuple[type, bool]:
                         gen = list(beam.tokens[plen:])
                         n, ended = count_to_stop(gen, [], ends, None, decode)
                         seqs.append((postprocess_generated_text(decode(gen[:n]), stop, None), n, ended, gen))
-                    self.cotscale_capture.append((tuple(requests[i]), [(t, n, e, g[:n]) for t, n, e, g in seqs]))
+                    self.cotscale_capture.append((tuple(requests[i]),
+                                                  [(t, n, e, g[:n], None) for t, n, e, g in seqs]))
                     best_text, best_n, _, best_gen = seqs[0]
                     outputs[i] = SimpleNamespace(outputs=[SimpleNamespace(text=best_text, token_ids=best_gen[:best_n])])
             return outputs
@@ -156,7 +158,8 @@ def vllm_backend_class() -> tuple[type, bool]:
     return CotscaleVLLM, on_cpu
 
 
-def _with_n(sp, n: int):
+def _with(sp, **fields):
     sp = sp.clone()
-    sp.n = n
+    for name, value in fields.items():
+        setattr(sp, name, value)
     return sp
