@@ -407,8 +407,8 @@ def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
                                  record["budget_generated_tokens"], strict=True):
                 pick = max(range(len(lls)), key=lambda c: (lls[c], -c))
                 rows.append({**doc, "budget": int(b), "correct": pick == gold, "generated_tokens": n})
-        elif "generated_tokens" in record and "resps" in record and record.get("filter") == variant.get("filter") \
-                and (kind == "k" or "budget_responses" in record):
+        elif "resps" in record and record.get("filter") == variant.get("filter") \
+                and ("generated_tokens" if kind == "k" else "budget_responses") in record:
             generated.setdefault(record["task"], []).append(record)
     for task, records in sorted(generated.items()):
         responses = [[r for req in rec["resps"] for r in req] if kind == "k" else rec["budget_responses"]
