@@ -20,7 +20,7 @@ demo: $(BIN)/.installed
 
 # The demo figures the README shows (docs/*.png): `make docs-figures` after (or instead of) `make demo`.
 docs-figures: demo
-	cp figures/fig7_isoflop.png figures/fig9_lifetime_cost.png docs/
+	cp figures/fig7_isoflop.png figures/fig9_lifetime_cost.png figures/fig11_inference_scaling.png docs/
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
