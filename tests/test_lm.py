@@ -496,3 +496,37 @@ def test_vllm_and_hf_beams_are_the_same_search(vllm_lm, hf_lm):
         assert {d: r["truncated_sequences"] for d, r in records.items()} == \
             {d: sum(len(b) == 16 and not stopped(b) and b[-1] not in eos for b in beams) for d, beams in oracle.items()}
     assert sorted(map(json.dumps, hf_lm.usage)) == sorted(map(json.dumps, vllm_lm.usage))
+
+
+@pytest.mark.vllm
+def test_vllm_and_hf_end_at_any_of_two_eos_ids(vllm_lm, tiny_model, tmp_path):
+    """A crafted model whose generation_config.json names two EOS ids (the tokenizer's and ".", which some beams
+    write mid-answer): greedy and beam generations end at the first of either on both backends. Oracle:
+    transformers' generate on each prompt alone with both ids, counted by hand."""
+    crafted = tmp_path / "two-eos"
+    shutil.copytree(tiny_model, crafted)
+    config = json.loads((crafted / "generation_config.json").read_text())
+    hf = cl.CotscaleLM(pretrained=str(crafted), backend="hf", dtype="float32", batch_size=8, device="cpu",
+                       strategy="standard")
+    model, tok = hf.lm.model, hf.lm.tokenizer
+    prompts = [mc_context(doc) + CUE for doc in MC_DOCS]
+    (period,) = tok(".", add_special_tokens=False).input_ids
+    eos = {tok.eos_token_id, period}
+    (crafted / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": sorted(eos)}))
+    model.generation_config.eos_token_id = sorted(eos)
+    stopped = decoded_contains(tok, [tok.eos_token])
+    beams = {d: transformers_beams(model, tok, p, 3, 12, eos, stopped) for d, p in enumerate(prompts)}
+    ends = Counter(b[-1] == period for bs in beams.values() for b in bs)
+    assert ends[True] and ends[False]  # some beams end at the second id, others run to the budget
+    greedy = {d: transformers_beams(model, tok, p, 1, 12, eos, stopped)[0] for d, p in enumerate(prompts)}
+    vl = cl.CotscaleLM(pretrained=str(crafted), backend="vllm", dtype="float32", strategy="standard", seed=0)
+    for lm in (hf, vl):
+        fresh(lm, {"format": "hybrid", "prompt": "cot", "decoding": "greedy", "max_gen_toks": 12, "until": []})
+        lm.loglikelihood(mc_requests())
+        assert {r["doc_id"]: r["generated_tokens"] for r in by_kind(lm, "generate")} == \
+            {d: len(ids) for d, ids in greedy.items()}, lm.backend_name
+        fresh(lm, {"format": "hybrid", "prompt": "cot", "decoding": "beam", "num_beams": 3, "max_gen_toks": 12,
+                   "until": []})
+        lm.loglikelihood(mc_requests())
+        assert {d: lm.hybrid_details[("mini_mc", d)]["generated_tokens"] for d in beams} == \
+            {d: [len(b) for b in bs] for d, bs in beams.items()}, lm.backend_name
