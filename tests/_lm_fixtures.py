@@ -37,6 +37,35 @@ def build_tiny_model(root: Path) -> Path:
     return Path(root) / "main"
 
 
+def decoded_contains(tok, stops: list[str]):
+    """A stop test written here, not cotscale's: the generated ids, decoded with special tokens, contain a stop."""
+    def stopped(ids: list[int]) -> bool:
+        return any(s in tok.decode(ids, skip_special_tokens=False) for s in stops)
+    return stopped
+
+
+def transformers_beams(model, tok, prompt: str, k: int, max_new: int, eos: set[int], stopped) -> list[list[int]]:
+    """transformers' own k beams of one prompt alone (``generate(num_beams=k)``, its default length penalty and
+    early stopping), each cut by hand after its first EOS id or stop, or where its pad tail starts."""
+    import torch
+    import transformers
+
+    class Stop(transformers.StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.tensor([stopped(row[ids.shape[1]:].tolist()) for row in input_ids])
+
+    ids = tok(prompt, return_tensors="pt").input_ids
+    out = model.generate(ids, num_beams=k, num_return_sequences=k, max_new_tokens=max_new, do_sample=False,
+                         eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id, stopping_criteria=[Stop()])
+    beams = []
+    for row in out[:, ids.shape[1]:].tolist():
+        end = next((j + 1 for j in range(len(row)) if row[j] in eos or stopped(row[:j + 1])), len(row))
+        if tok.pad_token_id in row[:end]:  # a beam that finished before the longest one is padded after its end
+            end = row.index(tok.pad_token_id)
+        beams.append(row[:end])
+    return beams
+
+
 def mc_context(doc: dict) -> str:
     return f"Question: {doc['question']}\nAnswer:"
 

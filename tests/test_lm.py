@@ -21,9 +21,11 @@ from _lm_fixtures import (  # noqa: E402
     GEN_DOCS,
     MC_DOCS,
     build_tiny_model,
+    decoded_contains,
     gen_requests,
     mc_context,
     mc_requests,
+    transformers_beams,
     write_mini_task,
 )
 
@@ -460,7 +462,7 @@ def test_vllm_greedy_and_hybrid_match_hf(vllm_lm, hf_lm):
 
 
 @pytest.mark.vllm
-def test_vllm_beams_and_samples_count_every_sequence(vllm_lm, monkeypatch):
+def test_vllm_samples_count_every_sequence(vllm_lm, monkeypatch):
     lm = fresh(vllm_lm, {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 3,
                          "temperature": 1.0, "max_gen_toks": 8})
     spy = Spy(monkeypatch, lm.lm.model, "generate")
@@ -469,17 +471,68 @@ def test_vllm_beams_and_samples_count_every_sequence(vllm_lm, monkeypatch):
     assert [len(o.outputs) for o in outputs] == [3] * len(MC_DOCS)
     assert (sorted(sum(len(s.token_ids) for s in o.outputs) for o in outputs)
             == sorted(r["generated_tokens"] for r in by_kind(lm, "generate")))
-    monkeypatch.undo()
 
-    lm = fresh(vllm_lm, {"format": "hybrid", "prompt": "cot", "decoding": "beam", "num_beams": 2, "max_gen_toks": 6})
-    spy = Spy(monkeypatch, lm.lm.model, "beam_search")
-    lm.loglikelihood(mc_requests())
-    ((prompts, _), _), (results,) = spy.calls[0], spy.results
-    eos = lm.lm.eot_token_id
-    expected = []
-    for prompt, result in zip(prompts, results):
-        gens = [b.tokens[len(prompt["prompt_token_ids"]):] for b in result.sequences]
-        expected.append(sum(g.index(eos) + 1 if eos in g else len(g) for g in gens))
-    assert sorted(expected) == sorted(r["generated_tokens"] for r in by_kind(lm, "generate"))
-    assert all(r["sequences"] == 2 for r in by_kind(lm, "generate"))
 
+BEAM = {"format": "hybrid", "prompt": "cot", "decoding": "beam", "num_beams": 3, "max_gen_toks": 16, "until": ["."]}
+
+
+@pytest.mark.vllm
+def test_vllm_and_hf_beams_are_the_same_search(vllm_lm, hf_lm):
+    """decoding: beam is one search on both backends: the same best beam and the same generated tokens per request.
+    Oracle: transformers' generate(num_beams=3) on each generation prompt alone, its 3 beams cut by hand at the
+    first EOS id or "." (the stop) and counted."""
+    model, tok = hf_lm.lm.model, hf_lm.lm.tokenizer
+    eos, stops = {tok.eos_token_id}, BEAM["until"] + [tok.eos_token]
+    stopped = decoded_contains(tok, stops)
+    oracle = {d: transformers_beams(model, tok, mc_context(doc) + CUE, 3, 16, eos, stopped)
+              for d, doc in enumerate(MC_DOCS)}
+    expected_tokens = {d: sum(map(len, beams)) for d, beams in oracle.items()}
+    expected_rationale = {("mini_mc", d): [tok.decode(beams[0], skip_special_tokens=True).split(".")[0]]
+                          for d, beams in oracle.items()}
+    lengths = {len(b) for beams in oracle.values() for b in beams}
+    assert len(lengths) > 1 and max(lengths) == 16  # some beams end at the stop, some run to the budget
+    for lm in (fresh(hf_lm, BEAM), fresh(vllm_lm, BEAM)):
+        lm.loglikelihood(mc_requests())
+        assert lm.rationales == expected_rationale, lm.backend_name
+        records = {r["doc_id"]: r for r in by_kind(lm, "generate")}
+        assert {d: r["generated_tokens"] for d, r in records.items()} == expected_tokens, lm.backend_name
+        assert {d: lm.hybrid_details[("mini_mc", d)]["generated_tokens"] for d in oracle} == \
+            {d: [len(b) for b in beams] for d, beams in oracle.items()}, lm.backend_name
+        assert all(r["sequences"] == 3 and r["stops_at"] == "eos_or_stop" for r in records.values())
+        assert {d: r["truncated_sequences"] for d, r in records.items()} == \
+            {d: sum(len(b) == 16 and not stopped(b) and b[-1] not in eos for b in beams) for d, beams in oracle.items()}
+    assert sorted(map(json.dumps, hf_lm.usage)) == sorted(map(json.dumps, vllm_lm.usage))
+
+
+@pytest.mark.vllm
+def test_vllm_and_hf_end_at_any_of_two_eos_ids(vllm_lm, tiny_model, tmp_path):
+    """A crafted model whose generation_config.json names two EOS ids (the tokenizer's and ".", which some beams
+    write mid-answer): greedy and beam generations end at the first of either on both backends. Oracle:
+    transformers' generate on each prompt alone with both ids, counted by hand."""
+    crafted = tmp_path / "two-eos"
+    shutil.copytree(tiny_model, crafted)
+    config = json.loads((crafted / "generation_config.json").read_text())
+    hf = cl.CotscaleLM(pretrained=str(crafted), backend="hf", dtype="float32", batch_size=8, device="cpu",
+                       strategy="standard")
+    model, tok = hf.lm.model, hf.lm.tokenizer
+    prompts = [mc_context(doc) + CUE for doc in MC_DOCS]
+    (period,) = tok(".", add_special_tokens=False).input_ids
+    eos = {tok.eos_token_id, period}
+    (crafted / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": sorted(eos)}))
+    model.generation_config.eos_token_id = sorted(eos)
+    stopped = decoded_contains(tok, [tok.eos_token])
+    beams = {d: transformers_beams(model, tok, p, 3, 12, eos, stopped) for d, p in enumerate(prompts)}
+    ends = Counter(b[-1] == period for bs in beams.values() for b in bs)
+    assert ends[True] and ends[False]  # some beams end at the second id, others run to the budget
+    greedy = {d: transformers_beams(model, tok, p, 1, 12, eos, stopped)[0] for d, p in enumerate(prompts)}
+    vl = cl.CotscaleLM(pretrained=str(crafted), backend="vllm", dtype="float32", strategy="standard", seed=0)
+    for lm in (hf, vl):
+        fresh(lm, {"format": "hybrid", "prompt": "cot", "decoding": "greedy", "max_gen_toks": 12, "until": []})
+        lm.loglikelihood(mc_requests())
+        assert {r["doc_id"]: r["generated_tokens"] for r in by_kind(lm, "generate")} == \
+            {d: len(ids) for d, ids in greedy.items()}, lm.backend_name
+        fresh(lm, {"format": "hybrid", "prompt": "cot", "decoding": "beam", "num_beams": 3, "max_gen_toks": 12,
+                   "until": []})
+        lm.loglikelihood(mc_requests())
+        assert {d: lm.hybrid_details[("mini_mc", d)]["generated_tokens"] for d in beams} == \
+            {d: [len(b) for b in bs] for d, bs in beams.items()}, lm.backend_name

@@ -10,9 +10,9 @@ Record schema (``usage.jsonl.gz``, one JSON object per line). Every record::
      "sequences": 4}               # sequences the request returned (beams, samples); 1 for loglikelihood
 
 ``generate`` records also carry ``truncated`` (bool: some returned sequence ran to its max_gen_toks budget instead
-of ending at an EOS id or stop sequence), ``truncated_sequences`` (how many did) and ``stops_at`` ("eos_or_stop";
-"eos" for beams: beam search runs without stop strings on both backends, so every beam is computed and counted to
-its EOS or the budget, and only the returned text is cut at the stop sequences). ``loglikelihood`` records also
+of ending at an EOS id or stop sequence), ``truncated_sequences`` (how many did) and ``stops_at`` ("eos_or_stop":
+every returned sequence, beams included, is counted to the first EOS id or stop sequence; beam search stops beams at
+the stop sequences on both backends, see docs/hybrid_format.md). ``loglikelihood`` records also
 carry ``scored_tokens``: the ids the backend scored (context + continuation after its truncation to the model's
 window).
 
@@ -55,7 +55,7 @@ FIELDS = ("task", "doc_id", "kind", "prompt_tokens", "generated_tokens", "sequen
 GENERATE_FIELDS = ("truncated", "truncated_sequences", "stops_at")
 THINKING_FIELDS = ("thinking_tokens", "answer_tokens", "unanswered")
 LOGLIKELIHOOD_FIELDS = ("scored_tokens",)
-STOPS_AT = ("eos_or_stop", "eos")
+STOPS_AT = ("eos_or_stop",)
 
 
 class UsageRecord(TypedDict, total=False):
@@ -67,7 +67,7 @@ class UsageRecord(TypedDict, total=False):
     sequences: int
     truncated: bool  # generate
     truncated_sequences: int  # generate
-    stops_at: Literal["eos_or_stop", "eos"]  # generate
+    stops_at: Literal["eos_or_stop"]  # generate
     scored_tokens: int  # loglikelihood
     thinking_tokens: int  # generate, thinking strategies
     answer_tokens: int  # generate, thinking strategies

@@ -2,9 +2,9 @@
 
 Modules: :mod:`cotscale.strategy` (the strategy spec, shared with the config loader), :mod:`.model` (``CotscaleLM``,
 registered as ``@register_model("cotscale")``), :mod:`.hybrid` (hybrid planning and voting, pure functions),
-:mod:`.tokens` (token counting from ids), :mod:`.backends` (hooks and factory), :mod:`.hf_backend`,
-:mod:`.vllm_backend` (lm-eval's HFLM / VLLM subclassed, with their shims), ``python -m cotscale.lm`` (lm-eval's CLI
-with the model registered).
+:mod:`.tokens` (token counting from ids), :mod:`.beam` (transformers' beam search, replayed on vLLM),
+:mod:`.backends` (hooks and factory), :mod:`.hf_backend`, :mod:`.vllm_backend` (lm-eval's HFLM / VLLM subclassed,
+with their shims), ``python -m cotscale.lm`` (lm-eval's CLI with the model registered).
 
 ``CotscaleLM`` (registered as ``@register_model("cotscale")``) owns an ``HFLM`` or ``VLLM`` instance (lm-eval's
 classes, subclassed only to hook their internal generation / scoring calls for token accounting) and implements the
@@ -35,12 +35,11 @@ never see the thinking; a thinking that never closes is no answer ("" / no choic
 
 Decoding
 * ``greedy``: one sequence per request.
-* ``beam``: ``num_beams`` beams. HF: ``model.generate(num_beams=k, num_return_sequences=k)``; vLLM: ``LLM.beam_search``
-  (vLLM removed ``use_beam_search`` from SamplingParams; its beam search has no stop strings, so beams run to EOS or
-  ``max_gen_toks`` and are cut at the stop sequences afterwards; HF beams run the same way). The best beam is the
-  rationale; all ``k`` beams are counted to their EOS or the budget in ``generated_tokens``. The two backends rank and
-  prune beams differently (HF normalises by generated length, vLLM by total length), so beam rationales and counts
-  may differ between backends; greedy and sampling do not.
+* ``beam``: ``num_beams`` beams, one search on both backends: HF ``model.generate(num_beams=k,
+  num_return_sequences=k)``; vLLM: the same search replayed on vLLM's next-token log-probabilities
+  (:mod:`.beam`; vLLM's own ``LLM.beam_search`` ranks and stops otherwise and takes no stop strings). Beams stop at
+  the stop sequences during the search. The best beam is the rationale; all ``k`` beams are counted to their end in
+  ``generated_tokens``.
 * ``sample``: self-consistency with ``samples`` = k rationales per document at ``temperature`` (HF
   ``num_return_sequences=k``, vLLM ``SamplingParams(n=k)``; one request per document). Each rationale scores every
   choice; each rationale votes for its argmax choice. The wrapper returns to lm-eval, for choice i,

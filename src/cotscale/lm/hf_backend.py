@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from cotscale.lm.backends import Hooks
-from cotscale.lm.tokens import count_to_stop, eos_ids
+from cotscale.lm.beam import EARLY_STOPPING, LENGTH_PENALTY
+from cotscale.lm.tokens import count_to_stop, ends_in_stop, eos_ids, stop_lookback
 
 _CLASS: list[type] = []
 
@@ -31,17 +32,18 @@ def hf_backend_class() -> type:
         whole batch only when all are done)."""
 
         def __init__(self, tokenizer, stops: list[str], prompt_len: int):
-            self.tokenizer, self.prompt_len = tokenizer, prompt_len
-            self.stops = [s for s in stops if s]
-            self.lookback = max([len(tokenizer.encode(s, add_special_tokens=False)) + 2 for s in self.stops] or [0])
+            self.prompt_len, self.stops = prompt_len, stops
+            self.lookback = stop_lookback(stops, lambda s: tokenizer.encode(s, add_special_tokens=False))
+
+            def decode(ids):
+                return tokenizer.decode(ids, skip_special_tokens=False)
+
+            self.decode = decode
 
         def __call__(self, input_ids, scores, **kwargs):
-            gen = input_ids[:, self.prompt_len:]
-            if not self.stops or gen.shape[1] == 0:
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            texts = self.tokenizer.batch_decode(gen[:, -self.lookback:])
-            return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool,
-                                device=input_ids.device)
+            rows = input_ids[:, self.prompt_len:].tolist()
+            return torch.tensor([ends_in_stop(row, self.stops, self.decode, self.lookback) for row in rows],
+                                dtype=torch.bool, device=input_ids.device)
 
     class SequenceLogprob(transformers.LogitsProcessor):
         """Records the log-probability the model gave each generated id, per row, without keeping a step's logits
@@ -101,15 +103,14 @@ def hf_backend_class() -> type:
             n_return = 1
             if mode == "beam":
                 generation_kwargs.pop("temperature", None)
-                generation_kwargs.update(num_beams=k, num_return_sequences=k, do_sample=False)
+                # transformers' beam search with its defaults stated, the search cotscale.lm.beam replays on vLLM
+                generation_kwargs.update(num_beams=k, num_return_sequences=k, do_sample=False,
+                                         length_penalty=LENGTH_PENALTY, early_stopping=EARLY_STOPPING)
                 n_return = k
             elif mode == "sample" and k > 1:
                 generation_kwargs["num_return_sequences"] = n_return = k
             prompt_len = context.shape[1]
-            # beams run without stop strings (to EOS or the budget), as vLLM's beam search does: both backends then
-            # compute, and count, the same beams; the returned text is still cut at the stop sequences
-            stop_during = [] if mode == "beam" else stop
-            criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop_during, prompt_len)])
+            criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop, prompt_len)])
             # beams are reordered between steps, so a row's ids are not one path through the recorded steps
             recorder = SequenceLogprob() if self.cotscale_capture is not None and mode != "beam" else None
             if recorder is not None:
@@ -136,7 +137,7 @@ def hf_backend_class() -> type:
                     for j in range(n_return):
                         gen = rows[i * n_return + j][start:]
                         text = postprocess_generated_text(self.tok_decode(gen), stop, None)
-                        n, ended = count_to_stop(gen, stop_during, ends, self.tokenizer.pad_token_id, decode)
+                        n, ended = count_to_stop(gen, stop, ends, self.tokenizer.pad_token_id, decode)
                         logprob = sum(token_logprobs[i * n_return + j][:n]) if token_logprobs is not None else None
                         seqs.append((text, n, ended, gen[:n], logprob))
                     self.cotscale_capture.append((tuple(prompt), seqs))

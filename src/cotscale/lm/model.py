@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 _MAX_TOKEN_ALIASES = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 DEFAULT_REQUEST_CHUNK = 1024  # requests per backend call (and per request-cache write)
-CACHE_ANSWER_FORMAT = 4  # what a cached answer holds (4: + sequence log-probabilities); older caches go
+# what a cached answer holds (5: beams searched as HF does, + sequence log-probabilities); older caches go
+CACHE_ANSWER_FORMAT = 5
 #: sample fields of a length sweep, one entry per budget (ascending): hybrid (rationales and choice log-likelihoods)
 #: and generate format (the response cut at each budget, its answer extracted later by the task's filter)
 BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods",
@@ -330,7 +331,7 @@ class CotscaleLM(LM):
                             "logprobs": [lp for *_, lp in seqs],
                             "usage": {"prompt_tokens": len(prompt), "generated_tokens": sum(n for _, n, *_ in seqs),
                                       "sequences": len(seqs), "truncated_sequences": sum(not e for _, _, e, *_ in seqs),
-                                      "stops_at": "eos" if mode[0] == "beam" else "eos_or_stop"}})
+                                      "stops_at": "eos_or_stop"}})
         return results
 
     def _lookup(self, kind: str, keys: list[str]) -> list[dict | None]:

@@ -39,6 +39,18 @@ def count_to_stop(ids: list[int], stops: list[str], eos_ids: set[int] | frozense
     return lo, True
 
 
+def stop_lookback(stops: list[str], encode) -> int:
+    """How many trailing ids to decode to see whether a sequence now ends in a stop sequence (as lm-eval checks)."""
+    return max([len(encode(s)) + 2 for s in stops if s] or [0])
+
+
+def ends_in_stop(ids: list[int], stops: list[str], decode, lookback: int) -> bool:
+    """Whether the last ``lookback`` generated ids, decoded with special tokens, contain a stop sequence: the
+    per-sequence stop criterion of both backends' beam search (HF stopping criteria, :mod:`cotscale.lm.beam`)."""
+    stops = [s for s in stops if s]
+    return bool(stops and ids) and any(s in decode(ids[-lookback:]) for s in stops)
+
+
 def eos_ids(*sources) -> frozenset[int]:
     """Every EOS id named by the sources (ints, lists of ints or None), e.g. a generation config's eos_token_id
     (one id or several) and the tokenizer's."""

