@@ -106,3 +106,17 @@ def write_mini_task(root: Path, docs=MC_DOCS, task: str = "cotscale_mini_mc") ->
         "metric_list:\n  - metric: acc\n"
     )
     return root
+
+
+class Spy:
+    """Wraps a bound method and records the arguments / results of every call."""
+
+    def __init__(self, monkeypatch, obj, name):
+        self.calls, self.results, self._orig = [], [], getattr(obj, name)
+        monkeypatch.setattr(obj, name, self)
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        out = self._orig(*args, **kwargs)
+        self.results.append(out)
+        return out

@@ -20,6 +20,7 @@ pytest.importorskip("lm_eval")
 from _lm_fixtures import (  # noqa: E402
     GEN_DOCS,
     MC_DOCS,
+    Spy,
     build_tiny_model,
     decoded_contains,
     gen_requests,
@@ -65,20 +66,6 @@ def fresh(lm, strategy, **overrides):
     lm.backend_generate_calls = 0
     lm._warned_repeats = False
     return lm
-
-
-class Spy:
-    """Wraps a bound method and records the arguments / results of every call."""
-
-    def __init__(self, monkeypatch, obj, name):
-        self.calls, self.results, self._orig = [], [], getattr(obj, name)
-        monkeypatch.setattr(obj, name, self)
-
-    def __call__(self, *args, **kwargs):
-        self.calls.append((args, kwargs))
-        out = self._orig(*args, **kwargs)
-        self.results.append(out)
-        return out
 
 
 def by_kind(lm, kind):

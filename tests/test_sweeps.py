@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from _lm_fixtures import Spy
+
 from cotscale.strategy import StrategyError, budget_sweep, resolve_strategy
 
 SWEEP = {"format": "hybrid", "prompt": "cot", "decoding": "greedy", "max_gen_toks": [3, 7, 16], "until": []}
@@ -54,18 +56,6 @@ def sweep_lm(tmp_path_factory):
     model = build_tiny_model(tmp_path_factory.mktemp("tiny"))
     return cl.CotscaleLM(pretrained=str(model), backend="hf", dtype="float32", batch_size=8, device="cpu",
                          strategy=SWEEP)
-
-
-class Spy:
-    def __init__(self, monkeypatch, obj, name):
-        self.calls, self.results, self._orig = [], [], getattr(obj, name)
-        monkeypatch.setattr(obj, name, self)
-
-    def __call__(self, *args, **kwargs):
-        self.calls.append((args, kwargs))
-        out = self._orig(*args, **kwargs)
-        self.results.append(out)
-        return out
 
 
 def test_length_sweep_cut_equals_real_greedy_generation_at_each_budget(sweep_lm, monkeypatch):
