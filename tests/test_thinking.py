@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import math
 import os
 from pathlib import Path
@@ -260,6 +261,105 @@ def test_hybrid_unclosed_thinking_prefers_no_choice(hf_think):
     assert hf_think.usage[0]["unanswered"] and not [r for r in hf_think.usage if r["kind"] == "loglikelihood"]
 
 
+def test_an_unclosed_hybrid_thinking_scores_wrong_in_lm_eval_even_when_the_gold_is_choice_0(think_model, hf_think,
+                                                                                           oracle, tmp_path):
+    """arc_challenge (the demo's mini data, through the pipeline's evaluation and lm-eval's simple_evaluate) with
+    the thinking capped at the shortest thinking any document closes in, no thinking budget: the documents whose
+    greedy thinking (the oracle's) has not closed by then get no answer, and score 0 in acc and acc_norm, also
+    those whose gold is choice 0 (lm-eval's argmax of all -inf picks choice 0); the others are scored as lm-eval's
+    argmax of their log-likelihoods (worked here by hand), and the usage counts the unclosed ones."""
+    from _demo import read_gz, reduced_demo
+    from cotscale.evaluate import run_evaluation
+
+    limit = 24
+    docs = [json.loads(line) for line in (REPO / "config" / "tasks" / "demo_data" / "arc_challenge" /
+                                          "test.jsonl").read_text().splitlines()[:limit]]
+    prompts = [render_chat([{"role": "user", "content": f"Question: {d['question']}\nAnswer:"}]) for d in docs]
+    thinking = [greedy(oracle, hf_think.lm.tok_encode(p), 64, [END]) for p in prompts]
+
+    def closes_at(ids):  # tokens up to the end of thinking, None when it never closes
+        return next((n for n in range(1, len(ids) + 1) if END in oracle[1].decode(ids[:n])), None)
+
+    cap = min(n for n in map(closes_at, thinking) if n is not None)
+    unclosed = {i for i, ids in enumerate(thinking) if closes_at(ids[:cap]) is None}
+    gold = [d["choices"]["label"].index(d["answerKey"]) for d in docs]
+    assert {i for i in unclosed if gold[i] == 0} and len(unclosed) < limit, (cap, unclosed)  # the case, and others
+
+    config = reduced_demo(REPO, tasks=["arc_challenge"], models=[])
+    config["limit"] = limit
+    config["strategies"]["thinking"] = {"format": "hybrid", "prompt": "plain", "decoding": "greedy",
+                                        "variant": "standard", "chat_template": True, "thinking": True,
+                                        "max_gen_toks": cap}
+    config["models"] = {"t": {"hf_id": str(think_model), "family": "f", "params": 1.0e6, "train_tokens": 1.0e6}}
+    results = run_evaluation(load_config(config), "t", "thinking", "arc_challenge", tmp_path)
+    records = sorted(read_gz(tmp_path / "samples.jsonl.gz"), key=lambda r: r["doc_id"])
+    assert [r["doc"]["id"] for r in records] == [d["id"] for d in docs]
+    expected = []
+    for i, (record, doc) in enumerate(zip(records, docs, strict=True)):
+        assert record["generation_prompt"] == prompts[i]
+        lls = [float(ll) for ll, _ in record["filtered_resps"]]
+        if i in unclosed:
+            assert lls == [-math.inf] * len(doc["choices"]["text"]) and record["unanswered"]
+            acc = acc_norm = 0.0
+        else:
+            lengths = [len(c) for c in doc["choices"]["text"]]
+            acc = float(max(range(len(lls)), key=lambda c: (lls[c], -c)) == gold[i])
+            acc_norm = float(max(range(len(lls)), key=lambda c: (lls[c] / lengths[c], -c)) == gold[i])
+        assert (record["acc"], record["acc_norm"]) == (acc, acc_norm), (i, gold[i], lls)
+        expected.append((acc, acc_norm))
+    scores = results["results"]["arc_challenge"]
+    assert scores["acc,none"] == pytest.approx(sum(a for a, _ in expected) / limit)
+    assert scores["acc_norm,none"] == pytest.approx(sum(n for _, n in expected) / limit)
+    eos = oracle[1].eos_token_id
+    ran_to_cap = {i for i in unclosed if eos not in thinking[i][:cap]}  # the others ended at EOS, unclosed
+    usage = [u for u in read_gz(tmp_path / "usage.jsonl.gz") if u["kind"] == "generate"]
+    assert {u["doc_id"] for u in usage if u["unanswered"]} == unclosed
+    assert {u["doc_id"] for u in usage if u["truncated"]} == ran_to_cap
+    assert {u["doc_id"]: u["thinking_tokens"] for u in usage if u["doc_id"] in unclosed} == {
+        i: len(thinking[i][:cap]) for i in unclosed}
+    (summary,) = results["cotscale"]["usage_summary"].values()
+    assert (summary["unanswered"], summary["truncated"], summary["generate_requests"]) == (len(unclosed),
+                                                                                        len(ran_to_cap), limit)
+
+
+def test_a_document_without_answer_is_wrong_in_every_pred_metric_and_answered_ones_are_lm_evals(tmp_path):
+    """A real lm-eval multiple-choice task (two choices) with every pred-based metric: after
+    score_no_answer_as_wrong, a document whose choices are all -inf scores 0 and pairs its gold with a wrong
+    choice, an answered one is lm-eval's own; F1, MCC and Brier over three documents worked by hand."""
+    from lm_eval.tasks import TaskManager
+
+    from cotscale.lm.thinking import score_no_answer_as_wrong
+
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"q": f"Q{i}?", "label": label}) + "\n" for i, label in enumerate([1, 0, 1])))
+    metrics = ["acc", "acc_norm", "acc_bytes", "exact_match", "f1", "mcc", "brier_score"]
+    (tmp_path / "mini_mc.yaml").write_text(yaml.safe_dump({
+        "task": "mini_mc", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_choice": ["no", "yes"],
+        "doc_to_target": "label", "metric_list": [{"metric": m} for m in metrics]}))
+    task = TaskManager(include_path=str(tmp_path)).load(["mini_mc"])["tasks"]["mini_mc"]
+    docs = list(task.test_docs())
+    lm_evals = type(task).process_results
+    score_no_answer_as_wrong(task)
+    answered = [(-3.0, False), (-1.0, True)]  # picks "yes", the gold of doc 0
+    none = [(-math.inf, False), (-math.inf, False)]
+    def plain(metrics):  # numpy values (lm-eval's prob_norm array, argmax ints) as JSON
+        return json.dumps(metrics, sort_keys=True, default=lambda x: x.tolist())
+
+    assert plain(task.process_results(docs[0], answered)) == plain(lm_evals(task, docs[0], answered))
+    got = [task.process_results(doc, results) for doc, results in zip(docs, [answered, none, none], strict=True)]
+    for name in ("acc", "acc_norm", "acc_bytes", "exact_match"):
+        assert [g[name] for g in got] == [1, 0, 0], name
+    assert [g["f1"] for g in got] == [g_["mcc"] for g_ in got] == [(1, 1), (0, 1), (1, 0)]
+    aggregate = task.aggregation()
+    # doc 0 a true positive, doc 1 a false positive, doc 2 a false negative: precision = recall = 1/2
+    assert aggregate["f1"]([g["f1"] for g in got]) == pytest.approx(0.5)
+    # MCC = (TP·TN − FP·FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (0 − 1) / sqrt(2·2·1·1)
+    assert aggregate["mcc"]([g["mcc"] for g in got]) == pytest.approx(-0.5)
+    p_no = math.exp(-3.0) / (math.exp(-3.0) + math.exp(-1.0))  # doc 0: (p_no − 0)² + (p_yes − 1)² = 2·p_no²
+    assert aggregate["brier_score"]([g["brier_score"] for g in got]) == pytest.approx((2 * p_no**2 + 1 + 1) / 3)
+
+
 # ---------------------------------------------------------------------------------------------- vLLM
 @pytest.mark.vllm
 def test_hf_and_vllm_count_the_same_thinking_and_answer_tokens(think_model, hf_think):
@@ -365,6 +465,27 @@ def test_budget_sweeps_of_partial_context_tasks_take_the_gold_option_from_the_do
          "budget_loglikelihoods": [[-3.0, -1.0], [-1.0, -3.0]], "budget_generated_tokens": [2, 5]}])
     frame = sweep_frame(tmp_path / "results.json", tmp_path / "samples.jsonl.gz", "thinking_budget")
     assert frame[["budget", "correct", "generated_tokens"]].values.tolist() == [[2, True, 2], [8, False, 5]]
+
+
+def test_a_thinking_budget_without_answer_is_wrong_in_the_sweep_even_when_the_gold_is_choice_0(tmp_path):
+    """A budget whose thinking never closed scores every choice -inf: wrong, not choice 0 (the gold of both
+    documents here); the other budgets pick their highest choice. Accuracy per budget counted by hand."""
+    from cotscale.io import write_json, write_jsonl_gz
+    from cotscale.scaling import length_sweep, sweep_frame
+
+    write_json(tmp_path / "results.json", {"cotscale": {"model": "m", "revision": "main", "family": "f", "N": 1,
+                                                         "D": 1, "strategy": {"name": "s"}, "benchmark": "arc_challenge"}})
+    inf = -math.inf
+    write_jsonl_gz(tmp_path / "samples.jsonl.gz", [
+        {"task": "arc_challenge", "doc_id": 0, "target": 0, "budgets": [2, 8],
+         "budget_loglikelihoods": [[inf, inf, inf], [-1.0, -2.0, -3.0]], "budget_generated_tokens": [2, 5]},
+        {"task": "arc_challenge", "doc_id": 1, "target": 0, "budgets": [2, 8],
+         "budget_loglikelihoods": [[-1.0, -1.0, -4.0], [-2.0, -1.0, -3.0]], "budget_generated_tokens": [2, 8]}])
+    frame = sweep_frame(tmp_path / "results.json", tmp_path / "samples.jsonl.gz", "thinking_budget")
+    assert frame[["doc_id", "budget", "correct"]].values.tolist() == [[0, 2, False], [0, 8, True], [1, 2, True],
+                                                                      [1, 8, False]]
+    rows = length_sweep(frame, "thinking_budget")
+    assert rows[["budget", "score", "tokens_per_request"]].values.tolist() == [[2, 0.5, 2.0], [8, 0.5, 6.5]]
 
 
 def test_a_model_runs_only_the_strategies_it_lists():

@@ -378,6 +378,18 @@ def _reuse_environment_info() -> None:
     lm_eval.evaluator.add_env_info = lambda storage: storage.update(_environment_info())
 
 
+def _thinking_tasks(task_manager, lm_task: str) -> list:
+    """lm-eval's task (or group, or a tag's tasks) ``lm_task`` loaded, each multiple-choice task scoring a document
+    without answer as wrong (cotscale.lm.thinking.score_no_answer_as_wrong): what a thinking strategy evaluates."""
+    from cotscale.lm.thinking import score_no_answer_as_wrong
+
+    loaded = task_manager.load([lm_task])
+    for task in loaded["tasks"].values():
+        score_no_answer_as_wrong(task)
+    top = loaded["groups"].get(lm_task, loaded["tasks"].get(lm_task))
+    return [top] if top is not None else list(loaded["tasks"].values())
+
+
 def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path, load_seconds: float | None,
                    batch_size):
     """One task on the loaded model; writes its three outputs into `out_dir` (rank 0)."""
@@ -398,7 +410,7 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
                 explain_out_of_memory(config, model_key, strategy_name):
             results = lm_eval.simple_evaluate(
                 model=lm,
-                tasks=[lm_task],
+                tasks=_thinking_tasks(task_manager, lm_task) if strategy["thinking"] else [lm_task],
                 task_manager=task_manager,
                 limit=config["limit"],
                 log_samples=True,

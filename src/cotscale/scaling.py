@@ -312,8 +312,8 @@ def _gold(record: dict, where: str) -> int:
         if target.strip().isdigit():
             return int(target)
         scores = [float(resp[0]) for resp in record.get("filtered_resps") or []]
-        if len(matches) == len(continuations) == len(scores) and scores and record.get("acc") in (0, 1):
-            pick = int(np.argmax(scores))
+        pick = _pick(scores)  # None: no answer, whose acc says nothing about the gold
+        if len(matches) == len(continuations) == len(scores) and pick is not None and record.get("acc") in (0, 1):
             if record["acc"] == 1:
                 return pick
             if len(scores) == 2:
@@ -365,6 +365,14 @@ def response_answers(task_config: dict, filt: str, metric: str, records: list[di
     return out
 
 
+def _pick(lls) -> int | None:
+    """The choice a hybrid record's log-likelihoods pick (the highest, lowest index on ties, as the wrapper votes);
+    None when no choice has a finite one: no answer (a thinking that never closed), wrong whatever the gold."""
+    if not any(math.isfinite(ll) for ll in lls):
+        return None
+    return max(range(len(lls)), key=lambda c: (lls[c], -c))
+
+
 def _logprobs(record: dict, n: int) -> list[float]:
     lps = record.get("sequence_logprobs") or [None] * n
     return [math.nan if lp is None else float(lp) for lp in lps]
@@ -375,10 +383,11 @@ def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
     "max_gen_toks"), from its results.json (the run's identity, lm-eval's task configs, the benchmark's metric and
     filter) and its sample records (the fields cotscale.lm adds). Hybrid records: per rationale, its vote (the
     argmax of ``rationale_loglikelihoods``, lowest index on ties, as the wrapper votes), ``generated_tokens`` and
-    ``sequence_logprobs``; per budget, ``budget_loglikelihoods`` and ``budget_generated_tokens``. generate_until
-    records (gsm8k) of the benchmark's filter: per response, its answer re-extracted by :func:`response_answers`,
-    ``generated_tokens`` and ``sequence_logprobs``; per budget, the answer of ``budget_responses`` re-extracted the
-    same way. A missing log-probability is NaN (no weighted maj@k)."""
+    ``sequence_logprobs``; per budget, ``budget_loglikelihoods`` (a row without a finite value is no answer:
+    wrong) and ``budget_generated_tokens``. generate_until records (gsm8k) of the benchmark's filter: per
+    response, its answer re-extracted by :func:`response_answers`, ``generated_tokens`` and ``sequence_logprobs``;
+    per budget, the answer of ``budget_responses`` re-extracted the same way. A missing log-probability is NaN (no
+    weighted maj@k)."""
     from cotscale.io import iter_jsonl_gz, read_json
 
     results = read_json(results_path)
@@ -398,15 +407,14 @@ def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
             lengths = record.get("generated_tokens") or [math.nan] * n
             for i, (lls, tokens, lp) in enumerate(zip(record["rationale_loglikelihoods"], lengths,
                                                       _logprobs(record, n), strict=True)):
-                vote = max(range(len(lls)), key=lambda c: (lls[c], -c))
+                vote = _pick(lls)
                 rows.append({**doc, "sample": i, "answer": vote, "correct": vote == gold, "generated_tokens": tokens,
                              "logprob": lp})
         elif kind != "k" and "budget_loglikelihoods" in record:
             gold = _gold(record, where)
             for b, lls, n in zip(record["budgets"], record["budget_loglikelihoods"],
                                  record["budget_generated_tokens"], strict=True):
-                pick = max(range(len(lls)), key=lambda c: (lls[c], -c))
-                rows.append({**doc, "budget": int(b), "correct": pick == gold, "generated_tokens": n})
+                rows.append({**doc, "budget": int(b), "correct": _pick(lls) == gold, "generated_tokens": n})
         elif "resps" in record and record.get("filter") == variant.get("filter") \
                 and ("generated_tokens" if kind == "k" else "budget_responses") in record:
             generated.setdefault(record["task"], []).append(record)

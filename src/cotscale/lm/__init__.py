@@ -30,7 +30,8 @@ model first thinks, in ONE batched generation stopped at the end-of-thinking tok
 ``thinking_budget`` (budget forcing: a thinking cut there gets the end token appended) or ``max_gen_toks``; then
 ``generate_until`` requests get their answer generated after ``thinking + end token + answer cue`` (one more batched
 generation), and hybrid documents score every choice there. Only the answer goes back to lm-eval, so its filters
-never see the thinking; a thinking that never closes is no answer ("" / no choice preferred). Usage records count
+never see the thinking; a thinking that never closes is no answer ("" / every choice -inf, which the pipeline's
+thinking tasks score wrong: cotscale.lm.thinking.score_no_answer_as_wrong). Usage records count
 ``thinking_tokens`` and ``answer_tokens`` apart.
 
 Decoding

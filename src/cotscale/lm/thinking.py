@@ -12,10 +12,15 @@ end-of-thinking token or the thinking's cap (``thinking_budget``, else ``max_gen
 Phase 2, the answer: generated (hybrid: every choice scored) after ``prompt + thinking + end token + answer cue``, so
 an answer never comes from the thinking. Greedy thinking at a smaller budget b is the prefix of the one generated at
 the largest budget (cut at b when it had not closed by then), so one phase 1 serves a whole ``thinking_budget`` sweep.
+
+No answer is wrong: a generate_until document gets the empty answer, which no filter extracts a right answer from; a
+hybrid document gets log-likelihood -inf for every choice, and :func:`score_no_answer_as_wrong` makes lm-eval's
+multiple-choice scoring count it wrong (its argmax would pick choice 0, right whenever the gold answer is choice 0).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from cotscale.config import CotscaleError
@@ -65,3 +70,54 @@ def think_end_token(strategy: dict, tokenizer, model: str) -> str:
     raise CotscaleError(
         f"strategy key think_end_token: thinking: true, but the tokenizer of {model} has no {DEFAULT_THINK_END_TOKEN} "
         f"token to end the thinking with; set think_end_token to the one its chat template writes")
+
+
+#: lm-eval multiple-choice metrics worth 1 when the argmax choice is the gold one (lm-eval's ConfigurableTask)
+PICKED_METRICS = ("acc", "acc_norm", "acc_bytes", "exact_match", "acc_mutual_info")
+#: multiple-choice metrics that pass (gold, argmax choice) to a corpus-level aggregation (F1, MCC)
+PAIRED_METRICS = ("f1", "mcc")
+
+
+def no_answer(results) -> bool:
+    """lm-eval's results for one multiple-choice document, [(log-likelihood, is_greedy)] per choice, hold no answer:
+    no choice has a finite log-likelihood (a hybrid thinking that never closed scores every choice -inf)."""
+    return not any(math.isfinite(ll) for ll, _ in results)
+
+
+def wrong_answer(gold) -> int:
+    """A choice index that is not ``gold`` (an index, or a list of them): the smallest one."""
+    golds = set(gold) if isinstance(gold, (list, tuple)) else {gold}
+    return next(i for i in range(len(golds) + 1) if i not in golds)
+
+
+def no_answer_metrics(metrics: dict) -> dict:
+    """lm-eval's per-document metrics of a document without answer, made wrong: PICKED_METRICS 0, the pick of
+    PAIRED_METRICS a wrong choice (:func:`wrong_answer`), ``brier_score`` no probability on any choice (lm-eval's
+    softmax of all -inf is NaN, which would make the task's Brier score NaN). Other metrics are lm-eval's own."""
+    out = dict(metrics)
+    for name in PICKED_METRICS:
+        if name in out:
+            out[name] = type(out[name])(0)
+    for name in PAIRED_METRICS:
+        if name in out:
+            gold, _ = out[name]
+            out[name] = (gold, wrong_answer(gold))
+    if "brier_score" in out:
+        gold, probabilities = out["brier_score"]
+        out["brier_score"] = (gold, [0.0] * len(probabilities))
+    return out
+
+
+def score_no_answer_as_wrong(task) -> None:
+    """Make a loaded lm-eval task score a multiple-choice document without answer (:func:`no_answer`) as wrong: its
+    ``process_results`` is lm-eval's own, then :func:`no_answer_metrics` for such a document. Other output types
+    need nothing (a generate_until document without answer is the empty answer)."""
+    if task.OUTPUT_TYPE != "multiple_choice":
+        return
+    scored = task.process_results
+
+    def process_results(doc, results):
+        metrics = scored(doc, results)
+        return no_answer_metrics(metrics) if no_answer(results) else metrics
+
+    task.process_results = process_results
