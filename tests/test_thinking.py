@@ -217,6 +217,23 @@ def test_an_unclosed_thinking_is_no_answer_and_counted_as_truncated(hf_think, or
     assert (summary["thinking_tokens"], summary["answer_tokens"]) == (2 * cap, 0)
 
 
+def test_a_thinking_that_ends_at_eos_without_closing_is_no_answer_and_truncated(hf_think, oracle):
+    """The model writes </think> and its answer and stops at EOS; with an end token it never writes, that thinking
+    never closed although it hit no cap: no answer, and counted in truncated_fraction all the same."""
+    never, cap = "@@never@@", 128
+    hf_think.begin_task({**THINK, "max_gen_toks": cap, "think_end_token": never})
+    prompts = [chat(hf_think, q) for q in QUESTIONS]
+    assert hf_think.generate_until(gen_requests(prompts)) == ["", ""]
+    for i, prompt in enumerate(prompts):
+        ids = greedy(oracle, hf_think.lm.tok_encode(prompt), cap, [never])
+        assert ids[-1] == oracle[1].eos_token_id and len(ids) < cap  # ended at EOS, below the cap
+        record = hf_think.usage[i]
+        assert record["thinking_tokens"] == len(ids) and record["answer_tokens"] == 0
+        assert record["unanswered"] and record["truncated"]
+    (summary,) = summarize_usage(hf_think.usage).values()
+    assert (summary["truncated"], summary["unanswered"], summary["generate_requests"]) == (2, 2, 2)
+
+
 def mc_requests(lm) -> list[Instance]:
     return [Instance("loglikelihood", {}, (chat(lm, q), c), j, ("mini_think_mc", d, 1))
             for d, (q, choices) in enumerate(MC) for j, c in enumerate(choices)]

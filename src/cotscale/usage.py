@@ -20,8 +20,9 @@ window).
 ``thinking_tokens`` (generated before the end of thinking, its end token included when the model wrote it) and
 ``answer_tokens`` (generated after it; 0 for the hybrid format, whose choices are scored instead), which sum to
 ``generated_tokens``, and ``unanswered`` (the thinking never closed and no thinking budget forced it: no answer). Their
-``truncated`` means some phase hit its budget: the thinking cut at ``thinking_budget`` (budget forcing), a thinking
-that ran to ``max_gen_toks``, or an answer that did. Their ``prompt_tokens`` are the thinking prompt plus what the
+``truncated`` means some phase hit its budget or gave no answer: the thinking cut at ``thinking_budget`` (budget
+forcing), a thinking that never closed (at ``max_gen_toks`` or at EOS: ``unanswered``), or an answer that ran to its
+``max_gen_toks``. Their ``prompt_tokens`` are the thinking prompt plus what the
 answer prompt adds to it (the forced end token and the answer cue).
 
 The contract: summing ``prompt_tokens + generated_tokens`` over ALL records of a document gives the tokens the

@@ -566,7 +566,9 @@ class CotscaleLM(LM):
         out = []
         for i, ((r, prompt, _), thought, value) in enumerate(zip(items, thoughts, thinking, strict=True)):
             u, reply = value["usage"], answers.get(i)
-            prompt_tokens, answer_tokens, truncated = u["prompt_tokens"], 0, bool(u["truncated_sequences"])
+            # an unclosed thinking counts as truncated even when it ended at EOS: it gives no answer all the same
+            prompt_tokens, answer_tokens = u["prompt_tokens"], 0
+            truncated = bool(u["truncated_sequences"]) or not thought.answered
             if reply is not None:
                 computed = [list(self.lm.tok_encode(prompt)) + list(value["ids"])]
                 prompt_tokens += new_tokens([self.lm.tok_encode(phase2[asked.index(i)][1])], computed)[0]
