@@ -66,6 +66,19 @@ def test_regression_matches_polyfit_and_skips_singletons(caplog):
     assert len(draws) <= 500
 
 
+def test_bootstrap_drops_resamples_of_one_model_even_where_the_mean_of_its_log_flops_rounds():
+    """The OLS slope of any resample with two distinct C is a weighted mean of the pairwise slopes, so every draw
+    lies between the smallest and largest pairwise slope. ln(2.9026e12), repeated three times, has a mean that
+    differs from it in the last bit; such a resample has no slope and must be dropped, not give one of ~0/0."""
+    x = [121090867200.0, 544466534400.0, 2902641868800.0]  # the demo family's train FLOPs that exposed it
+    r = np.full(3, np.log(x[2]))
+    assert ((r - r.mean()) ** 2).sum() > 0  # the rounding the test needs
+    y = [0.380, 0.609, 0.800]
+    pair = [(y[j] - y[i]) / (np.log(x[j]) - np.log(x[i])) for i in range(3) for j in range(i + 1, 3)]
+    draws = fits.bootstrap_draws(_scores("fam", x, y), n_boot=2000, seed=1234)
+    assert len(draws) < 2000  # the resamples of one model are gone (each of 3 is one in 9)
+    assert draws["b"].between(min(pair) - 1e-12, max(pair) + 1e-12).all(), draws["b"].describe()
+
 def test_pca_sign_convention_and_variance():
     rng = np.random.default_rng(0)
     g = rng.normal(size=(40, 1))

@@ -63,11 +63,11 @@ def bootstrap_draws(scores: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> 
         x, y = np.log(grp["train_flops"].to_numpy()), grp["overall"].to_numpy()
         idx = rng.integers(0, len(x), size=(n_boot, len(x)))
         xs, ys = x[idx], y[idx]
+        ok = xs.max(axis=1) > xs.min(axis=1)  # exact; the rounding of a mean leaves sxx > 0 for one repeated C
+        xs, ys = xs[ok], ys[ok]
         dx = xs - xs.mean(axis=1, keepdims=True)
-        sxx = (dx**2).sum(axis=1)
-        ok = sxx > 0
-        b = (dx * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1)[ok] / sxx[ok]
-        a = ys.mean(axis=1)[ok] - b * xs.mean(axis=1)[ok]
+        b = (dx * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1) / (dx**2).sum(axis=1)
+        a = ys.mean(axis=1) - b * xs.mean(axis=1)
         out.append(pd.DataFrame({"family": family, "a": a, "b": b}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["family", "a", "b"])
 
