@@ -79,6 +79,7 @@ def test_bootstrap_drops_resamples_of_one_model_even_where_the_mean_of_its_log_f
     assert len(draws) < 2000  # the resamples of one model are gone (each of 3 is one in 9)
     assert draws["b"].between(min(pair) - 1e-12, max(pair) + 1e-12).all(), draws["b"].describe()
 
+
 def test_pca_sign_convention_and_variance():
     rng = np.random.default_rng(0)
     g = rng.normal(size=(40, 1))

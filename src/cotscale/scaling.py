@@ -368,7 +368,9 @@ def response_answers(task_config: dict, filt: str, metric: str, records: list[di
 def _pick(lls) -> int | None:
     """The choice a hybrid record's log-likelihoods pick (the highest, lowest index on ties, as the wrapper votes);
     None when no choice has a finite one: no answer (a thinking that never closed), wrong whatever the gold."""
-    if not any(math.isfinite(ll) for ll in lls):
+    from cotscale.lm.thinking import no_answer  # here: cotscale.lm imports lm-eval, which the tables need not
+
+    if no_answer(lls):
         return None
     return max(range(len(lls)), key=lambda c: (lls[c], -c))
 

@@ -78,10 +78,10 @@ PICKED_METRICS = ("acc", "acc_norm", "acc_bytes", "exact_match", "acc_mutual_inf
 PAIRED_METRICS = ("f1", "mcc")
 
 
-def no_answer(results) -> bool:
-    """lm-eval's results for one multiple-choice document, [(log-likelihood, is_greedy)] per choice, hold no answer:
-    no choice has a finite log-likelihood (a hybrid thinking that never closed scores every choice -inf)."""
-    return not any(math.isfinite(ll) for ll, _ in results)
+def no_answer(lls) -> bool:
+    """A multiple-choice document's log-likelihoods, one per choice, hold no answer: none is finite (a hybrid
+    thinking that never closed scores every choice -inf)."""
+    return not any(math.isfinite(ll) for ll in lls)
 
 
 def wrong_answer(gold) -> int:
@@ -109,7 +109,8 @@ def no_answer_metrics(metrics: dict) -> dict:
 
 
 def score_no_answer_as_wrong(task) -> None:
-    """Make a loaded lm-eval task score a multiple-choice document without answer (:func:`no_answer`) as wrong: its
+    """Make a loaded lm-eval task score a multiple-choice document without answer (:func:`no_answer` of its
+    [(log-likelihood, is_greedy)] results) as wrong: its
     ``process_results`` is lm-eval's own, then :func:`no_answer_metrics` for such a document. Other output types
     need nothing (a generate_until document without answer is the empty answer)."""
     if task.OUTPUT_TYPE != "multiple_choice":
@@ -118,6 +119,6 @@ def score_no_answer_as_wrong(task) -> None:
 
     def process_results(doc, results):
         metrics = scored(doc, results)
-        return no_answer_metrics(metrics) if no_answer(results) else metrics
+        return no_answer_metrics(metrics) if no_answer([ll for ll, _ in results]) else metrics
 
     task.process_results = process_results
