@@ -68,7 +68,9 @@ def test_an_out_of_memory_evaluation_is_retried_with_half_the_batch_and_twice_th
     assert marker.exists()  # the cap was applied (to attempt 1)
 
     # attempt 1: a real allocation failure, reported as the out-of-memory error naming the knobs
-    (error,) = [line for line in run.output.splitlines() if line.startswith("cotscale error in rule evaluate: ")]
+    errors = [line for line in run.output.splitlines() if line.startswith("cotscale error in rule evaluate: ")]
+    assert len(errors) == 1, run.output[-8000:]  # what attempt 1 did instead, when it did not run out of memory
+    (error,) = errors
     assert f"model '{MODEL}' ran out of memory (RuntimeError: " in error and f"with batch_size {BATCH}," in error
     assert "DefaultCPUAllocator: can't allocate memory" in error, error
     # Snakemake's two attempts of the job, with the memory request of each (demo model: 2000 MB per attempt)
