@@ -46,7 +46,7 @@ from cotscale.preempt import batch_size_for_attempt
 from cotscale.prefetch import check_model_cached, explain_offline_errors
 from cotscale.strategy import chat_arguments
 from cotscale.tasks import check_tasks_known, evaluation_task_manager
-from cotscale.usage import summarize_usage
+from cotscale.usage import empty_fraction, summarize_usage
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +463,21 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
         lm.cache.remove()
     log.info("%s / %s / %s: %d samples, %d requests in %.1f s", model_key, strategy_name, task, len(samples),
              len(gathered.usage), wall_seconds)
+    _warn_empty(results["cotscale"]["usage_summary"], config["analysis"]["empty_warning"],
+                f"{model_key} / {strategy_name} / {task}")
     return results
+
+
+def _warn_empty(summary: dict, threshold: float, where: str) -> None:
+    """A warning line in the evaluation's log for each (sub)task whose share of empty generations passes
+    analysis.empty_warning: its rationales (or answers) mostly never happened."""
+    for name, entry in summary.items():
+        fraction = empty_fraction([entry])
+        if fraction > threshold:
+            log.warning("%s: task %s: %d of %d generations are empty (%.0f%%, above analysis.empty_warning %.0f%%): "
+                        "no text before the first stop sequence or EOS; see config/README.md (until, "
+                        "chat_template)", where, name, entry["empty"], entry["generate_requests"], 100 * fraction,
+                        100 * threshold)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ from cotscale.lm.hybrid import combine, plan_documents
 from cotscale.lm.thinking import think_at, think_end_token
 from cotscale.lm.tokens import common_suffix, new_tokens
 from cotscale.strategy import DEFAULT_COT_CUE, STRATEGY_KEYS, resolve_strategy
-from cotscale.usage import UsageRecorder
+from cotscale.usage import UsageRecorder, is_empty
 
 log = logging.getLogger(__name__)
 
@@ -295,12 +295,13 @@ class CotscaleLM(LM):
                 for i, value in zip(missing, answers, strict=True):
                     found[i] = value
                 self._store({keys[i]: found[i] for i in missing} if cacheable else {})
-            for (r, _, _), value in zip(chunk, found, strict=True):
+            for (r, _, kw), value in zip(chunk, found, strict=True):
                 u = value["usage"]
-                if record:
+                if record:  # empty: every sequence the strategy uses is (of a beam search, the best beam)
+                    used = value["seqs"][:1] if mode[0] == "beam" else value["seqs"]
                     self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
                                    u["sequences"], truncated_sequences=u["truncated_sequences"],
-                                   stops_at=u["stops_at"])
+                                   stops_at=u["stops_at"], empty=all(is_empty(t, kw.get("until")) for t in used))
                 results.append(value)
         return results
 
@@ -576,7 +577,8 @@ class CotscaleLM(LM):
                 truncated = truncated or bool(reply["usage"]["truncated_sequences"])
             self.usage.add(r.task_name, r.doc_id, "generate", prompt_tokens, u["generated_tokens"] + answer_tokens,
                            1, truncated_sequences=int(truncated), thinking_tokens=u["generated_tokens"],
-                           answer_tokens=answer_tokens, unanswered=not thought.answered)
+                           answer_tokens=answer_tokens, unanswered=not thought.answered,
+                           empty=is_empty(self.lm.tokenizer.decode(thought.ids, skip_special_tokens=True), [end]))
             self.thinking_details[(r.task_name, r.doc_id)] = {
                 "thinking_prompt": prompt, "thinking": thought.text, "thinking_tokens": u["generated_tokens"],
                 "thinking_forced": thought.forced, "unanswered": not thought.answered}

@@ -1,0 +1,225 @@
+"""Rationales that never happened: `empty` generations (cotscale.usage.is_empty) in usage records, their share in
+tokens.csv / benchmarks.csv / Table I beside truncated_fraction, the warning above analysis.empty_warning, and the
+share of the paper's own CoT rationales that are empty, counted here from ../shared/paper/samples."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cotscale.aggregate as agg
+from cotscale import published, table1
+from cotscale.config import BENCHMARKS, load_config
+from cotscale.contract import EMPTY_FIELD
+from cotscale.usage import empty_fraction, is_empty, iter_usage, make_record, summarize_usage, write_usage
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT.parent / "shared" / "paper"
+needs_paper = pytest.mark.skipif(not PAPER.is_dir(), reason="../shared/paper not present")
+
+
+# ---------------------------------------------------------------------------------------------- the definition
+@pytest.mark.parametrize("text, until, empty", [
+    ("\nThe sun is a star.", ["\n"], True),        # a leading "\n" under the "\n" stop: the rationale never started
+    ("\nThe sun is a star.", ["\n\n"], False),     # the same text under "\n\n": it did
+    ("  \t ", ["\n"], True),                       # whitespace only
+    ("", ["\n"], True),                            # EOS first: the backend's decoded text is empty
+    (" First, 3 + 4 = 7.\nSo", ["\n"], False),     # a real rationale, cut at its end
+    (" \n\n7", ["\n\n", "Question:"], True),       # whitespace before the first of several stops
+    ("Question: next", ["Question:"], True),       # a stop that is not whitespace, first
+    (" 7", "\n", False),                           # lm-eval's until may be one string
+    (" ", None, True),
+])
+def test_is_empty_on_hand_made_generations(text, until, empty):
+    assert is_empty(text, until) is empty
+
+
+def test_records_carry_empty_through_a_file_and_the_summary(tmp_path):
+    recs = [make_record("t", 0, "generate", 5, 1, empty=True), make_record("t", 1, "generate", 5, 9, empty=False),
+            make_record("t", 2, "generate", 5, 0, empty=True), make_record("t", 2, "loglikelihood", 4)]
+    assert [r.get(EMPTY_FIELD) for r in recs] == [True, False, True, None]
+    write_usage(tmp_path / "u.jsonl.gz", recs)
+    back = list(iter_usage(tmp_path / "u.jsonl.gz"))
+    assert back == recs
+    (entry,) = summarize_usage(back).values()
+    assert entry[EMPTY_FIELD] == 2 and empty_fraction([entry]) == pytest.approx(2 / 3)
+    # a generation never classified (records written before the field): the share is unknown, not 0
+    (old,) = summarize_usage([make_record("t", 0, "generate", 5, 1), *recs]).values()
+    assert EMPTY_FIELD not in old and math.isnan(empty_fraction([old]))
+    (llh,) = summarize_usage(recs[3:]).values()
+    assert math.isnan(empty_fraction([llh]))  # no generations: NaN, as truncated_fraction
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def _summary(task: str, generate: int, empty: int | None, loglikelihood: int = 0) -> dict:
+    entry = {"requests": generate + loglikelihood, "generate_requests": generate,
+             "loglikelihood_requests": loglikelihood, "documents": generate, "prompt_tokens": 10 * generate,
+             "generate_prompt_tokens": 10 * generate, "loglikelihood_prompt_tokens": 0,
+             "generated_tokens": 3 * generate, "sequences": generate, "truncated": 0, "token_unit": "tokens"}
+    return {task: entry if empty is None else {**entry, EMPTY_FIELD: empty}}
+
+
+def _results(bench: str, summary: dict, strategy: str = "hybrid_cot") -> dict:
+    return {"results": {bench: {"acc,none": 0.5, "acc_stderr,none": 0.1}},
+            "cotscale": {"model": "m", "revision": "main", "family": "f", "N": 1e6, "D": 1e9,
+                         "strategy": {"name": strategy}, "benchmark": bench, "usage_summary": summary}}
+
+
+def test_benchmarks_and_tokens_carry_empty_fraction_beside_truncated_fraction():
+    config = load_config(ROOT / "config" / "config.yaml")
+    by_bench = {"arc_challenge": _summary("arc_challenge", 10, 3),
+                "mmlu": {**_summary("mmlu_a", 4, 4), **_summary("mmlu_b", 6, 0)},  # pooled: 4 / 10
+                "hellaswag": _summary("hellaswag", 5, 0)}
+    (row,) = agg.benchmark_rows(config, {("m", "hybrid_cot"): {b: _results(b, s) for b, s in by_bench.items()}})
+    assert (row["arc_challenge_empty_fraction"], row["mmlu_empty_fraction"], row["hellaswag_empty_fraction"]) == (
+        0.3, 0.4, 0.0)
+    assert math.isnan(row["gsm8k_empty_fraction"])  # not evaluated
+    # by hand: the mean over the benchmarks that generated, (0.3 + 0.4 + 0) / 3
+    assert row["empty_fraction"] == pytest.approx(0.7 / 3)
+    # appended after the existing columns, in BENCHMARK_COLUMNS' order
+    n = len(BENCHMARKS) + 1
+    assert agg.BENCHMARK_COLUMNS[-n:] == [*(f"{b}_empty_fraction" for b in BENCHMARKS), "empty_fraction"]
+    assert list(row)[-n:] == agg.BENCHMARK_COLUMNS[-n:]
+    assert agg.BENCHMARK_COLUMNS.index("truncated_fraction") < agg.BENCHMARK_COLUMNS.index("empty_fraction")
+
+    tokens = agg.token_rows(_results("mmlu", by_bench["mmlu"]))
+    assert [(r["task"], r["empty_fraction"]) for r in tokens] == [("mmlu_a", 1.0), ("mmlu_b", 0.0)]
+    assert list(tokens[0])[-1] == agg.TOKEN_COLUMNS[-1] == "empty_fraction"
+
+    frame = pd.DataFrame([row])
+    lines = agg.empty_warnings(frame, 0.1)
+    assert len(lines) == 2 and lines[0].startswith("m / hybrid_cot / arc_challenge: 30%")
+    assert "mmlu: 40%" in lines[1]
+    assert agg.empty_warnings(frame, 0.4) == []  # passes: strictly above
+
+
+def test_aggregate_log_warns_above_the_threshold(tmp_path, caplog):
+    for strategy, share in (("hybrid", 0.0), ("hybrid_cot", 0.5)):
+        folder = tmp_path / strategy
+        folder.mkdir()
+        for table in ("scores", "tokens", "compute"):
+            pd.DataFrame({"model": ["m"], "strategy": [strategy]}).to_csv(folder / f"{table}.csv", index=False)
+        pd.DataFrame({"family": ["f"], "model": ["m"], "strategy": [strategy], "mmlu_empty_fraction": [share]}
+                     ).to_csv(folder / "benchmarks.csv", index=False)
+    with caplog.at_level(logging.WARNING, logger="cotscale.aggregate"):
+        agg.combine_tables([tmp_path / "hybrid", tmp_path / "hybrid_cot"], tmp_path / "all", 0.1)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["m / hybrid_cot / mmlu"]
+
+
+def _tokens(rows) -> pd.DataFrame:
+    """tokens.csv rows from (strategy, benchmark, task, generate_requests, empty_fraction)."""
+    df = pd.DataFrame(rows, columns=["strategy", "benchmark", "task", "generate_requests", "empty_fraction"])
+    return df.assign(model="m", family="f", N=1.0, D=1.0, token_unit="tokens", requests=df["generate_requests"],
+                     documents=df["generate_requests"], prompt_tokens=0, generated_tokens=2 * df["generate_requests"])
+
+
+def test_table1_states_the_empty_share_of_both_strategies():
+    rows = [("h", "mmlu", "mmlu_a", 4, 0.0), ("h", "arc", "arc", 10, 0.1),
+            ("c", "mmlu", "mmlu_a", 4, 1.0), ("c", "mmlu", "mmlu_b", 6, 0.5), ("c", "arc", "arc", 10, 0.0),
+            ("c", "gsm8k", "gsm8k", 5, 1.0)]  # gsm8k has no baseline: not in the pair
+    out = table1.table1(_tokens(rows), "h", "c", empty_warning=0.3).set_index("model")
+    # by hand: CoT mmlu pooled (4·1 + 6·0.5)/10 = 0.7, arc 0 -> 0.35; baseline (0 + 0.1)/2 = 0.05
+    assert out.loc["m", "cot_empty_fraction"] == pytest.approx(0.35)
+    assert out.loc["m", "baseline_empty_fraction"] == pytest.approx(0.05)
+    assert out.loc["m", "empty_warning"] and out.loc["Overall", "empty_warning"]
+    md = table1.to_markdown(out.reset_index())
+    assert "| m (!) | 2.0 | 2.0 | 1.00 | 5% | 35% |" in md and "analysis.empty_warning" in md
+    assert not table1.table1(_tokens(rows), "h", "c", empty_warning=0.5)["empty_warning"].any()
+
+
+# ---------------------------------------------------------------------------------------------- a real model
+def test_records_of_a_real_generation_say_whether_it_was_empty(tmp_path):
+    """The tiny model generates; a stop sequence chosen from its own greedy text makes the same generation empty.
+    Expected values: the generated text split at the stop by str.split, independently of is_empty."""
+    pytest.importorskip("torch")
+    from _lm_fixtures import build_tiny_model, gen_requests
+
+    from cotscale import lm as cl
+
+    lm = cl.CotscaleLM(pretrained=str(build_tiny_model(tmp_path)), backend="hf", dtype="float32", batch_size=8,
+                       device="cpu", strategy={"format": "generate", "max_gen_toks": 8})
+    free = lm.generate_until(gen_requests(gen_kwargs={"until": ["\x00"], "do_sample": False}))
+    assert all(text.strip() for text in free), free  # the tiny model writes something: a real rationale
+    assert [r[EMPTY_FIELD] for r in lm.usage] == [False] * len(free)
+    stop = free[0].strip()[0]  # its first visible character: the generation stops before anything shows
+    lm.begin_task({"format": "generate", "max_gen_toks": 8})
+    lm.generate_until(gen_requests(gen_kwargs={"until": [stop], "do_sample": False}))
+    assert [r[EMPTY_FIELD] for r in lm.usage] == [not t.split(stop)[0].strip() for t in free]
+    assert lm.usage[0][EMPTY_FIELD] is True
+    (entry,) = summarize_usage(lm.usage).values()
+    assert entry[EMPTY_FIELD] == sum(r[EMPTY_FIELD] for r in lm.usage)
+
+
+# ---------------------------------------------------------------------------------------------- the paper's CoT
+@pytest.fixture(scope="module")
+def published_tables(tmp_path_factory):
+    """The paper's outputs ingested and aggregated as the published workflow does (rules ingest_published and
+    aggregate_strategy)."""
+    if not PAPER.is_dir():
+        pytest.skip("../shared/paper not present")
+    out = tmp_path_factory.mktemp("published")
+    published.ingest(PAPER, out)
+    config = load_config(ROOT / "config" / "published.yaml")
+    tables = {}
+    for strategy in ("hybrid", "hybrid_cot"):
+        results = [str(p) for p in sorted(out.glob(f"evals/*/{strategy}/*/results.json"))]
+        agg.write_strategy_tables(config, strategy, results, out / strategy)
+        tables[strategy] = (pd.read_csv(out / strategy / "benchmarks.csv"), pd.read_csv(out / strategy / "tokens.csv"))
+    return tables
+
+
+def _count_paper_samples() -> dict[tuple[str, str, str], list[int]]:
+    """{(seed file stem, strategy, task): [empty, responses]}, counted here: a response of whitespace only."""
+    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for strategy, folder in (("hybrid", "standard"), ("hybrid_cot", "cot")):
+        for path in sorted((PAPER / "samples" / folder).glob("*.json")):
+            for rec in json.loads(path.read_text()).values():
+                c = counts[(path.stem, strategy, rec["task_name"])]
+                c[0] += rec["response"].strip() == ""
+                c[1] += 1
+    return counts
+
+
+@needs_paper
+def test_published_empty_fraction_equals_a_count_of_the_paper_samples(published_tables):
+    counts = _count_paper_samples()
+    stems = published.read_models(PAPER).set_index("stem")["model"]
+    seen = 0
+    for strategy, (benchmarks, tokens) in published_tables.items():
+        by_task = tokens.set_index(["model", "task"])["empty_fraction"]
+        per_bench: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for (stem, s, task), (empty, n) in counts.items():
+            if s != strategy:
+                continue
+            assert by_task[(stems[stem], task)] == pytest.approx(empty / n)
+            bench = "xwinograd" if task.startswith("xwinograd") else "mmlu" if task.startswith("mmlu") else task
+            per_bench[(stems[stem], bench)][0] += empty
+            per_bench[(stems[stem], bench)][1] += n
+            seen += 1
+        table = benchmarks.set_index("model")
+        for (model, bench), (empty, n) in per_bench.items():
+            assert table.loc[model, f"{bench}_empty_fraction"] == pytest.approx(empty / n), (model, bench)
+        for model in {m for m, _ in per_bench}:
+            shares = [e / n for (m, _), (e, n) in per_bench.items() if m == model]
+            assert table.loc[model, "empty_fraction"] == pytest.approx(sum(shares) / len(shares))
+    assert seen > 100
+    # the issue's count: 61 % of OLMo-1B main's CoT rationales empty on mmlu (461/728) and hellaswag 361/503
+    cot = published_tables["hybrid_cot"][0].set_index("model")
+    assert cot.loc["OLMo-1B-0724-hf@main", "mmlu_empty_fraction"] == pytest.approx(461 / 728)
+    assert cot.loc["OLMo-1B-0724-hf@main", "hellaswag_empty_fraction"] == pytest.approx(361 / 503)
+
+
+def test_the_evaluation_log_warns_above_the_threshold(caplog):
+    from cotscale.evaluate import _warn_empty
+
+    summary = {**_summary("mmlu_a", 10, 2), **_summary("mmlu_b", 10, 1), **_summary("arc", 0, None, 4)}
+    with caplog.at_level(logging.WARNING, logger="cotscale.evaluate"):
+        _warn_empty(summary, 0.1, "m / hybrid_cot / mmlu")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("m / hybrid_cot / mmlu: task mmlu_a: 2 of 10 generations are empty (20%")
