@@ -223,3 +223,97 @@ def test_the_evaluation_log_warns_above_the_threshold(caplog):
         _warn_empty(summary, 0.1, "m / hybrid_cot / mmlu")
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("m / hybrid_cot / mmlu: task mmlu_a: 2 of 10 generations are empty (20%")
+
+
+# ---------------------------------------------------------------------------------------------- same documents
+def test_documents_per_benchmark_come_from_lm_evals_n_samples():
+    results = {"results": {}, "group_subtasks": {"mmlu": ["mmlu_stem"], "mmlu_stem": ["mmlu_a", "mmlu_b"]},
+               "n-samples": {"mmlu_a": {"original": 20, "effective": 12}, "mmlu_b": {"original": 8, "effective": 8}}}
+    assert agg.benchmark_documents(results, "mmlu") == 20  # 12 + 8, by hand
+    assert math.isnan(agg.benchmark_documents({"results": {}}, "arc_challenge"))  # published files do not say
+
+
+def _documents(strategy: str, model: str = "m", **counts) -> dict:
+    return {"model": model, "strategy": strategy, **{f"{b}_documents": n for b, n in counts.items()}}
+
+
+def test_a_comparison_on_different_documents_is_refused_naming_both_counts():
+    table = pd.DataFrame([_documents("standard", arc_challenge=12, mmlu=36),
+                          _documents("cot_generate", arc_challenge=12, mmlu=24),
+                          _documents("hybrid", arc_challenge=12, mmlu=36)])
+    with pytest.raises(agg.AggregationError) as info:
+        agg.check_same_documents(table, ("standard", "cot_generate"), "fig10_free_form_cot")
+    message = str(info.value)
+    assert message.startswith("fig10_free_form_cot: standard and cot_generate of model m")
+    assert "task mmlu evaluated 36 documents under standard and 24 under cot_generate" in message
+    assert "tasks.mmlu.<variant>.split" in message
+    agg.check_same_documents(table, ("standard", "hybrid"), "fig2")  # equal: fine
+    unknown = pd.DataFrame([_documents("hybrid", mmlu=math.nan), _documents("hybrid_cot", mmlu=24)])
+    agg.check_same_documents(unknown, ("hybrid", "hybrid_cot"), "fig3")  # an unknown count is not compared
+
+
+def test_the_free_form_mmlu_variant_reads_the_standard_variants_documents(tmp_path, offline_datasets):
+    """lm-eval's mmlu_flan_cot_zeroshot reads MMLU's validation split, mmlu its test split; the cot variant's
+    `split: test` (config/tasks/benchmarks.yaml) gives both the same questions. Loaded by lm-eval itself from the
+    demo data; the expected questions are read from the demo data's test files directly."""
+    from cotscale.config import task_variant
+    from cotscale.tasks import evaluation_task_manager
+
+    config = load_config(ROOT / "config" / "demo.yaml")
+    questions = {}
+    for strategy in ("standard", "cot_generate"):
+        variant = task_variant(config, strategy, "mmlu")
+        manager = evaluation_task_manager(config, variant["task"], tmp_path / strategy, config["strategies"][strategy],
+                                          variant.get("split"))
+        tasks = manager.load([variant["task"]])["tasks"]
+        questions[strategy] = {name.rsplit("_", 1)[-1] if "geography" not in name else "geography":
+                               [d["question"] for d in t.eval_docs] for name, t in tasks.items()}
+    assert questions["standard"] == questions["cot_generate"]
+    test = ROOT / "config" / "tasks" / "demo_data" / "mmlu" / "astronomy" / "test.jsonl"
+    assert questions["cot_generate"]["astronomy"] == [json.loads(line)["question"] for line in test.open()]
+
+
+# ---------------------------------------------------------------------------------------------- records tell the truth
+def test_samples_and_results_record_the_generation_arguments_that_ran(root, tmp_path, offline_datasets):
+    """lm-eval records a task's generation_kwargs (gsm8k_cot_zeroshot: max_gen_toks 256 by default); the evaluation
+    records what the strategy ran with instead (max_gen_toks 6 here), for free-form and hybrid generations; its
+    usage records say whether each generation was empty."""
+    import gzip
+
+    import yaml
+    from _lm_fixtures import build_tiny_model
+
+    from cotscale.evaluate import run_evaluation
+
+    demo = yaml.safe_load((root / "config" / "demo.yaml").read_text())
+    config = load_config({
+        **{k: demo[k] for k in ("seed", "batch_size", "backend", "dtype", "device")},
+        "task_data": str(root / "config" / "tasks" / "demo_data"), "limit": 2,
+        "strategies": {"cot_generate": {**{k: v for k, v in demo["strategies"]["cot_generate"].items()
+                                           if k != "models"}, "max_gen_toks": 6},
+                       "hybrid_cot": {**demo["strategies"]["hybrid_cot"], "max_gen_toks": 5}},
+        "analysis": {"baseline": "hybrid_cot", "cot": "hybrid_cot", "llh": "hybrid_cot"},
+        "models": {"m": {"hf_id": str(build_tiny_model(tmp_path / "tiny")), "family": "tiny", "params": 1,
+                         "train_tokens": 1}}})
+
+    def read(folder, name):
+        with gzip.open(folder / name, "rt") as fh:
+            return [json.loads(line) for line in fh]
+
+    free = run_evaluation(config, "m", "cot_generate", "gsm8k", tmp_path / "free")
+    (sample, *_) = samples = read(tmp_path / "free", "samples.jsonl.gz")
+    ((_, used),) = sample["arguments"]
+    assert (used["max_gen_toks"], used["do_sample"], used["temperature"]) == (6, False, 0.0)
+    assert all(s["generation_args"] == {"generate": used} for s in samples)
+    assert free["configs"]["gsm8k_cot_zeroshot"]["generation_kwargs"] == used
+    assert free["cotscale"]["generation_args"] == {"gsm8k_cot_zeroshot": {"generate": used}}
+    usage = read(tmp_path / "free", "usage.jsonl.gz")
+    assert all(u["generated_tokens"] <= 6 and isinstance(u[EMPTY_FIELD], bool) for u in usage)
+
+    hybrid = run_evaluation(config, "m", "hybrid_cot", "arc_challenge", tmp_path / "hybrid")
+    for s in read(tmp_path / "hybrid", "samples.jsonl.gz"):
+        assert s["generation_args"] == {"generate": {"until": ["\n"], "max_gen_toks": 5, "do_sample": False,
+                                                     "temperature": 0.0}}
+        assert all(r["kind"] != "generate" or r[EMPTY_FIELD] == (not s["rationales"][0].split("\n")[0].strip())
+                   for r in read(tmp_path / "hybrid", "usage.jsonl.gz") if r["doc_id"] == s["doc_id"])
+    assert hybrid["cotscale"]["generation_args"]["arc_challenge"]["generate"]["max_gen_toks"] == 5

@@ -30,7 +30,8 @@ ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
 SCORE_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "metric", "filter", "value", "stderr"]
 BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overall_stderr", "n_benchmarks",
                      *(f"{b}_stderr" for b in BENCHMARKS), *(f"{b}_truncated_fraction" for b in BENCHMARKS),
-                     "truncated_fraction", *(f"{b}_empty_fraction" for b in BENCHMARKS), "empty_fraction"]
+                     "truncated_fraction", *(f"{b}_empty_fraction" for b in BENCHMARKS), "empty_fraction",
+                     *(f"{b}_documents" for b in BENCHMARKS)]
 TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "loglikelihood_requests",
                  "documents", "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
                  "generated_tokens", "mean_generate_prompt_tokens", "mean_loglikelihood_prompt_tokens",
@@ -133,6 +134,30 @@ def benchmark_score(results: dict, task: str, metric: str, filt: str) -> tuple[f
     return value, stderr
 
 
+def benchmark_documents(results: dict, task: str) -> float:
+    """Documents lm-eval evaluated for a task or group: ``n-samples`` effective, summed over its leaf tasks (NaN when
+    the results do not say, as the paper's published files)."""
+    counts = [results.get("n-samples", {}).get(leaf, {}).get("effective") for leaf in _leaves(results, task)]
+    return float(sum(counts)) if counts and None not in counts else math.nan
+
+
+def check_same_documents(benchmarks: pd.DataFrame, pair: tuple[str, str], what: str) -> None:
+    """A comparison of two strategies (``what``: the figure or table) must score both on the same documents: a
+    benchmark whose ``{benchmark}_documents`` differ between them for a model is an AggregationError naming the
+    benchmark, both counts and the fix. Unknown counts (published files) are not compared."""
+    by = {s: benchmarks[benchmarks["strategy"] == s].drop_duplicates("model").set_index("model") for s in pair}
+    for model in sorted(set(by[pair[0]].index) & set(by[pair[1]].index)):
+        for bench in BENCHMARKS:
+            column = f"{bench}_documents"
+            counts = [by[s].loc[model].get(column, math.nan) for s in pair]
+            if not any(pd.isna(c) for c in counts) and counts[0] != counts[1]:
+                raise AggregationError(
+                    f"{what}: {pair[0]} and {pair[1]} of model {model} are not on the same documents: task {bench} "
+                    f"evaluated {counts[0]:.0f} documents under {pair[0]} and {counts[1]:.0f} under {pair[1]}. Give "
+                    f"both task variants the same split (config key tasks.{bench}.<variant>.split) and the same "
+                    f"limit, then rerun their evaluations")
+
+
 def _metrics_of(results: dict, task: str) -> list[str]:
     tables = {**results.get("groups", {}), **results["results"]}
     return sorted(k for k in tables.get(task, {}) if "," in k and "_stderr," not in k)
@@ -186,6 +211,9 @@ def benchmark_rows(config: dict, results_by_key: dict[tuple[str, str], dict[str,
             summary = summaries.get(bench)
             row[f"{bench}_empty_fraction"] = empty_fraction(summary.values()) if summary else math.nan
         row["empty_fraction"] = overall_fraction([row[f"{b}_empty_fraction"] for b in BENCHMARKS])
+        for bench in BENCHMARKS:
+            row[f"{bench}_documents"] = (benchmark_documents(by_benchmark[bench], task_variant(config, strategy, bench)
+                                                             ["task"]) if bench in by_benchmark else math.nan)
         rows.append(row)
     return rows
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cotscale import flops, pca, table1
+from cotscale.aggregate import check_same_documents
 from cotscale.io import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot:
     the IsoFLOP fit, written into ``out_dir``. Returns them by stem."""
     out_dir = Path(out_dir)
     bench, tokens = _concat(benchmark_paths), _concat(token_paths)
+    check_same_documents(bench, (baseline, cot), "the analysis (fits, train-equivalent FLOPs, Table I)")
     base, cots = strategy_scores(bench, baseline), strategy_scores(bench, cot)
     reg, draws = regression(base, n_boot, seed)
     tef = train_equivalent(base, cots, reg, draws)
