@@ -317,3 +317,49 @@ def test_samples_and_results_record_the_generation_arguments_that_ran(root, tmp_
         assert all(r["kind"] != "generate" or r[EMPTY_FIELD] == (not s["rationales"][0].split("\n")[0].strip())
                    for r in read(tmp_path / "hybrid", "usage.jsonl.gz") if r["doc_id"] == s["doc_id"])
     assert hybrid["cotscale"]["generation_args"]["arc_challenge"]["generate"]["max_gen_toks"] == 5
+
+
+def test_free_form_cot_on_another_split_is_refused_and_the_split_key_makes_it_equal(root, tmp_path, offline_datasets):
+    """Real lm-eval runs on the demo's mmlu data: lm-eval's flan CoT variant alone reads the validation split (8
+    questions per subject, 24), the log-likelihood one the test split (20 per subject, 60; counts from the data
+    files): the comparison is refused naming both counts. With `split: test` the counts (and documents) agree."""
+    from _lm_fixtures import build_tiny_model
+
+    from cotscale.evaluate import run_evaluation
+
+    data = root / "config" / "tasks" / "demo_data" / "mmlu"
+    n_test = sum(1 for f in data.glob("*/test.jsonl") for _ in f.open())
+    n_validation = sum(1 for f in data.glob("*/validation.jsonl") for _ in f.open())
+    assert (n_test, n_validation) == (60, 24)
+    default = load_config(ROOT / "config" / "config.yaml")["tasks"]["mmlu"]
+    raw = {"seed": 1, "batch_size": 16, "backend": "hf", "dtype": "float32", "device": "cpu", "limit": None,
+           "task_data": str(root / "config" / "tasks" / "demo_data"),
+           "tasks": {"mmlu": {"standard": default["standard"],
+                              "cot": {k: v for k, v in default["cot"].items() if k != "split"}}},
+           "strategies": {"standard": {"format": "loglikelihood", "prompt": "plain", "decoding": "greedy",
+                                       "variant": "standard"},
+                          "cot_generate": {"format": "generate", "prompt": "cot", "decoding": "greedy",
+                                           "variant": "cot", "max_gen_toks": 2}},
+           "analysis": {"baseline": "standard", "cot": "cot_generate", "llh": "standard"},
+           "models": {"m": {"hf_id": str(build_tiny_model(tmp_path / "tiny")), "family": "tiny", "params": 1,
+                            "train_tokens": 1}}}
+
+    def tables(config, tag):
+        paths = {}
+        for strategy in ("standard", "cot_generate"):
+            out = tmp_path / "standard" if strategy == "standard" else tmp_path / tag
+            if not (out / "results.json").exists():
+                run_evaluation(config, "m", strategy, "mmlu", out)
+            folder = tmp_path / "tables" / tag / strategy
+            agg.write_strategy_tables(config, strategy, [str(out / "results.json")], folder)
+            paths[strategy] = folder / "benchmarks.csv"
+        return pd.concat([pd.read_csv(p) for p in paths.values()], ignore_index=True)
+
+    other_split = tables(load_config(raw), "validation")
+    with pytest.raises(agg.AggregationError, match=f"task mmlu evaluated {n_test} documents under standard and "
+                                                   f"{n_validation} under cot_generate"):
+        agg.check_same_documents(other_split, ("standard", "cot_generate"), "fig10_free_form_cot")
+    raw["tasks"]["mmlu"]["cot"] = default["cot"]  # split: test
+    same = tables(load_config(raw), "test")
+    agg.check_same_documents(same, ("standard", "cot_generate"), "fig10_free_form_cot")
+    assert set(same["mmlu_documents"]) == {n_test}

@@ -639,7 +639,8 @@ class CotscaleLM(LM):
         (``sequence_logprobs`` None for beams and thinking), for self-consistency the votes, and for a length sweep
         the BUDGET_FIELDS. Generate format: the RESPONSE_FIELDS of each response (what weighted maj@k and the
         per-sample sweeps read). Every document that generated: ``generation_args``, per phase the arguments its
-        generation ran with (max_gen_toks, until, decoding; not lm-eval's task defaults). Documents of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer
+        generation ran with (max_gen_toks, until, decoding; not lm-eval's task defaults).
+        Documents of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer
         phase continued it), ``thinking_tokens``, ``thinking_forced`` and ``unanswered``."""
         extra = ("votes", *RESPONSE_FIELDS, *BUDGET_FIELDS)
         out = {key: dict(d) for key, d in self.generation_details.items()}
