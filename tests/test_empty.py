@@ -82,11 +82,11 @@ def test_benchmarks_and_tokens_carry_empty_fraction_beside_truncated_fraction():
     assert math.isnan(row["gsm8k_empty_fraction"])  # not evaluated
     # by hand: the mean over the benchmarks that generated, (0.3 + 0.4 + 0) / 3
     assert row["empty_fraction"] == pytest.approx(0.7 / 3)
-    # appended after the existing columns, in BENCHMARK_COLUMNS' order
-    n = len(BENCHMARKS) + 1
-    assert agg.BENCHMARK_COLUMNS[-n:] == [*(f"{b}_empty_fraction" for b in BENCHMARKS), "empty_fraction"]
-    assert list(row)[-n:] == agg.BENCHMARK_COLUMNS[-n:]
-    assert agg.BENCHMARK_COLUMNS.index("truncated_fraction") < agg.BENCHMARK_COLUMNS.index("empty_fraction")
+    # appended after the existing columns (truncated_fraction was the last), then the documents per benchmark
+    after = agg.BENCHMARK_COLUMNS[agg.BENCHMARK_COLUMNS.index("truncated_fraction") + 1:]
+    assert after == [*(f"{b}_empty_fraction" for b in BENCHMARKS), "empty_fraction",
+                     *(f"{b}_documents" for b in BENCHMARKS)]
+    assert list(row)[-len(after):] == after
 
     tokens = agg.token_rows(_results("mmlu", by_bench["mmlu"]))
     assert [(r["task"], r["empty_fraction"]) for r in tokens] == [("mmlu_a", 1.0), ("mmlu_b", 0.0)]
