@@ -17,6 +17,7 @@ rule analysis:
     input:
         benchmarks=get_strategy_tables(get_role_strategies("baseline", "cot")),
         tokens=get_strategy_tables(get_role_strategies("baseline", "cot"), "tokens"),
+        outcomes=get_role_outcomes("baseline", "cot"),
     output:
         **{
             table: report(
@@ -36,6 +37,7 @@ rule analysis:
         baseline=CFG["analysis"]["baseline"],
         cot=CFG["analysis"]["cot"],
         seed=CFG["seed"],
+        bootstrap=BOOTSTRAP,
     script:
         f"{SCRIPTS}/analysis.py"
 
@@ -129,6 +131,7 @@ rule inference_scaling:
             caption="../report/inference_scaling.rst",
             category="Tables",
         ),
+        outcomes=SWEEP_OUTCOMES,
     log:
         "logs/inference_scaling.log",
     conda:
@@ -138,5 +141,28 @@ rule inference_scaling:
         sweeps=canonical(SWEEPS),
         runs=[s for _, s, _ in SWEEP_RUNS],
         seed=CFG["seed"],
+        bootstrap=BOOTSTRAP,
     script:
         f"{SCRIPTS}/inference_scaling.py"
+
+
+# CoT gains with their paired intervals and tests: baseline vs CoT, log-likelihood vs baseline (cotscale.uncertainty).
+rule cot_gain:
+    input:
+        benchmarks=get_strategy_tables(get_role_strategies("llh", "baseline", "cot")),
+        outcomes=get_role_outcomes("llh", "baseline", "cot"),
+    output:
+        table=report(
+            "results/tables/cot_gain.csv",
+            caption="../report/cot_gain.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/cot_gain.log",
+    conda:
+        ANALYSIS_ENV
+    params:
+        pairs=get_gain_pairs(),
+        bootstrap=BOOTSTRAP,
+    script:
+        f"{SCRIPTS}/cot_gain.py"
