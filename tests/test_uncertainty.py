@@ -129,3 +129,39 @@ def test_score_intervals_stay_in_unit_interval():
     # P(a resample of 12 documents has no 0) = (11/12)^12 = 0.35 > 2.5%: the benchmark's upper bound is 1, as a
     # Wald interval's (11/12 + 1.96·0.08 = 1.07) was not
     assert cols["arc_challenge_ci_high"] == 1.0 and cols["overall_ci_low"] < 11 / 12 < cols["overall_ci_high"]
+
+
+def _points(rows):
+    base = {"revision": "main", "family": "f", "D": 1e9, "budget": "", "generated_tokens_per_request": 0.0,
+            "seconds_per_request": np.nan, "token_unit": "tokens", "overall_stderr": np.nan, "overall_ci_low": np.nan,
+            "overall_ci_high": np.nan}
+    points = pd.DataFrame([{**base, **r} for r in rows])
+    points["train_flops"] = 6 * points["N"] * points["D"]
+    return points
+
+
+def test_p_cheapest_overlap_and_domination():
+    from cotscale import plan
+
+    rng = np.random.default_rng(5)
+    # "small" is cheaper and scores 0.5 on 12 documents per benchmark; "big" scores 0.75. At S = 0.5 the small
+    # point qualifies in about half the draws: p_cheapest strictly between 0 and 1 for both (their intervals
+    # overlap S). At S = 0.3 the small point reaches S in every draw (its lowest possible resample mean is far
+    # above) and, cheaper, wins every draw: p = 1.
+    small = {b: np.array([1.0] * 6 + [0.0] * 6) for b in BENCHMARKS}
+    big = {b: (rng.random(12) < 0.75).astype(float) for b in BENCHMARKS}
+    big = {b: np.sort(v)[::-1] if v.mean() else v for b, v in big.items()}
+    out = pd.DataFrame(outcome_rows("small", "s", small) + outcome_rows("big", "s", big))
+    points = _points([
+        {"model": "small", "strategy": "s", "N": 1e6, "tokens_per_request": 10.0,
+         "overall": np.mean([v.mean() for v in small.values()])},
+        {"model": "big", "strategy": "s", "N": 1e8, "tokens_per_request": 10.0,
+         "overall": np.mean([v.mean() for v in big.values()])}])
+    draws = plan.point_draws(points, out, BOOT)
+    overlap = plan.rank(points, 1e3, 0.5, draws).set_index("model")["p_cheapest"]
+    assert 0 < overlap["small"] < 1 and 0 < overlap["big"] < 1
+    assert overlap.sum() == pytest.approx(((draws >= 0.5).any(axis=1)).mean())
+    dominated = plan.rank(points, 1e3, 0.3, draws).set_index("model")["p_cheapest"]
+    assert dominated["small"] == 1.0 and dominated["big"] == 0.0
+    # by hand: small's share at S = 0.5 is the share of its draws >= 0.5 (it is cheaper whenever it qualifies)
+    assert overlap["small"] == pytest.approx((draws[:, 0] >= 0.5).mean())

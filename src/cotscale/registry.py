@@ -41,7 +41,7 @@ FIGURES = (
            ("llh", "baseline")),
     Figure("fig3_cot_vs_no_cot", "Fig. 3", "score with vs without CoT", "fig3.rst", ("baseline", "cot")),
     Figure("fig4_cot_gain_vs_train_flops", "Fig. 4", "CoT improvement vs train FLOPs", "fig4.rst",
-           ("baseline", "cot")),
+           ("baseline", "cot"), ("cot_gain",)),
     Figure("table1_tokens", "Table I", "tokens per request, baseline vs CoT", "table1_tokens_figure.rst",
            tables=("table1_tokens",)),
     Figure("fig5_pca_loadings_ours", "Fig. 5", "PCA loadings, our models", "fig5.rst", tables=("pca_loadings_ours",)),

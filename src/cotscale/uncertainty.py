@@ -224,10 +224,11 @@ GAIN_COLUMNS = ["pair", "model", "family", "train_flops", "baseline", "treatment
 def _verdict(gain: float, low: float, high: float, significant: bool) -> str:
     if np.isnan(low) or np.isnan(high):
         return "no interval"
-    if significant and low > 0:
-        return "gain distinguishable from zero"
-    if significant and high < 0:
-        return "loss distinguishable from zero"
+    if low > 0 or high < 0:
+        what = "gain" if low > 0 else "loss"
+        if significant:
+            return f"{what} distinguishable from zero"
+        return f"{what}'s interval excludes zero, but not significant after Holm's correction across models"
     return "not distinguishable from zero"
 
 

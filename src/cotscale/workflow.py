@@ -147,9 +147,12 @@ def plan(smk, config):
     """plan.csv: the planner (cotscale.plan) over the configured grid of lifetime requests × target scores."""
     from cotscale import plan as planner
 
+    from cotscale.uncertainty import settings
+
     grid = config["plan"]
     tables = planner.read_tables(**{name: Path(path) for name, path in smk.input.items()})
-    return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"])
+    return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"],
+                              settings(config))
 
 
 def inference_scaling(smk, config):

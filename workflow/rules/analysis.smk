@@ -91,6 +91,8 @@ rule plan:
         tokens="results/tables/tokens.csv",
         compute="results/tables/compute.csv",
         inference_scaling="results/tables/inference_scaling.csv",
+        # p_cheapest's draws (published data: none, normal draws from stderr)
+        **({} if CFG["published"] else {"outcomes": OUTCOMES_TABLE}),
     output:
         plan=report(
             "results/tables/plan.csv",
@@ -103,6 +105,7 @@ rule plan:
         ANALYSIS_ENV
     params:
         grid=canonical(CFG["plan"]),
+        bootstrap=BOOTSTRAP,
     script:
         f"{SCRIPTS}/plan.py"
 
