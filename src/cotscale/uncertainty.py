@@ -94,9 +94,9 @@ def document_matrix(outcomes: pd.DataFrame, columns=("value",)) -> dict:
     the same documents share a block (they are paired); one with other documents gets its own."""
     plain = outcomes[outcomes["budget_kind"].isna() | (outcomes["budget_kind"] == "")]
     out = {}
-    for (model, bench), grp in plain.groupby(["model", "benchmark"], sort=True):
+    for (model, bench), grp in plain.groupby(["model", "benchmark"], sort=True, observed=True):
         blocks: dict[tuple, dict] = {}
-        for strategy, rows in grp.groupby("strategy", sort=True):
+        for strategy, rows in grp.groupby("strategy", sort=True, observed=True):
             rows = _ordered(rows)
             keys = tuple(zip(rows["task"], rows["doc_id"]))
             blocks.setdefault(keys, {})[strategy] = rows[list(columns)].to_numpy(dtype=np.float64)
@@ -244,7 +244,8 @@ def gain_rows(pair: str, base: str, treat: str, bench: pd.DataFrame, outcome_tab
         outcome_table[outcome_table["strategy"].isin([base, treat]) & outcome_table["model"].isin(models)], boot)
     docs = None if outcome_table is None else {
         key: grp.sort_values(["task", "doc_id"], kind="stable")
-        for key, grp in outcome_table[outcome_table["budget_kind"].isna()].groupby(["model", "strategy", "benchmark"])}
+        for key, grp in outcome_table[outcome_table["budget_kind"].isna()].groupby(["model", "strategy", "benchmark"],
+                                                                                  observed=True)}
     rows = []
     for model in models:
         b, t = by[base].loc[model], by[treat].loc[model]

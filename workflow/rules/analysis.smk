@@ -84,15 +84,15 @@ rule pca_ruan:
         f"{SCRIPTS}/pca_ruan.py"
 
 
-# The planner: the cheapest evaluated operating point for each lifetime-request count × target score.
+# The planner: the cheapest evaluated operating point for each lifetime-request count × target score, and how sure
+# (p_cheapest: bootstrap draws of outcomes.parquet; published data: normal draws from the stderr).
 rule plan:
     input:
+        **({} if CFG["published"] else {"outcomes": OUTCOMES_TABLE}),
         benchmarks="results/tables/benchmarks.csv",
         tokens="results/tables/tokens.csv",
         compute="results/tables/compute.csv",
         inference_scaling="results/tables/inference_scaling.csv",
-        # p_cheapest's draws (published data: none, normal draws from stderr)
-        **({} if CFG["published"] else {"outcomes": OUTCOMES_TABLE}),
     output:
         plan=report(
             "results/tables/plan.csv",

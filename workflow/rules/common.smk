@@ -158,7 +158,10 @@ def get_strategy_samples(wildcards):
     """samples.jsonl.gz of every evaluation of the strategy: its per-document outcomes (none when published)."""
     if CFG["published"]:
         return []
-    return [p.replace("results.json", "samples.jsonl.gz") for p in get_strategy_results(wildcards)]
+    return [
+        p.replace("results.json", "samples.jsonl.gz")
+        for p in get_strategy_results(wildcards)
+    ]
 
 
 def get_strategy_benchmarks(wildcards):
