@@ -165,3 +165,26 @@ def test_p_cheapest_overlap_and_domination():
     assert dominated["small"] == 1.0 and dominated["big"] == 0.0
     # by hand: small's share at S = 0.5 is the share of its draws >= 0.5 (it is cheaper whenever it qualifies)
     assert overlap["small"] == pytest.approx((draws[:, 0] >= 0.5).mean())
+
+
+def test_sweep_outcomes_reproduce_the_sweep_scores():
+    from cotscale import scaling
+
+    scored = pd.DataFrame([
+        {"model": "m", "revision": "main", "family": "f", "N": 1e6, "D": 1e9, "strategy": "g", "benchmark": b,
+         "task": b, "doc_id": d, "budget": budget, "correct": ok, "generated_tokens": t}
+        for b, d, budget, ok, t in [("gsm8k", 1, 32, True, 20), ("gsm8k", 0, 32, False, 32),
+                                    ("gsm8k", 0, 64, True, 50), ("gsm8k", 1, 64, True, 20)]])
+    rows = scaling.length_sweep(scored)
+    out = scaling.sweep_outcomes(rows)
+    assert list(out.columns) == list(uncertainty_outcome_columns())
+    by = out.groupby("budget")
+    assert by["value"].mean().to_dict() == {32.0: 0.5, 64.0: 1.0}  # counted by hand from the rows above
+    assert by["generated_tokens"].mean().to_dict() == {32.0: 26.0, 64.0: 35.0}
+    assert (out["budget_kind"] == "max_gen_toks").all() and list(out["doc_id"][:2]) == [0, 1]
+
+
+def uncertainty_outcome_columns():
+    from cotscale.contract import OUTCOME_COLUMNS
+
+    return OUTCOME_COLUMNS

@@ -309,8 +309,7 @@ def sweep_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
         return outcomes.empty()
     primary = rows[rows["metric"] == rows["budget_kind"].map(PRIMARY_METRIC)]
     parts = []
-    for row in primary.itertuples(index=False):
-        row = row._asdict()
+    for row in primary.to_dict("records"):  # not itertuples: it renames the private _ columns
         tasks, doc_ids = zip(*row[_DOCS]) if row[_DOCS] else ((), ())
         parts.append(pd.DataFrame({"model": row["model"], "strategy": row["strategy"], "benchmark": row["benchmark"],
                                    "task": list(tasks), "doc_id": list(doc_ids), "budget_kind": row["budget_kind"],
