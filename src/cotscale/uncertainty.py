@@ -17,6 +17,7 @@ multiplicities (np.bincount of the index rows): one matrix product per (model, b
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 
 import numpy as np
@@ -74,14 +75,14 @@ def resampled_means(values: np.ndarray, draws: int, rng: np.random.Generator) ->
 
 
 def percentile(draws: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) percentile interval of the draws along ``axis``, NaN draws ignored."""
+    """(low, high) percentile interval of the draws along ``axis``, NaN draws ignored. Draws with infinities (R*
+    where CoT costs nothing extra) take order statistics instead of interpolating (inf − inf is NaN)."""
     tail = (1.0 - level) / 2.0
-    with np.errstate(invalid="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are NaN intervals
-            return (np.nanquantile(draws, tail, axis=axis), np.nanquantile(draws, 1.0 - tail, axis=axis))
+    how = "inverted_cdf" if np.isinf(draws).any() else "linear"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are NaN intervals
+        return (np.nanquantile(draws, tail, axis=axis, method=how),
+                np.nanquantile(draws, 1.0 - tail, axis=axis, method=how))
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
@@ -240,6 +241,9 @@ def gain_rows(pair: str, base: str, treat: str, bench: pd.DataFrame, outcome_tab
     without (published data): the normal approximation from lm-eval's stderr, unpaired."""
     by = {s: bench[bench["strategy"] == s].set_index("model") for s in (base, treat)}
     models = sorted(set(by[base].index) & set(by[treat].index))
+    lone = [{"pair": pair, "model": m, "family": by[s].loc[m, "family"], "baseline": base, "treatment": treat,
+             "benchmark": "overall", "verdict": f"no {other} score"}
+            for s, other in ((base, treat), (treat, base)) for m in sorted(set(by[s].index) - set(models))]
     draws = {} if outcome_table is None else strategy_draws(
         outcome_table[outcome_table["strategy"].isin([base, treat]) & outcome_table["model"].isin(models)], boot)
     docs = None if outcome_table is None else {
@@ -278,7 +282,7 @@ def gain_rows(pair: str, base: str, treat: str, bench: pd.DataFrame, outcome_tab
                            ci_method=method(boot, "documents, stratified by benchmark, paired across the two "
                                                   "strategies"))
             rows.append(row)
-    return rows
+    return rows + lone
 
 
 def _z(level: float) -> float:
@@ -296,7 +300,8 @@ def gain_table(rows: list[dict], level: float) -> pd.DataFrame:
     table["p_adjusted"] = table.groupby(["pair", "benchmark"])["p_value"].transform(lambda p: holm(p.to_numpy()))
     table["correction"] = f"holm across the pair's models (per benchmark), alpha={1 - level:.2g}"
     table["significant"] = table["p_adjusted"] < 1.0 - level
-    table["verdict"] = [_verdict(r.gain, r.gain_ci_low, r.gain_ci_high, r.significant) for r in table.itertuples()]
+    table["verdict"] = [v if isinstance(v, str) else _verdict(r.gain, r.gain_ci_low, r.gain_ci_high, r.significant)
+                        for v, r in zip(table["verdict"], table.itertuples())]  # a model with one score says so
     return table
 
 
