@@ -189,7 +189,7 @@ def carried_intervals(base: pd.DataFrame, tef: pd.DataFrame, docs: dict[str, dic
         a = ys.mean(axis=1) - b * xs.mean(axis=1)
         for row in members.itertuples():
             d = docs[row.model]
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a draw's b = 0: no TEF
                 tef_draws = np.exp((d["overall_cot"] - a) / b)
             r_star = flops.crossover_requests(tef_draws, row.train_flops, flops.inference_flops(row.N, d["tok_cot"]),
                                               flops.inference_flops(row.N, d["tok_std"]))
