@@ -782,11 +782,11 @@ def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
     cost = ", ".join(sorted(set(table["cost"].dropna()))) or "generated"
     ax.set_title(f"{title}\n(lifetime FLOPs = 6·N·D + R·2·N·t, t: {cost} tokens per request)")
     handles = [Patch(color=colours[i], label=name) for i, name in enumerate(labels)]
-    if (cells < 0).any():
-        handles.append(Patch(color="0.85", label="no evaluated point reaches S"))
     if len(unsure):
         handles.append(Line2D([], [], linestyle="none", marker="x", color="0.1",
                               label=f"winner is cheapest in < {UNSURE:.0%}\nof bootstrap draws (p_cheapest)"))
+    if (cells < 0).any():
+        handles.append(Patch(color="0.85", label="no evaluated point reaches S"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="cheapest point")
     _save(fig, png)
     return fig
