@@ -188,3 +188,17 @@ def uncertainty_outcome_columns():
     from cotscale.contract import OUTCOME_COLUMNS
 
     return OUTCOME_COLUMNS
+
+
+def test_fig12_marks_cells_whose_winner_is_unsure(tmp_path):
+    from cotscale import figures
+
+    rows = [{"requests": r, "target": s, "model": "m", "strategy": "s", "budget": "", "lifetime_flops": 1.0,
+             "cost": "generated", "p_cheapest": p}
+            for (r, s, p) in [(1e3, 0.2, 0.95), (1e4, 0.2, 0.79), (1e3, 0.3, 0.5), (1e4, 0.3, 1.0)]]
+    path = tmp_path / "plan.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    fig = figures.fig12_plan({"plan": path}, tmp_path / "fig12.png", {"models": {}})
+    marks = [line for line in fig.axes[0].get_lines() if line.get_gid() == "uncertain"]
+    assert len(marks) == 1
+    assert sorted(zip(marks[0].get_xdata(), marks[0].get_ydata())) == [(1e3, 0.3), (1e4, 0.2)]
