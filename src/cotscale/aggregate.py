@@ -372,7 +372,8 @@ def with_intervals(rows: list[dict], outcome_table: pd.DataFrame | None, boot: d
                  "ci_method": f"{uncertainty.NORMAL_METHOD} ({boot['level']:.0%})"} for row in rows]
     draws = uncertainty.strategy_draws(outcome_table, boot)
     return [{**row, **uncertainty.score_interval_columns(draws.get((row["model"], row["strategy"]), {}), boot),
-             "ci_method": uncertainty.method(boot)} for row in rows]
+             "ci_method": uncertainty.method(boot) if (row["model"], row["strategy"]) in draws
+             else "none: no per-document outcomes (no samples.jsonl.gz)"} for row in rows]
 
 
 def combine_tables(strategy_dirs: list[Path], out_dir: Path) -> None:
