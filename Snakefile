@@ -32,6 +32,7 @@ rule all:
     default_target: True
     input:
         TABLES,
+        OUTCOME_FILES,
         FIGURE_FILES,
 
 

@@ -85,3 +85,17 @@ def test_two_clean_runs_give_identical_fit_tables(root, tmp_path_factory, run):
         first_table, second_table = _read(run, name), _read(second, name)
         assert len(first_table) > 0, name
         assert (run / TABLES / name).read_bytes() == (second / TABLES / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_per_document_outcomes_reproduce_the_scores(run):
+    # the mean of each benchmark's per-document values (outcomes.parquet, read from lm-eval's sample records) is the
+    # score benchmarks.csv has from lm-eval's results.json: the intervals resample the documents the scores average
+    bench = _read(run, "benchmarks.csv")
+    for strategy in ("hybrid", "hybrid_cot"):
+        outcomes = pd.read_parquet(run / TABLES / "strategies" / strategy / "outcomes.parquet")
+        means = outcomes.groupby(["model", "benchmark"])["value"].mean().unstack()
+        scores = bench[bench.strategy == strategy].set_index("model")[means.columns]
+        np.testing.assert_allclose(means.loc[scores.index].to_numpy(), scores.to_numpy(), rtol=0, atol=1e-12)
+        rows = bench[bench.strategy == strategy]
+        assert ((rows["overall_ci_low"] <= rows["overall"]) & (rows["overall"] <= rows["overall_ci_high"])).all()

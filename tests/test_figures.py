@@ -231,6 +231,26 @@ def test_fig9_crossover_at_r_star(tables, tmp_path, caplog):
     assert "f-s has no finite crossover" in caplog.text
 
 
+def test_fig9_shades_a_claimed_r_star_and_explains_an_unclaimed_one(tables, tmp_path):
+    cross = pd.read_csv(tables["crossover"])
+    r_star = cross.set_index("model")["crossover_requests"]
+    cross["crossover_ci_low"] = cross["crossover_requests"] / 4
+    cross["crossover_ci_high"] = cross["crossover_requests"] * 4
+    cross["verdict"] = np.where(cross["model"] == "f-l", "finite R* claimed",
+                                "no crossover claimed: the CoT gain's interval [-0.01, 0.02] contains 0")
+    cross.to_csv(tables["crossover"], index=False)
+    fig = draw("fig9_lifetime_cost", tables, tmp_path)
+    drawn = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    claimed, unclaimed = drawn["f-l"], drawn["f-m"]
+    band = [p for p in claimed.patches if p.get_gid() == "crossover_ci"]
+    assert len(band) == 1
+    x0, width = band[0].get_x(), band[0].get_width()  # axvspan's rectangle, in data coordinates
+    assert (x0, x0 + width) == pytest.approx((r_star["f-l"] / 4, r_star["f-l"] * 4))
+    assert not [a for a in unclaimed.lines if a.get_gid() == "crossover"]  # no line where R* is not claimed
+    why = [t.get_text() for t in unclaimed.texts if t.get_gid() == "no_crossover"]
+    assert len(why) == 1 and "contains 0" in why[0].replace("\n", " ")
+
+
 # ---------------------------------------------------------------- partial and empty inputs
 
 @pytest.mark.parametrize("name", registry.FIGURE_NAMES)

@@ -173,7 +173,13 @@ def test_sample_sweep_rows_by_hand():
     assert out.loc[("arc_challenge", "weighted_maj@k", 4), "score"] == pytest.approx(0.5)
     row = out.loc[("gsm8k", "maj@k", 1)]
     assert row["score_stderr"] == pytest.approx(np.std([0.5, 0.25], ddof=1) / math.sqrt(2))
-    assert row["ci_low"] == pytest.approx(row["score"] - 1.96 * row["score_stderr"])
+    # intervals: the bootstrap over documents (cotscale.uncertainty; tests/test_uncertainty.py checks it against
+    # scipy), never outside [0, 1] as the Wald interval was
+    table = scaling.inference_scaling(scaling.sample_sweep(sample_table(), [1, 2, 4]),
+                                      benchmarks=("arc_challenge", "gsm8k"))
+    assert ((table["ci_low"] >= 0) & (table["ci_low"] <= table["score"]) & (table["score"] <= table["ci_high"])
+            & (table["ci_high"] <= 1)).all()
+    assert table["ci_method"].str.contains("bootstrap").all()
 
 
 def test_sample_sweep_needs_n_samples_per_document():

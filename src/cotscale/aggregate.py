@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cotscale import outcomes, uncertainty
 from cotscale.config import BENCHMARKS, CotscaleError, canonical, job_spec, task_variant
 from cotscale.io import read_json, write_csv
 from cotscale.registry import STRATEGY_TABLES
@@ -31,7 +32,7 @@ SCORE_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "metric", "filter", "value", 
 BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overall_stderr", "n_benchmarks",
                      *(f"{b}_stderr" for b in BENCHMARKS), *(f"{b}_truncated_fraction" for b in BENCHMARKS),
                      "truncated_fraction", *(f"{b}_empty_fraction" for b in BENCHMARKS), "empty_fraction",
-                     *(f"{b}_documents" for b in BENCHMARKS)]
+                     *(f"{b}_documents" for b in BENCHMARKS), *uncertainty.interval_columns()]
 TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "loglikelihood_requests",
                  "documents", "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
                  "generated_tokens", "mean_generate_prompt_tokens", "mean_loglikelihood_prompt_tokens",
@@ -402,7 +403,10 @@ def write_strategy_tables(config: dict, strategy: str, result_paths: list[str], 
             measured.append({"model": ident["model"], "strategy": strategy, "wall_seconds": meta["wall_seconds"],
                              "model_load_seconds": meta.get("model_load_seconds"),
                              "max_rss_mb": rss.get(ident["model"], math.nan)})
-    benchmarks_table = _frame(benchmark_rows(config, by_key, paths), BENCHMARK_COLUMNS)
+    outcome_table = None if config.get("published") else outcomes.strategy_outcomes(
+        [p for (_, s, _), p in paths.items() if s == strategy])
+    benchmarks_table = _frame(with_intervals(benchmark_rows(config, by_key, paths), outcome_table,
+                                             uncertainty.settings(config)), BENCHMARK_COLUMNS)
     if len(benchmarks_table):
         benchmarks_table = benchmarks_table.sort_values(["family", "model", "strategy"])
     else:
@@ -412,6 +416,21 @@ def write_strategy_tables(config: dict, strategy: str, result_paths: list[str], 
     write_csv(out_dir / "benchmarks.csv", benchmarks_table)
     write_csv(out_dir / "tokens.csv", tokens_table)
     write_csv(out_dir / "compute.csv", compute_rows(tokens_table, pd.DataFrame(measured)))
+    if outcome_table is not None:
+        outcomes.write(out_dir / "outcomes.parquet", outcome_table)
+
+
+def with_intervals(rows: list[dict], outcome_table: pd.DataFrame | None, boot: dict) -> list[dict]:
+    """benchmarks.csv rows with their score intervals: the bootstrap over the documents of ``outcome_table``
+    (cotscale.uncertainty), or, without per-document outcomes (published data), the normal approximation from
+    lm-eval's stderr."""
+    if outcome_table is None:
+        return [{**row, **uncertainty.normal_interval_columns(row, boot["level"]),
+                 "ci_method": f"{uncertainty.NORMAL_METHOD} ({boot['level']:.0%})"} for row in rows]
+    draws = uncertainty.strategy_draws(outcome_table, boot)
+    return [{**row, **uncertainty.score_interval_columns(draws.get((row["model"], row["strategy"]), {}), boot),
+             "ci_method": uncertainty.method(boot) if (row["model"], row["strategy"]) in draws
+             else "none: no per-document outcomes (no samples.jsonl.gz)"} for row in rows]
 
 
 def combine_tables(strategy_dirs: list[Path], out_dir: Path, empty_warning: float | None = None) -> None:

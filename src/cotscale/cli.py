@@ -1,8 +1,11 @@
 """The ``cotscale`` console script.
 
     cotscale plan --requests R --target S [--tables DIR] [--cost generated|forward] [--format table|csv|json]
+                  [--draws N] [--seed N] [--level L]
 
-ranks the evaluated operating points that reach overall score S by lifetime FLOPs over R requests (cotscale.plan).
+ranks the evaluated operating points that reach overall score S by lifetime FLOPs over R requests (cotscale.plan),
+each with its score interval and p_cheapest: the share of bootstrap draws in which it is the cheapest point reaching
+S (use the config's analysis.bootstrap settings to reproduce plan.csv's).
 A problem with the inputs is one line on stderr and exit status 2, as for a bad argument.
 """
 
@@ -11,12 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cotscale import plan
+from cotscale import plan, uncertainty
 
 MEASURED = ["seconds_per_request", "lifetime_gpu_seconds", "rank_by_gpu_seconds"]
 FLOAT_FORMATS = {"overall": "{:.4f}", "tokens_per_request": "{:.2f}", "train_flops": "{:.3e}",
                  "inference_flops": "{:.3e}", "lifetime_flops": "{:.3e}", "N": "{:.3g}", "D": "{:.3g}",
-                 "seconds_per_request": "{:.4g}", "lifetime_gpu_seconds": "{:.4g}"}
+                 "seconds_per_request": "{:.4g}", "lifetime_gpu_seconds": "{:.4g}", "overall_ci_low": "{:.4f}",
+                 "overall_ci_high": "{:.4f}", "p_cheapest": "{:.3f}"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,13 +37,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="tokens charged per request: generated (the paper's convention, default) or forward "
                         "(prompt + generated; also prices log-likelihood strategies)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", dest="fmt")
+    p.add_argument("--draws", type=int, default=uncertainty.DEFAULTS["draws"],
+                   help="bootstrap draws of p_cheapest (default %(default)s)")
+    p.add_argument("--seed", type=int, default=uncertainty.DEFAULTS["seed"], help="bootstrap seed (default %(default)s)")
+    p.add_argument("--level", type=float, default=uncertainty.DEFAULTS["level"], help=argparse.SUPPRESS)
     return parser
 
 
 def run_plan(args) -> str:
     """The ranking as text in the requested format."""
-    ranked = plan.rank(plan.operating_points(plan.read_tables_dir(args.tables), args.cost), args.requests,
-                       args.target)
+    tables = plan.read_tables_dir(args.tables)
+    points = plan.operating_points(tables, args.cost)
+    boot = {"draws": args.draws, "seed": args.seed, "level": args.level}
+    ranked = plan.rank(points, args.requests, args.target, plan.point_draws(points, tables.get("outcomes"), boot))
     if ranked["seconds_per_request"].isna().all():
         ranked = ranked.drop(columns=MEASURED)
     if args.fmt == "csv":

@@ -23,7 +23,14 @@ FIGURES_DIR = "figures"
 # --- per-document outcomes (issue: every answer with its uncertainty) --------------------------------------------
 #: results/tables/outcomes.parquet: one row per model revision × strategy × task × document (and budget of a
 #: sweep), the value of the metric that enters `overall` for that document. Every interval is computed from it.
-OUTCOME_COLUMNS = ("model", "strategy", "benchmark", "task", "doc_id", "budget_kind", "budget", "value")
+#: generated_tokens / generate_requests: the document's generated tokens and generate requests (usage records; at a
+#: sweep budget the tokens of that budget), so token means are resampled with the documents
+OUTCOME_COLUMNS = ("model", "strategy", "benchmark", "task", "doc_id", "budget_kind", "budget", "value",
+                   "generated_tokens", "generate_requests")
+OUTCOMES_TABLE = "results/tables/outcomes.parquet"
+#: one strategy's outcomes (rule aggregate_strategy), and the budget sweeps' (rule inference_scaling)
+STRATEGY_OUTCOMES = "results/tables/strategies/{strategy}/outcomes.parquet"
+SWEEP_OUTCOMES = "results/tables/sweep_outcomes.parquet"
 #: interval columns follow one convention: `<quantity>_ci_low`, `<quantity>_ci_high`, and a `ci_method` column
 CI_LOW, CI_HIGH, CI_METHOD = "_ci_low", "_ci_high", "ci_method"
 

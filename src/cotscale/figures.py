@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -40,7 +41,10 @@ log = logging.getLogger(__name__)
 KNOWN_FAMILIES = ("olmo", "pythia", "gemma", "llama", "qwen")
 Z95 = 1.96
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "p", "h")
-BENCHMARK_COLUMNS = ["model", "family", "N", "D", "train_flops", "strategy", "overall", "overall_stderr"]
+#: fig12 marks the cells whose cheapest point wins fewer than this share of the bootstrap draws
+UNSURE = 0.8
+BENCHMARK_COLUMNS = ["model", "family", "N", "D", "train_flops", "strategy", "overall", "overall_stderr",
+                     "overall_ci_low", "overall_ci_high", "ci_method"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -193,7 +197,8 @@ def fig1_overall_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict
 # ---------------------------------------------------------------- fig2, fig3, fig10: two strategies per model
 
 def _paired_scores(inputs, png, config, figure: str, pair: tuple[str, str], labels: tuple[str, str], title: str):
-    """Overall score of two strategies per model (one row per model, ±1.96·stderr), joined where both exist.
+    """Overall score of two strategies per model (one row per model, bars: benchmarks.csv's interval, the bootstrap
+    over documents, or ±1.96·stderr where a table has none), joined where both exist.
 
     Rows are the models with a score for ``pair[1]`` (all models with ``pair[0]`` if none has one).
 
@@ -225,7 +230,7 @@ def _paired_scores(inputs, png, config, figure: str, pair: tuple[str, str], labe
     for k, (strategy, label, colour, marker) in enumerate(zip(pair, labels, colours, ("o", "D"))):
         d = data[data["strategy"] == strategy].drop_duplicates("model").set_index("model")
         y = np.array([row[m] for m in d.index]) + (-0.14 if k == 0 else 0.14)
-        err = Z95 * d["overall_stderr"].fillna(0).to_numpy()
+        err = _score_error(d)
         ax.errorbar(d["overall"], y, xerr=err, fmt="none", ecolor=colour, elinewidth=1.2, capsize=2.5)
         ax.plot(d["overall"], y, marker=marker, linestyle="none", color=colour, markersize=6,
                 label=f"{label} ({strategy})", gid=strategy)
@@ -236,11 +241,29 @@ def _paired_scores(inputs, png, config, figure: str, pair: tuple[str, str], labe
                 zorder=1, gid="pair")
     ax.set_yticks(range(len(models)), models)
     ax.set_ylim(len(models) - 0.5, -0.5)
-    ax.set_xlabel("overall score (mean over the 7 benchmarks; bars: 95% CI, ±1.96·stderr)")
+    ax.set_xlabel(f"overall score (mean over the 7 benchmarks; bars: {_interval_label(data)})")
     ax.set_title(title)
     _legend_outside(ax, title="strategy")
     _save(fig, png)
     return fig
+
+
+def _score_error(d: pd.DataFrame) -> np.ndarray:
+    """Asymmetric error bars (2 × n) of overall from its interval columns, ±1.96·stderr where they are NaN."""
+    sym = Z95 * d["overall_stderr"].fillna(0).to_numpy()
+    low = (d["overall"] - d["overall_ci_low"].astype(float)).to_numpy()
+    high = (d["overall_ci_high"].astype(float) - d["overall"]).to_numpy()
+    return np.vstack([np.where(np.isnan(low), sym, low), np.where(np.isnan(high), sym, high)])
+
+
+def _interval_label(data: pd.DataFrame) -> str:
+    """What the bars are, from ci_method (the bootstrap, or the normal approximation of published data)."""
+    methods = set(data["ci_method"].dropna().astype(str))
+    if any("bootstrap" in m for m in methods):
+        return "95% CI, bootstrap over documents"
+    if methods:
+        return "95% CI, normal approx. from stderr"
+    return "95% CI, ±1.96·stderr"
 
 
 def fig2_loglikelihood_vs_hybrid(inputs: dict[str, Path], png: Path, config: dict):
@@ -276,14 +299,24 @@ def cot_gain(benchmarks: pd.DataFrame, baseline: str, cot: str) -> pd.DataFrame:
     return m.sort_values(["family", "train_flops", "model"]).reset_index(drop=True)
 
 
+GAIN_COLUMNS = ["pair", "model", "family", "train_flops", "benchmark", "gain", "gain_ci_low", "gain_ci_high",
+                "ci_method", "significant", "verdict"]
+
+
 def fig4_cot_gain_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict):
-    """CoT improvement per model against train FLOPs, a line per family (gid ``gain:<family>``)."""
+    """CoT improvement per model against train FLOPs, a line per family (gid ``gain:<family>``), bars: cot_gain.csv's
+    interval (paired bootstrap; published: normal approximation); filled markers: significant after Holm's
+    correction (gid ``significant``)."""
     a = config["analysis"]
     benchmarks = _read(inputs, "benchmarks", "fig4")
     if not benchmarks.empty:
         check_same_documents(benchmarks, (a["baseline"], a["cot"]), "fig4")
     table = _columns(benchmarks, BENCHMARK_COLUMNS)
     data = cot_gain(table, a["baseline"], a["cot"])
+    gains = _columns(_read(inputs, "cot_gain", "fig4"), GAIN_COLUMNS)
+    gains = gains[(gains["pair"] == "cot_vs_baseline") & (gains["benchmark"] == "overall")]
+    data = data.merge(gains[["model", "gain_ci_low", "gain_ci_high", "ci_method", "significant"]], on="model",
+                      how="left")
     _log_absent("fig4", f"pair of {a['baseline']} and {a['cot']} scores", _expected_models(config, table),
                 data["model"])
     _theme()
@@ -293,16 +326,28 @@ def fig4_cot_gain_vs_train_flops(inputs: dict[str, Path], png: Path, config: dic
     fig, ax = plt.subplots(figsize=(6.5, 4))
     palette = _palette(data["family"])
     for family, d in data.groupby("family", sort=True):
-        ax.errorbar(d["train_flops"], d["gain"], yerr=Z95 * d["gain_stderr"].fillna(0), fmt="none",
-                    ecolor=palette[family], elinewidth=1, capsize=2.5, alpha=0.8)
-        ax.plot(d["train_flops"], d["gain"], marker="o", color=palette[family], label=family, gid=f"gain:{family}")
+        sym = Z95 * d["gain_stderr"].fillna(0).to_numpy()
+        low, high = (d["gain"] - d["gain_ci_low"].astype(float)).to_numpy(), \
+            (d["gain_ci_high"].astype(float) - d["gain"]).to_numpy()
+        err = np.vstack([np.where(np.isnan(low), sym, low), np.where(np.isnan(high), sym, high)])
+        ax.errorbar(d["train_flops"], d["gain"], yerr=err, fmt="none", ecolor=palette[family], elinewidth=1,
+                    capsize=2.5, alpha=0.8)
+        ax.plot(d["train_flops"], d["gain"], marker="o", color=palette[family], label=family, gid=f"gain:{family}",
+                markerfacecolor="white")
+        sig = d[d["significant"].astype(str).str.lower() == "true"]
+        ax.plot(sig["train_flops"], sig["gain"], marker="o", linestyle="none", color=palette[family],
+                gid="significant")
     ax.axhline(0, color="0.2", lw=0.9, zorder=1)
     ax.set_xscale("log")
     ax.set_xlabel("train FLOPs, 6·N·D (log scale)")
     ax.set_ylabel(f"CoT improvement in overall score\n({a['cot']} − {a['baseline']})")
     ax.set_title(title)
     _legend_outside(ax, title="family")
-    ax.text(1.01, 0.0, "bars: 95% CI\n(±1.96·stderr)", transform=ax.transAxes, fontsize=7, va="bottom")
+    methods = set(data["ci_method"].dropna().astype(str))
+    what = ("paired bootstrap\nover documents" if any("bootstrap" in m for m in methods) else
+            "normal approx.\nfrom stderr, unpaired" if methods else "±1.96·stderr")
+    ax.text(1.01, 0.0, f"bars: 95% CI,\n{what};\nfilled: significant\n(Holm across models)",
+            transform=ax.transAxes, fontsize=7, va="bottom")
     _save(fig, png)
     return fig
 
@@ -557,13 +602,14 @@ def fig8_tef_ratio_vs_token_ratio(inputs: dict[str, Path], png: Path, config: di
 # ---------------------------------------------------------------- fig9
 
 def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
-    """Lifetime cost vs requests for each model with a finite crossover R*, a panel each.
+    """Lifetime cost vs requests for each model with a point crossover R*, a panel each.
 
     cost_cot(R) = C + 2·R·N·tok_cot (gid ``cost_cot``), cost_std(R) = TEF + 2·R·N·tok_std (gid ``cost_std``, band:
-    TEF's 95% interval), R* a vertical line (gid ``crossover``).
+    TEF's interval). Where crossover.csv's verdict claims a finite R*: R* a vertical line (gid ``crossover``) and its
+    interval shaded (gid ``crossover_ci``); elsewhere no line, and the panel says why (gid ``no_crossover``).
     """
     cols = ["model", "family", "N", "train_flops", "tef", "tok_std", "tok_cot", "token_unit",
-            "crossover_requests", "crossover_cot_tokens", "reason"]
+            "crossover_requests", "crossover_cot_tokens", "reason", "crossover_ci_low", "crossover_ci_high", "verdict"]
     cross = _columns(_read(inputs, "crossover", "fig9"), cols)
     te = _columns(_read(inputs, "train_equivalent", "fig9"), ["model", "tef_ci_low", "tef_ci_high"])
     finite = cross[np.isfinite(cross["crossover_requests"].astype(float)) & (cross["crossover_requests"] > 0)]
@@ -584,6 +630,8 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     unit = _unit(cross)
     for ax, row in zip(axes.flat, finite.itertuples()):
         r_star = float(row.crossover_requests)
+        claimed = isinstance(row.verdict, str) and row.verdict.startswith("finite") or \
+            not isinstance(row.verdict, str)  # a table without verdicts (older runs) claims its R*
         r = np.logspace(math.log10(r_star) - 3, math.log10(r_star) + 3, 241)
         cot = flops.lifetime_cost(row.train_flops, row.N, row.tok_cot, r)
         std = flops.lifetime_cost(row.tef, row.N, row.tok_std, r)
@@ -594,20 +642,35 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
             ax.fill_between(r, flops.lifetime_cost(row.tef_ci_low, row.N, row.tok_std, r),
                             flops.lifetime_cost(row.tef_ci_high, row.N, row.tok_std, r), color=colours[0],
                             alpha=0.15, lw=0, label="95% CI of TEF")
-        ax.axvspan(r[0], r_star, color=colours[1], alpha=0.06, lw=0)
-        ax.axvline(r_star, color="0.15", ls=":", lw=1.2, label="crossover R*", gid="crossover")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(r[0], r[-1])
-        ax.text(0.03, 0.97, f"R* = {_sci(r_star)} requests\n= {_sci(float(row.crossover_cot_tokens))} CoT {unit}",
-                transform=ax.transAxes, va="top", fontsize=8,
-                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
+        box = {"boxstyle": "round", "facecolor": "white", "edgecolor": "0.8", "alpha": 0.9}
+        if claimed:
+            ax.axvspan(r[0], r_star, color=colours[1], alpha=0.06, lw=0)
+            low, high = float(row.crossover_ci_low), float(row.crossover_ci_high)
+            interval = ""
+            if np.isfinite(low) or np.isfinite(high):
+                ax.axvspan(max(low, r[0]) if np.isfinite(low) else r[0], min(high, r[-1]) if np.isfinite(high)
+                           else r[-1], color="0.3", alpha=0.15, lw=0, label="95% CI of R*", gid="crossover_ci")
+                interval = f"\n95% CI [{_sci(low)}, {_sci(high) if np.isfinite(high) else '∞'}]"
+            ax.axvline(r_star, color="0.15", ls=":", lw=1.2, label="crossover R*", gid="crossover")
+            ax.text(0.03, 0.97, f"R* = {_sci(r_star)} requests{interval}\n= {_sci(float(row.crossover_cot_tokens))} "
+                    f"CoT {unit}", transform=ax.transAxes, va="top", fontsize=8, bbox=box)
+        else:
+            why = str(row.verdict).replace("no crossover claimed: ", "")
+            ax.text(0.03, 0.97, "no crossover claimed:\n" + textwrap.fill(why, 34), transform=ax.transAxes,
+                    va="top", fontsize=7.5, bbox=box, gid="no_crossover")
         ax.set_title(row.model, fontsize=9)
         ax.set_xlabel("inference requests R (log scale)")
         ax.set_ylabel("lifetime compute, FLOPs (log scale)")
     for ax in list(axes.flat)[n:]:
         ax.set_axis_off()
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    seen = {}
+    for ax in list(axes.flat)[:n]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    handles, labels = list(seen.values()), list(seen)
     handles.append(Patch(color=colours[1], alpha=0.15))
     labels.append("region where CoT is the cheaper route")
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
@@ -685,12 +748,13 @@ def _cell_edges(centres, log_scale: bool) -> np.ndarray:
 
 
 def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
-    """The cheapest operating point of plan.csv for each lifetime-request count R × target score S, as regions.
+    """The cheapest operating point of plan.csv for each lifetime-request count R × target score S, as regions; a
+    cross (gid ``uncertain``) marks the cells whose winner has p_cheapest < UNSURE.
 
     The cell mesh has gid ``regions``: its values (rows: S ascending, columns: R ascending) index the legend's
     entries, −1 where no point reaches S (grey).
     """
-    cols = ["requests", "target", "model", "strategy", "budget", "lifetime_flops", "cost"]
+    cols = ["requests", "target", "model", "strategy", "budget", "lifetime_flops", "cost", "p_cheapest"]
     table = _columns(_read(inputs, "plan", "fig12"), cols)
     table = table.dropna(subset=["requests", "target"])
     _theme()
@@ -714,6 +778,10 @@ def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
     cmap = ListedColormap(["0.85", *colours[:len(labels)]])
     ax.pcolormesh(_cell_edges(rs, log_x), _cell_edges(ss, False), cells, cmap=cmap, vmin=-1.5,
                          vmax=len(labels) - 0.5, edgecolors="white", linewidth=0.4, gid="regions")
+    unsure = table[table["model"].notna() & (table["p_cheapest"].astype(float) < UNSURE)]
+    if len(unsure):
+        ax.plot(unsure["requests"], unsure["target"], linestyle="none", marker="x", color="0.1", markersize=5,
+                markeredgewidth=1.1, gid="uncertain")
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("lifetime inference requests R" + (" (log scale)" if log_x else ""))
@@ -721,6 +789,9 @@ def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
     cost = ", ".join(sorted(set(table["cost"].dropna()))) or "generated"
     ax.set_title(f"{title}\n(lifetime FLOPs = 6·N·D + R·2·N·t, t: {cost} tokens per request)")
     handles = [Patch(color=colours[i], label=name) for i, name in enumerate(labels)]
+    if len(unsure):
+        handles.append(Line2D([], [], linestyle="none", marker="x", color="0.1",
+                              label=f"winner is cheapest in < {UNSURE:.0%}\nof bootstrap draws (p_cheapest)"))
     if (cells < 0).any():
         handles.append(Patch(color="0.85", label="no evaluated point reaches S"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="cheapest point")

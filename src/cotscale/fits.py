@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cotscale import flops, pca, table1
+from cotscale import flops, pca, table1, uncertainty
 from cotscale.aggregate import check_same_documents
 from cotscale.io import atomic_path, write_csv
 
@@ -142,6 +142,89 @@ def train_equivalent(baseline: pd.DataFrame, cot: pd.DataFrame, reg: pd.DataFram
     return df[cols]
 
 
+def document_draws(outcome_table: pd.DataFrame, baseline: str, cot: str, boot: dict) -> dict[str, dict]:
+    """Per model with outcomes of both strategies: bootstrap draws (cotscale.uncertainty, the same resampled
+    documents for both) of its overall scores and Table I tokens per request: {model: {overall_baseline,
+    overall_cot, tok_std, tok_cot}}, each an array of boot['draws']. Tokens as Table I counts them: per benchmark
+    Σ generated / Σ generate requests of the resampled documents (0 without generate requests), then the mean over
+    the benchmarks both strategies have."""
+    table = outcome_table[outcome_table["strategy"].isin([baseline, cot])]
+    draws = uncertainty.strategy_draws(table, boot, columns=("value", "generated_tokens", "generate_requests"))
+    out = {}
+    for model in sorted({m for m, _ in draws}):
+        db, dc = draws.get((model, baseline)), draws.get((model, cot))
+        if not db or not dc:
+            continue
+        shared = [b for b in db if b in dc]
+
+        def tokens(d):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per = [np.where(d[b][:, 2] > 0, d[b][:, 1] / d[b][:, 2], 0.0) for b in shared]
+            return np.mean(per, axis=0)
+
+        out[model] = {"overall_baseline": uncertainty.overall(db), "overall_cot": uncertainty.overall(dc),
+                      "tok_std": tokens(db), "tok_cot": tokens(dc)}
+    return out
+
+
+def carried_intervals(base: pd.DataFrame, tef: pd.DataFrame, docs: dict[str, dict], boot: dict) -> pd.DataFrame:
+    """TEF and R* draws that carry both sources of noise: each draw takes every model's document-resampled scores
+    and tokens (``docs``: document_draws) and resamples the family's models for the regression, then recomputes a,
+    b, TEF and R* (cotscale.flops.crossover_requests of 2·N·tokens per request). Per model of ``tef`` with a TEF:
+    tef_ci_low/high, crossover_ci_low/high (draws where CoT buys no compute count as R* = 0, where it costs nothing
+    extra as inf). Draws whose model resample has one distinct C are NaN, as in bootstrap_draws."""
+    rows = []
+    for family, grp in sorted(base.groupby("family"), key=lambda kv: kv[0]):
+        grp = grp[grp["model"].isin(list(docs))]
+        members = tef[(tef["family"] == family) & (tef["reason"] == "") & tef["model"].isin(list(docs))]
+        if len(grp) < 3 or members.empty:
+            continue
+        x = np.log(grp["train_flops"].to_numpy())
+        ys_all = np.column_stack([docs[m]["overall_baseline"] for m in grp["model"]])  # draws × models
+        idx = uncertainty.generator(boot["seed"], "models", family).integers(0, len(x), size=ys_all.shape)
+        xs, ys = x[idx], np.take_along_axis(ys_all, idx, axis=1)
+        dx = xs - xs.mean(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b = (dx * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1) / (dx**2).sum(axis=1)
+        b = np.where(xs.max(axis=1) > xs.min(axis=1), b, np.nan)
+        a = ys.mean(axis=1) - b * xs.mean(axis=1)
+        for row in members.itertuples():
+            d = docs[row.model]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a draw's b = 0: no TEF
+                tef_draws = np.exp((d["overall_cot"] - a) / b)
+            r_star = flops.crossover_requests(tef_draws, row.train_flops, flops.inference_flops(row.N, d["tok_cot"]),
+                                              flops.inference_flops(row.N, d["tok_std"]))
+            (tl, th), (cl, ch) = (uncertainty.percentile(v, boot["level"]) for v in (tef_draws, r_star))
+            rows.append({"model": row.model, "tef_ci_low": float(tl), "tef_ci_high": float(th),
+                         "crossover_ci_low": float(cl), "crossover_ci_high": float(ch)})
+    return pd.DataFrame(rows, columns=["model", "tef_ci_low", "tef_ci_high", "crossover_ci_low", "crossover_ci_high"])
+
+
+def crossover_verdict(cross: pd.DataFrame, tef: pd.DataFrame, gains: pd.DataFrame) -> list[str]:
+    """Per crossover row: whether a finite R* is claimed — only where the CoT gain's interval (overall, cot_gain)
+    excludes 0 and TEF's lower bound exceeds C — or which condition failed."""
+    tef, gains = tef.set_index("model"), gains.set_index("model")
+    out = []
+    for row in cross.itertuples():
+        low, high = (gains.loc[row.model, c] if row.model in gains.index else np.nan
+                     for c in ("gain_ci_low", "gain_ci_high"))
+        tef_low = tef.loc[row.model, "tef_ci_low"] if row.model in tef.index else np.nan
+        if row.reason:
+            out.append(f"no crossover: {row.reason}")
+        elif np.isnan(low) or np.isnan(high):
+            out.append("no crossover claimed: the CoT gain has no interval")
+        elif low <= 0 <= high:
+            out.append(f"no crossover claimed: the CoT gain's interval [{low:.3g}, {high:.3g}] contains 0")
+        elif high < 0:
+            out.append(f"no crossover claimed: the CoT gain's interval [{low:.3g}, {high:.3g}] is below 0")
+        elif np.isnan(tef_low) or tef_low <= row.train_flops:
+            out.append(f"no crossover claimed: TEF's lower bound {tef_low:.3g} does not exceed C = "
+                       f"{row.train_flops:.3g}")
+        else:
+            out.append("finite R* claimed")
+    return out
+
+
 def _no_tef(row) -> str:
     """Why a model gets no train-equivalent FLOPs ('' when it gets one)."""
     if np.isnan(row.a):
@@ -201,20 +284,46 @@ def _concat(paths) -> pd.DataFrame:
 
 
 def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot: str,
-                      n_boot: int = 2000, seed: int = 0, empty_warning: float = 0.1) -> dict[str, pd.DataFrame]:
+                      n_boot: int = 2000, seed: int = 0, outcome_table: pd.DataFrame | None = None,
+                      boot: dict | None = None, empty_warning: float = 0.1) -> dict[str, pd.DataFrame]:
     """Experiment 2's tables from the baseline and CoT strategies' benchmarks.csv and tokens.csv: regression,
     train-equivalent FLOPs, Table I (its rows marked where an empty share passes ``empty_warning``), crossover and
-    the IsoFLOP fit, written into ``out_dir``. Returns them by stem."""
+    the IsoFLOP fit, written into ``out_dir``. Returns them by stem.
+
+    With per-document outcomes (``outcome_table``, cotscale.outcomes), TEF's and R*'s intervals carry both the
+    documents' and the family's models' noise (carried_intervals, settings ``boot``); without (published data) TEF's
+    resamples the models only and R* has none. crossover.csv's ``verdict`` reads the CoT gain's interval
+    (cotscale.uncertainty.gain_rows: paired bootstrap, or the normal approximation without outcomes)."""
     out_dir = Path(out_dir)
+    boot = boot or {**uncertainty.DEFAULTS, "draws": n_boot, "seed": seed}
     bench, tokens = _concat(benchmark_paths), _concat(token_paths)
     check_same_documents(bench, (baseline, cot), "the analysis (fits, train-equivalent FLOPs, Table I)")
     base, cots = strategy_scores(bench, baseline), strategy_scores(bench, cot)
     reg, draws = regression(base, n_boot, seed)
     tef = train_equivalent(base, cots, reg, draws)
+    tef["ci_method"] = np.where(tef["tef_ci_low"].notna(), "95% percentile bootstrap over the family's models "
+                                f"(n_boot={n_boot}, seed={seed}); scores as measured", "")
     tab1 = table1.table1(tokens, baseline, cot, empty_warning)
     cross = flops.crossover(tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
                                       how="left").rename(columns={"baseline_tokens": "tok_std",
                                                                   "cot_tokens": "tok_cot"}))
+    cross["crossover_ci_low"] = cross["crossover_ci_high"] = np.nan
+    cross["ci_method"] = ""
+    if outcome_table is not None and len(outcome_table):
+        carried = carried_intervals(base, tef, document_draws(outcome_table, baseline, cot, boot), boot).set_index(
+            "model")
+        both = uncertainty.method(boot, "documents (paired across the two strategies) and the family's models")
+        for frame, cols in ((tef, ("tef_ci_low", "tef_ci_high")), (cross, ("crossover_ci_low", "crossover_ci_high"))):
+            has = frame["model"].isin(carried.index)
+            for col in cols:
+                frame.loc[has, col] = frame.loc[has, "model"].map(carried[col])
+            frame.loc[has, "ci_method"] = both
+            frame.loc[~has, cols[0]] = frame.loc[~has, cols[1]] = np.nan
+            frame.loc[~has, "ci_method"] = ""
+    gains = pd.DataFrame(uncertainty.gain_rows("cot_vs_baseline", baseline, cot, bench, outcome_table, boot,
+                                               only_overall=True))
+    cross["verdict"] = crossover_verdict(cross, tef, gains if len(gains) else
+                                         pd.DataFrame(columns=["model", "gain_ci_low", "gain_ci_high"]))
     out = {"regression": reg, "train_equivalent": tef, "table1_tokens": tab1, "crossover": cross,
            "isoflop_fit": isoflop_fit(base, cots, tab1, (baseline, cot))}
     for stem, df in out.items():

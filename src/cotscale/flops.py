@@ -28,6 +28,19 @@ def lifetime_cost(fixed_flops, n_params, tokens_per_request, requests):
     return fixed_flops + inference_flops(n_params, tokens_per_request) * requests
 
 
+def crossover_requests(tef, train_flops_, cost_cot, cost_std):
+    """R* = (TEF − C) / (cost_cot − cost_std): the requests until which CoT is the cheaper way to its score, from the
+    per-request inference costs of the two strategies (2·N·tokens under the paper's convention; another cost model
+    plugs in here). Arrays: 0 where CoT buys no compute (TEF ≤ C: never cheaper), inf where it buys some at no extra
+    cost per request (always cheaper), NaN where an input is."""
+    tef, c = np.asarray(tef, dtype=float), np.asarray(train_flops_, dtype=float)
+    extra = np.asarray(cost_cot, dtype=float) - np.asarray(cost_std, dtype=float)
+    gain = tef - c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(gain <= 0, 0.0, np.where(extra <= 0, np.inf, gain / extra))
+    return np.where(np.isnan(gain) | np.isnan(extra), np.nan, r)
+
+
 def crossover(models: pd.DataFrame) -> pd.DataFrame:
     """R* per model, in requests and in CoT tokens generated over those requests.
 
@@ -52,7 +65,9 @@ def crossover(models: pd.DataFrame) -> pd.DataFrame:
         fill = mask & (out["reason"] == "")
         out.loc[fill, "reason"] = text[fill] if isinstance(text, pd.Series) else text
     ok = out["reason"] == ""
-    out["crossover_requests"] = np.where(ok, gain / (2.0 * out["N"] * extra), np.nan)
+    r_star = crossover_requests(out["tef"], out["train_flops"], inference_flops(out["N"], out["tok_cot"]),
+                                inference_flops(out["N"], out["tok_std"]))
+    out["crossover_requests"] = np.where(ok, r_star, np.nan)
     out["crossover_cot_tokens"] = out["crossover_requests"] * out["tok_cot"]
     cols = ["model", "family", "N", "train_flops", "tef", "tok_std", "tok_cot", "token_unit",
             "crossover_requests", "crossover_cot_tokens", "reason"]

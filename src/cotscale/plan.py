@@ -16,6 +16,12 @@ take the prompt tokens of their run.
 Where compute.csv has measured job wall seconds, a point also gets seconds per request (wall seconds × GPUs, when
 compute.csv says how many, over documents) and the same ranking by R × those seconds; budget points have none
 (their run was timed at its largest budget).
+
+How sure a choice is: every point carries its score interval (benchmarks.csv's, inference_scaling.csv's) and
+``p_cheapest``, the share of bootstrap draws (cotscale.uncertainty: documents resampled, paired across a model's
+strategies and budgets, from outcomes.parquet) in which it is the cheapest point reaching S over R requests. A point
+without per-document outcomes is drawn from the normal approximation of its stderr (published data), or, without
+one, taken as exact.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cotscale import flops, scaling, table1
+from cotscale import flops, outcomes, scaling, table1, uncertainty
 from cotscale.config import CotscaleError
 from cotscale.io import write_csv
 
@@ -34,12 +40,15 @@ log = logging.getLogger(__name__)
 
 COSTS = ("generated", "forward")
 POINT_COLUMNS = ["model", "revision", "family", "N", "D", "strategy", "budget", "overall", "tokens_per_request",
-                 "generated_tokens_per_request", "train_flops", "seconds_per_request", "token_unit"]
+                 "generated_tokens_per_request", "train_flops", "seconds_per_request", "token_unit",
+                 "overall_stderr", "overall_ci_low", "overall_ci_high"]
 PLAN_COLUMNS = ["rank", "model", "strategy", "budget", "overall", "tokens_per_request", "train_flops",
                 "inference_flops", "lifetime_flops", "seconds_per_request", "lifetime_gpu_seconds",
-                "rank_by_gpu_seconds", "family", "revision", "N", "D", "token_unit"]
+                "rank_by_gpu_seconds", "family", "revision", "N", "D", "token_unit", "overall_ci_low",
+                "overall_ci_high", "p_cheapest"]
 GRID_COLUMNS = ["requests", "target", "model", "strategy", "budget", "overall", "tokens_per_request",
-                "train_flops", "inference_flops", "lifetime_flops", "qualifying_points", "cost", "reason"]
+                "train_flops", "inference_flops", "lifetime_flops", "qualifying_points", "cost", "reason",
+                "overall_ci_low", "overall_ci_high", "p_cheapest"]
 
 
 class PlanError(CotscaleError, ValueError):
@@ -50,7 +59,7 @@ REQUIRED = {
     "benchmarks": ["model", "revision", "family", "N", "D", "strategy", "overall"],
     "tokens": ["model", "family", "N", "D", "strategy", "benchmark", "generate_requests", "generated_tokens",
                "documents", "prompt_tokens", "token_unit"],
-    "inference_scaling": scaling.COLUMNS,
+    "inference_scaling": [c for c in scaling.COLUMNS if c != "ci_method"],  # older tables: no ci_method
     "compute": ["model", "strategy", "documents"],
 }
 OPTIONAL = ("inference_scaling", "compute")
@@ -68,10 +77,21 @@ def _read(path: Path, name: str) -> pd.DataFrame:
     return table
 
 
-def read_tables(benchmarks, tokens, inference_scaling=None, compute=None) -> dict[str, pd.DataFrame]:
-    """The planner's input tables by name, from their paths (the optional ones may be None)."""
+def read_tables(benchmarks, tokens, inference_scaling=None, compute=None, outcomes=None) -> dict[str, pd.DataFrame]:
+    """The planner's input tables by name, from their paths (the optional ones may be None); ``outcomes``: the
+    per-document outcome table (parquet) the draws of p_cheapest resample."""
     paths = {"benchmarks": benchmarks, "tokens": tokens, "inference_scaling": inference_scaling, "compute": compute}
-    return {name: _read(Path(path), name) for name, path in paths.items() if path is not None}
+    tables = {name: _read(Path(path), name) for name, path in paths.items() if path is not None}
+    if outcomes is not None:
+        tables["outcomes"] = _read_outcomes(outcomes)
+    return tables
+
+
+def _read_outcomes(path) -> pd.DataFrame:
+    try:
+        return outcomes.read(path)
+    except outcomes.OutcomeError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def read_tables_dir(tables_dir) -> dict[str, pd.DataFrame]:
@@ -80,7 +100,8 @@ def read_tables_dir(tables_dir) -> dict[str, pd.DataFrame]:
     if not tables_dir.is_dir():
         raise PlanError(f"tables folder {tables_dir} does not exist; pass --tables the pipeline's results/tables")
     paths = {name: tables_dir / f"{name}.csv" for name in REQUIRED}
-    return read_tables(**{n: p for n, p in paths.items() if n not in OPTIONAL or p.exists()})
+    paths["outcomes"] = tables_dir / "outcomes.parquet"
+    return read_tables(**{n: p for n, p in paths.items() if n not in (*OPTIONAL, "outcomes") or p.exists()})
 
 
 def operating_points(tables: dict[str, pd.DataFrame], cost: str = "generated") -> pd.DataFrame:
@@ -100,7 +121,9 @@ def operating_points(tables: dict[str, pd.DataFrame], cost: str = "generated") -
         generated_tokens_per_request=("mean_generated_tokens", "mean"),
         forward_tokens_per_request=("forward_tokens_per_document", "mean"),
         generates=("generates", "all"), token_unit=("token_unit", table1.units))
-    points = bench.dropna(subset=["overall"]).merge(runs, on=["model", "strategy"], how="inner")
+    points = bench.dropna(subset=["overall"]).reindex(
+        columns=list(dict.fromkeys([*bench.columns, "overall_stderr", "overall_ci_low", "overall_ci_high"]))).merge(
+        runs, on=["model", "strategy"], how="inner")
     points["budget"] = ""
     sweep = _budget_points(tables.get("inference_scaling"), runs)
     points = pd.concat([points, sweep], ignore_index=True) if len(sweep) else points
@@ -132,6 +155,7 @@ def _budget_points(sweep: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFra
     budget = sweep["budget"].map(lambda b: f"{b:g}" if isinstance(b, float) else str(b))
     return sweep.assign(
         overall=sweep["score"], budget=sweep["budget_kind"] + "=" + budget, generates=True,
+        overall_stderr=sweep["score_stderr"], overall_ci_low=sweep["ci_low"], overall_ci_high=sweep["ci_high"],
         generated_tokens_per_request=sweep["tokens_per_request"],
         forward_tokens_per_request=prompt + sweep["tokens_per_request"],
         token_unit=sweep["token_unit"].fillna("tokens"))
@@ -148,16 +172,61 @@ def _measured(compute: pd.DataFrame | None, points: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(points["budget"].to_numpy() == "", seconds.to_numpy(), np.nan), index=points.index)
 
 
-def rank(points: pd.DataFrame, requests: float, target: float) -> pd.DataFrame:
+def _label(budget_kind, budget) -> str:
+    """A point's budget as operating_points spells it ('' for a plain point, else e.g. 'k=4')."""
+    if not isinstance(budget_kind, str) or not budget_kind:
+        return ""
+    return f"{budget_kind}={budget:g}" if isinstance(budget, float) else f"{budget_kind}={budget}"
+
+
+def point_draws(points: pd.DataFrame, outcome_table: pd.DataFrame | None, boot: dict) -> np.ndarray:
+    """Bootstrap draws (draws × points) of every point's overall score: from the per-document outcomes where there
+    are some (a model's strategies and budgets on the same resampled documents), else normal draws around the score
+    with its stderr (published data), else the score itself in every draw."""
+    out = np.full((boot["draws"], len(points)), np.nan)
+    if outcome_table is not None and len(outcome_table):
+        table = outcome_table.assign(
+            strategy=outcome_table["strategy"] + "|" + [_label(k, b) for k, b in zip(outcome_table["budget_kind"],
+                                                                                     outcome_table["budget"])],
+            budget_kind=None)
+        draws = uncertainty.strategy_draws(table, boot)
+        for i, p in enumerate(points.itertuples()):
+            key = (p.model, f"{p.strategy}|{p.budget}")  # "|" is in no strategy name
+            if key in draws:
+                out[:, i] = uncertainty.overall(draws[key])
+    for i, p in enumerate(points.itertuples()):
+        if np.isnan(out[:, i]).all():
+            se = float(p.overall_stderr) if p.overall_stderr == p.overall_stderr else 0.0
+            rng = uncertainty.generator(boot["seed"], "normal", p.model, p.strategy, p.budget)
+            out[:, i] = p.overall + se * rng.standard_normal(boot["draws"]) if se > 0 else p.overall
+    return out
+
+
+def cheapest_shares(points: pd.DataFrame, requests: float, target: float, draws: np.ndarray) -> np.ndarray:
+    """Per point, the share of draws in which it is the cheapest (lifetime FLOPs over ``requests``; ties as rank()
+    breaks them) of the points whose drawn score reaches ``target``."""
+    cost = points["train_flops"] + requests * flops.inference_flops(points["N"], points["tokens_per_request"])
+    order = np.lexsort((points["budget"].astype(str), points["strategy"].astype(str), points["model"].astype(str),
+                        cost.to_numpy()))
+    ok = draws[:, order] >= target  # NaN draws never qualify
+    first = ok.argmax(axis=1)[ok.any(axis=1)]
+    shares = np.zeros(len(points))
+    shares[order] = np.bincount(first, minlength=len(points)) / len(draws)
+    return shares
+
+
+def rank(points: pd.DataFrame, requests: float, target: float, draws: np.ndarray | None = None) -> pd.DataFrame:
     """The points whose overall score is ≥ ``target``, cheapest lifetime FLOPs over ``requests`` requests first.
 
-    ``inference_flops`` is the inference compute of all ``requests`` requests, R · 2·N·t.
+    ``inference_flops`` is the inference compute of all ``requests`` requests, R · 2·N·t; ``p_cheapest`` (with
+    ``draws``, point_draws()) the share of draws in which the point is the cheapest qualifying one.
     """
     if not np.isfinite(requests) or requests < 0:
         raise PlanError(f"--requests must be a number >= 0, got {requests}")
     if points.empty:
         raise PlanError("no operating point has both an overall score and token counts under this cost")
-    ok = points[points["overall"] >= target].copy()
+    shares = cheapest_shares(points, requests, target, draws) if draws is not None else np.full(len(points), np.nan)
+    ok = points[points["overall"] >= target].assign(p_cheapest=shares[points["overall"] >= target])
     if ok.empty:
         best = points.loc[points["overall"].idxmax()]
         raise PlanError(f"no operating point reaches overall score {target:g}: the best is {best['overall']:.4f} "
@@ -172,13 +241,14 @@ def rank(points: pd.DataFrame, requests: float, target: float) -> pd.DataFrame:
     return ok[PLAN_COLUMNS]
 
 
-def grid(points: pd.DataFrame, requests, targets, cost: str) -> pd.DataFrame:
-    """plan.csv: the cheapest point for every (R, S) of the configured grid; a cell nothing reaches says so."""
+def grid(points: pd.DataFrame, requests, targets, cost: str, draws: np.ndarray | None = None) -> pd.DataFrame:
+    """plan.csv: the cheapest point for every (R, S) of the configured grid, with its score interval and
+    p_cheapest (``draws``: point_draws()); a cell nothing reaches says so."""
     rows = []
     for s in sorted(float(t) for t in targets):
         for r in sorted(float(x) for x in requests):
             try:
-                ranked = rank(points, r, s)
+                ranked = rank(points, r, s, draws)
             except PlanError as exc:
                 rows.append({"requests": r, "target": s, "qualifying_points": 0, "cost": cost, "reason": str(exc)})
                 continue
@@ -195,8 +265,11 @@ def pareto_frontier(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return ordered[ordered[y] > best]
 
 
-def write_plan(out, tables: dict[str, pd.DataFrame], requests, targets, cost: str = "generated") -> pd.DataFrame:
+def write_plan(out, tables: dict[str, pd.DataFrame], requests, targets, cost: str = "generated",
+               boot: dict | None = None) -> pd.DataFrame:
     """plan.csv for the configured grid of lifetime requests × target scores (config key ``plan``)."""
-    table = grid(operating_points(tables, cost), requests, targets, cost)
+    points = operating_points(tables, cost)
+    draws = point_draws(points, tables.get("outcomes"), boot or dict(uncertainty.DEFAULTS))
+    table = grid(points, requests, targets, cost, draws)
     write_csv(out, table)
     return table

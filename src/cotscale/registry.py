@@ -19,6 +19,8 @@ PCA_TABLES = ("pca_loadings_ours", "pca_loadings_ruan", "pca_loadings_ruan_no_hu
 STRATEGY_TABLES = ("scores", "benchmarks", "tokens", "compute")
 #: the planner's grid of cheapest operating points (rule plan)
 PLAN_TABLES = ("plan",)
+#: CoT gains with paired intervals and tests (rule cot_gain)
+GAIN_TABLES = ("cot_gain",)
 #: operating points of the budget sweeps, estimated from one run each (rule inference_scaling)
 SCALING_TABLES = ("inference_scaling",)
 
@@ -39,7 +41,7 @@ FIGURES = (
            ("llh", "baseline")),
     Figure("fig3_cot_vs_no_cot", "Fig. 3", "score with vs without CoT", "fig3.rst", ("baseline", "cot")),
     Figure("fig4_cot_gain_vs_train_flops", "Fig. 4", "CoT improvement vs train FLOPs", "fig4.rst",
-           ("baseline", "cot")),
+           ("baseline", "cot"), ("cot_gain",)),
     Figure("table1_tokens", "Table I", "tokens per request, baseline vs CoT", "table1_tokens_figure.rst",
            tables=("table1_tokens",)),
     Figure("fig5_pca_loadings_ours", "Fig. 5", "PCA loadings, our models", "fig5.rst", tables=("pca_loadings_ours",)),

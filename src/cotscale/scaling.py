@@ -22,9 +22,12 @@ Input, one row per document × sample (``sample_sweep``) or document × budget (
 - length budgets: ``budget`` (the budget the row was scored at), ``correct``, ``generated_tokens`` (after
   truncation to that budget).
 
-Scores per benchmark pool the subtasks' documents (a group such as mmlu is document-weighted); the interval is
-score ± 1.96·√(stderr² + mc_stderr²), stderr being the standard error of the mean over documents of each
-document's expected score. ``overall`` is the unweighted mean over the seven benchmarks (NaN when one is
+Scores per benchmark pool the subtasks' documents (a group such as mmlu is document-weighted); ``score_stderr`` is
+the standard error of the mean over documents of each document's expected score, and the interval
+(``ci_low``/``ci_high``) the bootstrap over documents of cotscale.uncertainty (stratified by benchmark, the same
+resampled documents for every budget of a run and for the model's plain strategies; ``ci_method`` says so), which
+stays within [0, 1]; weighted_maj@k's Monte-Carlo error is reported apart in ``mc_stderr``. Every row's
+per-document values are the sweep's outcomes (:func:`sweep_outcomes`, results/tables/sweep_outcomes.parquet). ``overall`` is the unweighted mean over the seven benchmarks (NaN when one is
 missing, as in benchmarks.csv), with tokens per request as Table I defines them (the mean over benchmarks of
 the mean per request within each).
 """
@@ -38,7 +41,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from cotscale import flops
+from cotscale import flops, outcomes, uncertainty
 from cotscale.config import BENCHMARKS, CotscaleError
 from cotscale.io import write_csv
 
@@ -55,12 +58,13 @@ FREE_FORM_METRICS = frozenset({"pass@k"})
 #: weighted_maj@k is enumerated exactly up to this many k-subsets per document, else estimated by Monte Carlo
 EXACT_SUBSETS = 5000
 MC_DRAWS = 2000
-Z95 = 1.96
 #: per budget kind, the metric whose overall score is the operating point's score (the planner's and fig11's)
 PRIMARY_METRIC = {"k": "maj@k", "max_gen_toks": "accuracy", "thinking_budget": "accuracy"}
 COLUMNS = [*ID_COLUMNS, "budget_kind", "budget", "benchmark", "metric", "estimator", "documents", "score",
            "score_stderr", "mc_stderr", "ci_low", "ci_high", "tokens_per_request", "inference_flops_per_request",
-           "train_flops", "n_benchmarks"]
+           "train_flops", "n_benchmarks", "ci_method"]
+#: per-row document keys, values and tokens, carried from the sweeps to the intervals and outcomes (never written)
+_DOCS, _VALUES, _TOKENS = "_docs", "_values", "_tokens"
 
 
 class ScalingError(CotscaleError, ValueError):
@@ -182,15 +186,14 @@ def _check(frame: pd.DataFrame, columns: list[str], what: str) -> None:
 
 
 def _row(ident: dict, kind: str, budget, benchmark: str, metric: str, estimator: str, values: np.ndarray,
-         mc_var: float, tokens: float) -> dict:
+         mc_var: float, docs: list[tuple], tokens: np.ndarray) -> dict:
+    """One sweep row; ``docs`` (task, doc_id) in sorted order, ``values`` and ``tokens`` (per request) per doc."""
     n = len(values)
     stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    mc = math.sqrt(mc_var)
-    half = Z95 * math.sqrt((0.0 if math.isnan(stderr) else stderr) ** 2 + mc**2)
-    score = float(values.mean())
     return {**ident, "budget_kind": kind, "budget": budget, "benchmark": benchmark, "metric": metric,
-            "estimator": estimator, "documents": n, "score": score, "score_stderr": stderr, "mc_stderr": mc,
-            "ci_low": score - half, "ci_high": score + half, "tokens_per_request": tokens}
+            "estimator": estimator, "documents": n, "score": float(values.mean()), "score_stderr": stderr,
+            "mc_stderr": math.sqrt(mc_var), "tokens_per_request": float(np.mean(tokens)), _DOCS: docs,
+            _VALUES: np.asarray(values, dtype=float), _TOKENS: np.asarray(tokens, dtype=float)}
 
 
 def sample_sweep(samples: pd.DataFrame, ks, seed: int = 0) -> pd.DataFrame:
@@ -205,7 +208,8 @@ def sample_sweep(samples: pd.DataFrame, ks, seed: int = 0) -> pd.DataFrame:
     for key, grp in samples.groupby(ID_COLUMNS + ["benchmark"], sort=True, dropna=False):
         ident = dict(zip(ID_COLUMNS, key[:-1]))
         benchmark = key[-1]
-        docs = [d for _, d in grp.groupby(["task", "doc_id"], sort=True)]
+        keyed = list(grp.groupby(["task", "doc_id"], sort=True))
+        keys, docs = [k for k, _ in keyed], [d for _, d in keyed]
         sizes = {len(d) for d in docs}
         where = f"{ident['model']} / {ident['strategy']} / {benchmark}"
         if len(sizes) != 1 or min(sizes) < max(ks):
@@ -219,17 +223,17 @@ def sample_sweep(samples: pd.DataFrame, ks, seed: int = 0) -> pd.DataFrame:
             weighted = [weighted_maj_at_k(d["answer"].tolist(), d["correct"].tolist(), d["logprob"].tolist(), ks,
                                           rng) for d in docs]
         for i, k in enumerate(ks):
-            tokens = float(k * per_sample_tokens.mean())
-            rows.append(_row(ident, "k", k, benchmark, "maj@k", "exact", maj[:, i], 0.0, tokens))
+            tokens = k * per_sample_tokens
+            rows.append(_row(ident, "k", k, benchmark, "maj@k", "exact", maj[:, i], 0.0, keys, tokens))
             if weighted is not None:
                 values, mc = np.array([w[0][i] for w in weighted]), np.array([w[1][i] for w in weighted])
                 estimator = "exact" if all(w[2][i] for w in weighted) else \
                     f"monte_carlo, C(n,k) > {EXACT_SUBSETS} (draws={MC_DRAWS}, seed={seed})"
                 rows.append(_row(ident, "k", k, benchmark, "weighted_maj@k", estimator, values,
-                                 float((mc**2).sum()) / len(docs) ** 2, tokens))
+                                 float((mc**2).sum()) / len(docs) ** 2, keys, tokens))
             if benchmark in PASS_AT_K:
                 values = np.array([pass_at_k(len(d), int(d["correct"].sum()), k) for d in docs])
-                rows.append(_row(ident, "k", k, benchmark, "pass@k", "exact", values, 0.0, tokens))
+                rows.append(_row(ident, "k", k, benchmark, "pass@k", "exact", values, 0.0, keys, tokens))
     return pd.DataFrame(rows)
 
 
@@ -239,52 +243,91 @@ def length_sweep(scored: pd.DataFrame, kind: str = "max_gen_toks") -> pd.DataFra
     rows = []
     for key, grp in scored.groupby(ID_COLUMNS + ["benchmark", "budget"], sort=True, dropna=False):
         ident = dict(zip(ID_COLUMNS, key[:-2]))
-        values = grp["correct"].to_numpy(dtype=float)
-        rows.append(_row(ident, kind, key[-1], key[-2], "accuracy", "exact", values, 0.0,
-                         float(grp["generated_tokens"].mean())))
+        grp = grp.sort_values(["task", "doc_id"], kind="stable")
+        rows.append(_row(ident, kind, key[-1], key[-2], "accuracy", "exact", grp["correct"].to_numpy(dtype=float),
+                         0.0, list(zip(grp["task"], grp["doc_id"])), grp["generated_tokens"].to_numpy(dtype=float)))
     return pd.DataFrame(rows)
 
 
-def inference_scaling(rows: pd.DataFrame, benchmarks=BENCHMARKS) -> pd.DataFrame:
+def _score_draws(rows: pd.DataFrame, boot: dict) -> dict:
+    """Bootstrap draws of each row's score (by row label): one resample of the documents per (model, benchmark,
+    number of documents), shared by every budget and metric of the model's sweeps (cotscale.uncertainty)."""
+    out = {}
+    for (model, bench, n), grp in rows.groupby(["model", "benchmark", "documents"], sort=True):
+        values = np.column_stack(grp[_VALUES].tolist())
+        means = uncertainty.resampled_means(values, boot["draws"], uncertainty.generator(boot["seed"], model, bench, n))
+        out.update({label: means[:, j] for j, label in enumerate(grp.index)})
+    return out
+
+
+def inference_scaling(rows: pd.DataFrame, benchmarks=BENCHMARKS, boot: dict | None = None) -> pd.DataFrame:
     """inference_scaling.csv: the per-benchmark sweep rows plus an ``overall`` row per run × budget × metric
-    (metrics scored on every benchmark only), with inference FLOPs per request 2·N·tokens and train FLOPs 6·N·D."""
+    (metrics scored on every benchmark only), with inference FLOPs per request 2·N·tokens and train FLOPs 6·N·D,
+    and bootstrap intervals (``boot``: cotscale.uncertainty.settings; its defaults when None)."""
     if rows.empty:
         return pd.DataFrame(columns=COLUMNS)
+    boot = boot or dict(uncertainty.DEFAULTS)
+    rows = rows.reset_index(drop=True)
+    draws = _score_draws(rows, boot)
+    rows["ci_low"], rows["ci_high"] = zip(*(map(float, uncertainty.percentile(draws[i], boot["level"]))
+                                            for i in rows.index))
     keys = ID_COLUMNS + ["budget_kind", "budget", "metric"]
     overall = []
     for key, grp in rows.groupby(keys, sort=True, dropna=False):
         if key[-1] in FREE_FORM_METRICS:
             continue
-        by_bench = grp.set_index("benchmark").reindex(list(benchmarks))
+        by_bench = grp.reset_index().set_index("benchmark").reindex(list(benchmarks))
         if by_bench["score"].isna().any():
             log.warning("inference_scaling: %s / %s, %s = %s, %s: no score for %s; no overall row", key[0], key[5],
                         key[6], key[7], key[8], ", ".join(by_bench.index[by_bench["score"].isna()]))
             continue
         se = by_bench["score_stderr"].fillna(0.0)
         mc = by_bench["mc_stderr"].fillna(0.0)
-        score = float(by_bench["score"].mean())
-        half = Z95 * math.sqrt(float((se**2).sum() + (mc**2).sum())) / len(by_bench)
+        low, high = uncertainty.percentile(np.mean([draws[i] for i in by_bench["index"]], axis=0), boot["level"])
         overall.append({**dict(zip(keys, key)), "benchmark": "overall",
                         "estimator": "+".join(sorted(set(grp["estimator"]))),
                         "documents": int(by_bench["documents"].sum()),
-                        "score": score, "score_stderr": math.sqrt(float((se**2).sum())) / len(by_bench),
+                        "score": float(by_bench["score"].mean()),
+                        "score_stderr": math.sqrt(float((se**2).sum())) / len(by_bench),
                         "mc_stderr": math.sqrt(float((mc**2).sum())) / len(by_bench),
-                        "ci_low": score - half, "ci_high": score + half,
+                        "ci_low": float(low), "ci_high": float(high),
                         "tokens_per_request": float(by_bench["tokens_per_request"].mean()),
                         "n_benchmarks": len(by_bench)})
     out = pd.concat([rows.assign(n_benchmarks=1), pd.DataFrame(overall)], ignore_index=True)
     out["inference_flops_per_request"] = flops.inference_flops(out["N"], out["tokens_per_request"])
     out["train_flops"] = flops.train_flops(out["N"], out["D"])
+    out["ci_method"] = uncertainty.method(boot, "documents, stratified by benchmark, paired across budgets")
     return out[COLUMNS].sort_values(["family", "model", "strategy", "budget_kind", "budget", "metric",
                                      "benchmark"]).reset_index(drop=True)
 
 
+def sweep_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
+    """The per-document outcomes (cotscale.contract.OUTCOME_COLUMNS) of every budget of the sweeps, in the metric
+    whose overall score is the operating point's (PRIMARY_METRIC); a document's tokens are its tokens per request
+    at that budget (one generate request)."""
+    if rows.empty:
+        return outcomes.empty()
+    primary = rows[rows["metric"] == rows["budget_kind"].map(PRIMARY_METRIC)]
+    parts = []
+    for row in primary.to_dict("records"):  # not itertuples: it renames the private _ columns
+        tasks, doc_ids = zip(*row[_DOCS]) if row[_DOCS] else ((), ())
+        parts.append(pd.DataFrame({"model": row["model"], "strategy": row["strategy"], "benchmark": row["benchmark"],
+                                   "task": list(tasks), "doc_id": list(doc_ids), "budget_kind": row["budget_kind"],
+                                   "budget": float(row["budget"]), "value": row[_VALUES],
+                                   "generated_tokens": row[_TOKENS], "generate_requests": 1.0}))
+    return outcomes.finish(parts)
 
-def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMARKS) -> pd.DataFrame:
-    """inference_scaling.csv from the sample_sweep()/length_sweep() rows of every run (header only when none)."""
+
+def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMARKS, boot: dict | None = None,
+                            outcomes_out=None) -> pd.DataFrame:
+    """inference_scaling.csv from the sample_sweep()/length_sweep() rows of every run (header only when none), and
+    their per-document outcomes into ``outcomes_out`` when given."""
     rows = [s for s in sweeps if len(s)]
-    table = inference_scaling(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(), benchmarks)
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    table = inference_scaling(frame, benchmarks, boot)
     write_csv(out, table)
+    if outcomes_out is not None:
+        outcomes.write(outcomes_out, sweep_outcomes(frame))
     return table
 
 

@@ -108,11 +108,27 @@ def ingest_published(smk, config):
 def analysis(smk, config):
     """Experiment 2's fits of the baseline / CoT pair: regression, train-equivalent FLOPs, IsoFLOP, crossover,
     Table I."""
+    from cotscale import outcomes
     from cotscale.fits import run_pair_analysis
+    from cotscale.uncertainty import settings
 
+    table = outcomes.finish([outcomes.read(p) for p in smk.input.outcomes]) if smk.input.outcomes else None
     return run_pair_analysis([Path(p) for p in smk.input.benchmarks], [Path(p) for p in smk.input.tokens],
                              Path(smk.output.regression).parent, smk.params.baseline, smk.params.cot,
-                             seed=smk.params.seed, empty_warning=smk.params.empty_warning)
+                             seed=smk.params.seed, outcome_table=table, boot=settings(config),
+                             empty_warning=smk.params.empty_warning)
+
+
+def cot_gain(smk, config):
+    """cot_gain.csv: the gain of each analysis pair per model and benchmark, its interval and test."""
+    import pandas as pd
+
+    from cotscale import outcomes, uncertainty
+
+    bench = pd.concat([pd.read_csv(p) for p in smk.input.benchmarks], ignore_index=True)
+    table = outcomes.finish([outcomes.read(p) for p in smk.input.outcomes]) if smk.input.outcomes else None
+    return uncertainty.write_gains(Path(smk.output.table), [tuple(p) for p in smk.params.pairs], bench, table,
+                                   uncertainty.settings(config))
 
 
 def pca(smk, config):
@@ -133,9 +149,12 @@ def plan(smk, config):
     """plan.csv: the planner (cotscale.plan) over the configured grid of lifetime requests × target scores."""
     from cotscale import plan as planner
 
+    from cotscale.uncertainty import settings
+
     grid = config["plan"]
     tables = planner.read_tables(**{name: Path(path) for name, path in smk.input.items()})
-    return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"])
+    return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"],
+                              settings(config))
 
 
 def inference_scaling(smk, config):
@@ -146,8 +165,18 @@ def inference_scaling(smk, config):
     from cotscale import scaling
 
     sweeps = {name: (kind, budgets) for name, (kind, budgets) in json.loads(smk.params.sweeps).items()}
+    from cotscale.uncertainty import settings
+
     runs = list(zip(smk.input.results, smk.input.samples, smk.params.runs, strict=True))
-    return scaling.write_inference_scaling(Path(smk.output.table), scaling.sweep_rows(runs, sweeps, smk.params.seed))
+    return scaling.write_inference_scaling(Path(smk.output.table), scaling.sweep_rows(runs, sweeps, smk.params.seed),
+                                           boot=settings(config), outcomes_out=Path(smk.output.outcomes))
+
+
+def outcomes(smk, config):
+    """outcomes.parquet: every strategy's per-document outcomes and the budget sweeps', as one table."""
+    from cotscale.outcomes import combine
+
+    return combine([*smk.input.strategies, smk.input.sweeps], Path(smk.output.outcomes))
 
 
 def prefetch(smk, config):

@@ -4,15 +4,19 @@
 rule aggregate_strategy:
     input:
         results=get_strategy_results,
+        samples=get_strategy_samples,
         benchmarks=get_strategy_benchmarks,
     output:
         **{table: f"{STRATEGY_DIR}/{table}.csv" for table in STRATEGY_TABLES},
+        # per-document outcomes (none for published data, which has lm-eval's stderr only)
+        **({} if CFG["published"] else {"outcomes": STRATEGY_OUTCOMES}),
     log:
         "logs/aggregate/{strategy}.log",
     conda:
         ANALYSIS_ENV
     params:
         variants=get_strategy_table_params,
+        bootstrap=BOOTSTRAP,
     script:
         f"{SCRIPTS}/aggregate_strategy.py"
 
@@ -35,3 +39,18 @@ rule aggregate:
         ANALYSIS_ENV
     script:
         f"{SCRIPTS}/aggregate.py"
+
+
+# One table of every per-document outcome (plain points and budget-sweep points): what every interval is drawn from.
+rule outcomes:
+    input:
+        strategies=expand(STRATEGY_OUTCOMES, strategy=list(CFG["strategies"])),
+        sweeps=SWEEP_OUTCOMES,
+    output:
+        outcomes=OUTCOMES_TABLE,
+    log:
+        "logs/outcomes.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        f"{SCRIPTS}/outcomes.py"

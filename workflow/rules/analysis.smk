@@ -17,6 +17,7 @@ rule analysis:
     input:
         benchmarks=get_strategy_tables(get_role_strategies("baseline", "cot")),
         tokens=get_strategy_tables(get_role_strategies("baseline", "cot"), "tokens"),
+        outcomes=get_role_outcomes("baseline", "cot"),
     output:
         **{
             table: report(
@@ -37,6 +38,7 @@ rule analysis:
         cot=CFG["analysis"]["cot"],
         seed=CFG["seed"],
         empty_warning=CFG["analysis"]["empty_warning"],
+        bootstrap=BOOTSTRAP,
     script:
         f"{SCRIPTS}/analysis.py"
 
@@ -83,9 +85,11 @@ rule pca_ruan:
         f"{SCRIPTS}/pca_ruan.py"
 
 
-# The planner: the cheapest evaluated operating point for each lifetime-request count × target score.
+# The planner: the cheapest evaluated operating point for each lifetime-request count × target score, and how sure
+# (p_cheapest: bootstrap draws of outcomes.parquet; published data: normal draws from the stderr).
 rule plan:
     input:
+        **({} if CFG["published"] else {"outcomes": OUTCOMES_TABLE}),
         benchmarks="results/tables/benchmarks.csv",
         tokens="results/tables/tokens.csv",
         compute="results/tables/compute.csv",
@@ -102,6 +106,7 @@ rule plan:
         ANALYSIS_ENV
     params:
         grid=canonical(CFG["plan"]),
+        bootstrap=BOOTSTRAP,
     script:
         f"{SCRIPTS}/plan.py"
 
@@ -130,6 +135,7 @@ rule inference_scaling:
             caption="../report/inference_scaling.rst",
             category="Tables",
         ),
+        outcomes=SWEEP_OUTCOMES,
     log:
         "logs/inference_scaling.log",
     conda:
@@ -139,5 +145,28 @@ rule inference_scaling:
         sweeps=canonical(SWEEPS),
         runs=[s for _, s, _ in SWEEP_RUNS],
         seed=CFG["seed"],
+        bootstrap=BOOTSTRAP,
     script:
         f"{SCRIPTS}/inference_scaling.py"
+
+
+# CoT gains with their paired intervals and tests: baseline vs CoT, log-likelihood vs baseline (cotscale.uncertainty).
+rule cot_gain:
+    input:
+        benchmarks=get_strategy_tables(get_role_strategies("llh", "baseline", "cot")),
+        outcomes=get_role_outcomes("llh", "baseline", "cot"),
+    output:
+        table=report(
+            "results/tables/cot_gain.csv",
+            caption="../report/cot_gain.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/cot_gain.log",
+    conda:
+        ANALYSIS_ENV
+    params:
+        pairs=get_gain_pairs(),
+        bootstrap=BOOTSTRAP,
+    script:
+        f"{SCRIPTS}/cot_gain.py"

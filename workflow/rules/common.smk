@@ -9,7 +9,9 @@ from cotscale.config import (
     suites,
     task_variant,
 )
+from cotscale.contract import OUTCOMES_TABLE, STRATEGY_OUTCOMES, SWEEP_OUTCOMES
 from cotscale.flops import train_flops
+from cotscale.uncertainty import settings as bootstrap_settings
 from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes, suite_work
 from cotscale.preempt import SLURM_SIGNAL
 from cotscale.strategy import budget_sweep
@@ -18,6 +20,7 @@ from cotscale.registry import (
     PAIR_TABLES,
     PCA_TABLES,
     SCALING_TABLES,
+    GAIN_TABLES,
     STRATEGY_TABLES,
     figure_strategies,
     strategy_of,
@@ -33,6 +36,8 @@ CFG = load_workflow_config(
 SCRIPTS = "../scripts"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 TASKS = list(CFG["tasks"])
+# analysis.bootstrap: part of the params of every rule whose intervals it defines
+BOOTSTRAP = canonical(bootstrap_settings(CFG))
 # Evaluation jobs: (model, strategies) suites, each one model load (cotscale.config.suites).
 SUITES = suites(CFG)
 SUITE_STRATEGIES = dict(SUITES) if CFG["suite"] == "model" else {}
@@ -55,8 +60,9 @@ STRATEGY_MODELS = {
 }
 TABLES = expand(
     "results/tables/{table}.csv",
-    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES],
+    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES, *GAIN_TABLES],
 )
+OUTCOME_FILES = [] if CFG["published"] else [OUTCOMES_TABLE]
 FIGURE_FILES = expand(
     "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]
 )
@@ -148,6 +154,16 @@ def get_strategy_results(wildcards):
     )
 
 
+def get_strategy_samples(wildcards):
+    """samples.jsonl.gz of every evaluation of the strategy: its per-document outcomes (none when published)."""
+    if CFG["published"]:
+        return []
+    return [
+        p.replace("results.json", "samples.jsonl.gz")
+        for p in get_strategy_results(wildcards)
+    ]
+
+
 def get_strategy_benchmarks(wildcards):
     """Snakemake's benchmark files (max RSS) of the suites that evaluated the strategy."""
     if CFG["published"]:
@@ -177,6 +193,23 @@ def get_role_strategies(*roles):
     """The configured strategies the analysis roles name (llh, baseline, cot)."""
     names = dict.fromkeys(strategy_of(CFG, role) for role in roles)
     return [name for name in names if name in CFG["strategies"]]
+
+
+def get_role_outcomes(*roles):
+    """The per-document outcomes of the strategies the roles name (none for published data)."""
+    if CFG["published"]:
+        return []
+    return expand(STRATEGY_OUTCOMES, strategy=get_role_strategies(*roles))
+
+
+def get_gain_pairs():
+    """cot_gain.csv's pairs (name, baseline, treatment): CoT vs baseline, the baseline's format vs log-likelihood."""
+    roles = CFG["analysis"]
+    pairs = [
+        ("cot_vs_baseline", roles["baseline"], roles["cot"]),
+        ("baseline_vs_llh", roles["llh"], roles["baseline"]),
+    ]
+    return [p for p in pairs if p[1] in CFG["strategies"] and p[2] in CFG["strategies"]]
 
 
 def get_figure_inputs(figure):
