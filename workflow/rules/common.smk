@@ -1,6 +1,8 @@
 # Helpers, wildcard constraints, input/params functions and target lists shared by every rule file.
 import re
 
+from snakemake.exceptions import WorkflowError
+
 from cotscale.config import (
     DEMO_MODELS_DIR,
     canonical,
@@ -10,7 +12,7 @@ from cotscale.config import (
     task_variant,
 )
 from cotscale.flops import train_flops
-from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes, suite_work
+from cotscale.gpus import eval_threads, memory_mb, requested_gpus, runtime_minutes, suite_work
 from cotscale.preempt import SLURM_SIGNAL
 from cotscale.strategy import budget_sweep
 from cotscale.registry import (
@@ -120,8 +122,13 @@ def get_eval_gpus(wildcards):
 
 
 def get_eval_threads(wildcards):
-    """One core per process of the job: data_parallel accelerate ranks on the hf backend, else one."""
-    return job_processes(CFG, wildcards.model)
+    """CPU threads of the job (cotscale.gpus.eval_threads): config `threads:`, else the --cores given shared among the
+    evaluation suites; on GPUs one per process."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores (a dry run): what is shared is unknown
+        cores = None
+    return eval_threads(CFG, wildcards.model, cores)
 
 
 def get_eval_mem_mb(wildcards, attempt):
