@@ -12,7 +12,13 @@ from cotscale.config import (
     task_variant,
 )
 from cotscale.flops import train_flops
-from cotscale.gpus import eval_threads, memory_mb, requested_gpus, runtime_minutes, suite_work
+from cotscale.gpus import (
+    eval_threads,
+    memory_mb,
+    requested_gpus,
+    runtime_minutes,
+    suite_work,
+)
 from cotscale.preempt import SLURM_SIGNAL
 from cotscale.strategy import budget_sweep
 from cotscale.registry import (
