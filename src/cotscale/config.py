@@ -222,6 +222,18 @@ def _check_references(config: dict) -> None:
                     f"config key tasks.{task}: strategy {name!r} runs variant {strategy['variant']!r}, "
                     f"which this task does not define"
                 )
+    ingested = config.get("lm_eval_outputs", {})
+    for model, by_strategy in ingested.items():
+        if model not in config["models"]:
+            raise ConfigError(f"config key lm_eval_outputs.{model}: unknown model; known: {', '.join(sorted(config['models']))}")
+        for strategy in by_strategy:
+            if strategy not in strategies_of(config, model):
+                raise ConfigError(f"config key lm_eval_outputs.{model}.{strategy}: not a strategy of this model; "
+                                  f"known: {', '.join(strategies_of(config, model))}")
+        if set(by_strategy) != set(next(iter(ingested.values()))):
+            # the ingest rule takes every ingested model x ingested strategy; a pair left out would be ingested too
+            raise ConfigError(f"config key lm_eval_outputs.{model}: give the same strategies for every ingested "
+                              f"model ({', '.join(sorted(next(iter(ingested.values()))))})")
     for role in ("baseline", "cot", "llh"):
         strategy = config["analysis"][role]
         if strategy not in config["strategies"]:
@@ -348,7 +360,10 @@ def suites(config: dict) -> list[tuple[str, tuple[str, ...]]]:
     those strategies. `suite: strategy` (default) gives one job per model × strategy, `suite: model` one per model."""
     jobs = []
     for model in config["models"]:
-        names = strategies_of(config, model)
+        ingested = config.get("lm_eval_outputs", {}).get(model, {})
+        names = [name for name in strategies_of(config, model) if name not in ingested]
+        if not names:
+            continue
         if config["suite"] == "model":
             jobs.append((model, tuple(names)))
         else:

@@ -57,6 +57,8 @@ wildcard_constraints:
 EVAL_DIR = "results/evals/{model}/{strategy}/{task}"
 STRATEGY_DIR = "results/tables/strategies/{strategy}"
 PUBLISHED_DIR = "results/published"
+# lm-eval output folders ingested instead of evaluated: {model: {strategy: folder}} (cotscale.ingest)
+INGESTED = CFG.get("lm_eval_outputs", {})
 # What each strategy's tables are built from: ingested published outputs, or the evaluations of its models.
 STRATEGY_MODELS = {
     s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
@@ -152,7 +154,8 @@ def get_strategy_results(wildcards):
     """results.json of every evaluation of the strategy (published: the ingested folder)."""
     if CFG["published"]:
         return [f"{PUBLISHED_DIR}/evals"]
-    models = STRATEGY_MODELS[wildcards.strategy]
+    ingested = [m for m in INGESTED if wildcards.strategy in INGESTED[m]]
+    models = STRATEGY_MODELS[wildcards.strategy] + ingested
     return expand(
         f"{EVAL_DIR}/results.json",
         model=models,
