@@ -29,7 +29,6 @@ from pathlib import Path
 
 from cotscale.config import CotscaleError, job_spec, task_variant
 from cotscale.io import write_json, write_jsonl_gz
-from cotscale.lm.tokens import new_tokens
 from cotscale.usage import make_record, summarize_usage
 
 log = logging.getLogger(__name__)
@@ -144,6 +143,8 @@ class TokenCounter:
 
 def usage_of(records: list[dict], output_type: str, counter: TokenCounter) -> list[dict]:
     """Usage records (cotscale.usage) of one task's samples, re-counted from the request texts."""
+    from cotscale.lm.tokens import new_tokens
+
     out = []
     for sample in sorted(records, key=lambda r: r["doc_id"]):
         task, doc = sample["task"], int(sample["doc_id"])
