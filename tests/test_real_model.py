@@ -44,7 +44,10 @@ def real_config(model_entry: dict, backend: str) -> dict:
     benchmarks = yaml.safe_load((ROOT / "config" / "tasks" / "benchmarks.yaml").read_text())
     return {
         "seed": 1234, "limit": LIMIT, "batch_size": 16, "backend": backend, "dtype": "float32", "device": "cpu",
-        "hf_offline": True, "suite": "model", "task_data": str(ROOT / "config" / "tasks" / "demo_data"),
+        "hf_offline": True, "suite": "model",
+        # one torch thread: on a machine whose cores are busy with other work, 2 threads made a 12-token greedy
+        # generation of this model 8x slower (176 s against 23 s, measured); the default shares --cores instead
+        "threads": 1, "task_data": str(ROOT / "config" / "tasks" / "demo_data"),
         "tasks": {t: benchmarks[t] for t in TASKS},
         "strategies": STRATEGIES,
         "analysis": {"baseline": "standard", "cot": "hybrid_cot", "llh": "standard"},
