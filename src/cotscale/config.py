@@ -137,8 +137,10 @@ def _expand_models(config: dict) -> dict:
     """One entry per evaluated model *and revision*; compact `checkpoints:` become `name@revision` keys."""
     models = {}
     for name, entry in config["models"].items():
-        if "hf_id" not in entry and "demo" not in entry:
-            raise ConfigError(f"config key models.{name}: needs hf_id (a Hugging Face id or path) or demo (a tiny local model)")
+        if "hf_id" not in entry and "demo" not in entry and "gguf_file" not in entry:
+            raise ConfigError(f"config key models.{name}: needs hf_id (a Hugging Face id or path), gguf_file (a local "
+                              f"GGUF file) or demo (a tiny local model)")
+        gguf = _gguf_fields(name, entry) if "gguf_file" in entry else {}
         for revision in entry.get("checkpoints") or {}:
             _check_revision(name, revision)
         revisions = entry.get("checkpoints") or {entry.get("revision", "main"): entry["train_tokens"]}
@@ -156,7 +158,8 @@ def _expand_models(config: dict) -> dict:
             key = f"{name}@{revision}" if "checkpoints" in entry else name
             if key in models or (key != name and key in config["models"]):
                 raise ConfigError(f"config key models.{name}: model key {key!r} is defined twice")
-            pretrained = f"{DEMO_MODELS_DIR}/{name}/{revision}" if demo is not None else entry["hf_id"]
+            pretrained = (f"{DEMO_MODELS_DIR}/{name}/{revision}" if demo is not None
+                          else gguf.get("pretrained") or entry["hf_id"])
             models[key] = {
                 "key": key,
                 "name": name,
@@ -172,10 +175,20 @@ def _expand_models(config: dict) -> dict:
                 "data_parallel": entry.get("data_parallel", 1),
                 "trust_remote_code": entry.get("trust_remote_code", False),
                 **({"strategies": list(entry["strategies"])} if entry.get("strategies") else {}),
+                **{k: v for k, v in gguf.items() if k != "pretrained"},
                 "demo": demo,
                 "demo_steps": demo["steps"][revision] if demo and isinstance(demo["steps"], dict) else (demo or {}).get("steps"),
             }
     return models
+
+
+def _gguf_fields(name: str, entry: dict) -> dict:
+    """A GGUF entry's folder (``pretrained``), file and content hash (cotscale.gguf): the hash is part of every job
+    spec, so replacing the file reruns its evaluations."""
+    from cotscale.gguf import file_sha256, resolve_gguf
+
+    folder, path = resolve_gguf(name, entry)
+    return {"pretrained": folder, "gguf_file": str(path), "gguf_sha256": file_sha256(path)}
 
 
 def _check_strategies(config: dict, given: dict[str, set]) -> None:
@@ -209,6 +222,18 @@ def _check_references(config: dict) -> None:
                     f"config key tasks.{task}: strategy {name!r} runs variant {strategy['variant']!r}, "
                     f"which this task does not define"
                 )
+    ingested = config.get("lm_eval_outputs", {})
+    for model, by_strategy in ingested.items():
+        if model not in config["models"]:
+            raise ConfigError(f"config key lm_eval_outputs.{model}: unknown model; known: {', '.join(sorted(config['models']))}")
+        for strategy in by_strategy:
+            if strategy not in strategies_of(config, model):
+                raise ConfigError(f"config key lm_eval_outputs.{model}.{strategy}: not a strategy of this model; "
+                                  f"known: {', '.join(strategies_of(config, model))}")
+        if set(by_strategy) != set(next(iter(ingested.values()))):
+            # the ingest rule takes every ingested model x ingested strategy; a pair left out would be ingested too
+            raise ConfigError(f"config key lm_eval_outputs.{model}: give the same strategies for every ingested "
+                              f"model ({', '.join(sorted(next(iter(ingested.values()))))})")
     for role in ("baseline", "cot", "llh"):
         strategy = config["analysis"][role]
         if strategy not in config["strategies"]:
@@ -335,7 +360,10 @@ def suites(config: dict) -> list[tuple[str, tuple[str, ...]]]:
     those strategies. `suite: strategy` (default) gives one job per model × strategy, `suite: model` one per model."""
     jobs = []
     for model in config["models"]:
-        names = strategies_of(config, model)
+        ingested = config.get("lm_eval_outputs", {}).get(model, {})
+        names = [name for name in strategies_of(config, model) if name not in ingested]
+        if not names:
+            continue
         if config["suite"] == "model":
             jobs.append((model, tuple(names)))
         else:

@@ -40,6 +40,8 @@ from pathlib import Path
 
 from cotscale import package_versions
 from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task, task_variant
+from cotscale.gguf import backend_kwargs as gguf_backend_kwargs
+from cotscale.gguf import check_gguf_params
 from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
 from cotscale.io import atomic_path, read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
 from cotscale.preempt import batch_size_for_attempt
@@ -64,8 +66,8 @@ def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path |
     from cotscale.lm import CotscaleLM
 
     return CotscaleLM(
+        **{"pretrained": model["pretrained"], **gguf_backend_kwargs(model)},
         backend=model["backend"],
-        pretrained=model["pretrained"],
         revision=None if model["demo"] else model["revision"],
         dtype=model["dtype"],
         batch_size=batch_size,
@@ -148,6 +150,9 @@ def run_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[dict]:
     under SLURM the allocation's CUDA_VISIBLE_DEVICES is used as is) and keeps them until it returns.
     """
     check_model_source(config, model_key)
+    if config["models"][model_key].get("gguf_file"):
+        check_gguf_params(config["models"][model_key])
+        gguf_backend_kwargs(config["models"][model_key])  # a vLLM without GGUF loader: stop before anything loads
     check_model_cached(config["models"][model_key])  # hf_offline: stop now if the model was never prefetched
     with _claim_gpus(config, model_key):
         processes = data_parallel_processes(config, model_key)

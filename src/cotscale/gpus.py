@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from cotscale.config import suites
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_DIR = Path("~/.cache/cotscale/gpu-locks")
@@ -102,6 +104,20 @@ def job_processes(config: dict, model_key: str) -> int:
     its own copy of the model (cotscale.evaluate); otherwise one (vLLM starts and sizes its own workers)."""
     model = config["models"][model_key]
     return int(model["data_parallel"]) if model["backend"] == "hf" else 1
+
+
+def eval_threads(config: dict, model_key: str, cores: int | None) -> int:
+    """CPU threads of one evaluation job (its Snakemake `threads`, and torch's on device cpu). On GPUs one per process
+    (the GPU computes). On CPU the config's `threads:`, else the `cores` Snakemake is given (capped at this machine's)
+    shared evenly among the config's evaluation suites: one model uses every core allowed, and the demo's many
+    suites run side by side on one core each instead of one after another. Never fewer than the job's processes."""
+    processes = job_processes(config, model_key)
+    if str(config["device"]).startswith("cuda"):
+        return processes
+    if config.get("threads"):
+        return max(int(config["threads"]), processes)
+    available = min(int(cores or 1), os.cpu_count() or 1)
+    return max(processes, available // max(1, len(suites(config))))
 
 
 def memory_mb(config: dict, model_key: str, attempt: int = 1) -> int:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cotscale.ingest import restrict  # the paper's result files are lm-eval results: cut as any lm-eval output
 from cotscale.io import write_csv, write_json, write_jsonl_gz
 from cotscale.contract import EMPTY_FIELD
 from cotscale.usage import is_empty, summarize_usage
@@ -71,8 +72,6 @@ TASKS = {
 }
 #: family -> Hugging Face organisation, to rebuild hf_id = org/model
 HF_ORGS = {"llama": "meta-llama", "olmo": "allenai", "qwen": "Qwen", "gemma": "google", "pythia": "EleutherAI"}
-#: top-level keys of an lm-eval results dict that are keyed by task name
-TASK_KEYED = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples")
 
 
 def _read(source: str, rel: str) -> bytes | None:
@@ -118,23 +117,6 @@ def read_models(source: str | Path, layout: dict[str, str] | None = None) -> pd.
     df = df.rename(columns={"model": "name", "key": "model"}).assign(revision=df["checkpoint"])
     cols = ["model", "name", "checkpoint", "hf_id", "revision", "family", "N", "D", "stem"]
     return df[cols].astype({"N": float, "D": float}).reset_index(drop=True)
-
-
-def restrict(results: dict, root: str) -> dict:
-    """An lm-eval results dict cut down to one benchmark: ``root`` and every task below it in group_subtasks."""
-    subtasks = results.get("group_subtasks", {})
-    keep, todo = set(), [root]
-    while todo:
-        task = todo.pop()
-        if task not in keep:
-            keep.add(task)
-            todo.extend(subtasks.get(task, []))
-    out = {}
-    for key, value in results.items():
-        if key in TASK_KEYED and isinstance(value, dict):
-            value = {t: v for t, v in value.items() if t in keep}
-        out[key] = value
-    return out
 
 
 def benchmark_of(task: str) -> str | None:

@@ -105,6 +105,13 @@ def ingest_published(smk, config):
     return ingest(_local_or_url(smk.params.source), Path(smk.output.models).parent)
 
 
+def ingest_lm_eval(smk, config):
+    """One model x strategy of config key lm_eval_outputs: its lm-eval output folder into the evaluation contract."""
+    from cotscale.ingest import ingest_folder
+
+    return ingest_folder(config, smk.wildcards.model, smk.wildcards.strategy, smk.params.folder, EVALS_DIR)
+
+
 def analysis(smk, config):
     """Experiment 2's fits of the baseline / CoT pair: regression, train-equivalent FLOPs, IsoFLOP, crossover,
     Table I."""

@@ -1,6 +1,8 @@
 # Helpers, wildcard constraints, input/params functions and target lists shared by every rule file.
 import re
 
+from snakemake.exceptions import WorkflowError
+
 from cotscale.config import (
     DEMO_MODELS_DIR,
     canonical,
@@ -12,7 +14,13 @@ from cotscale.config import (
 from cotscale.contract import OUTCOMES_TABLE, STRATEGY_OUTCOMES, SWEEP_OUTCOMES
 from cotscale.flops import train_flops
 from cotscale.uncertainty import settings as bootstrap_settings
-from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes, suite_work
+from cotscale.gpus import (
+    eval_threads,
+    memory_mb,
+    requested_gpus,
+    runtime_minutes,
+    suite_work,
+)
 from cotscale.preempt import SLURM_SIGNAL
 from cotscale.strategy import budget_sweep
 from cotscale.registry import (
@@ -54,6 +62,8 @@ wildcard_constraints:
 EVAL_DIR = "results/evals/{model}/{strategy}/{task}"
 STRATEGY_DIR = "results/tables/strategies/{strategy}"
 PUBLISHED_DIR = "results/published"
+# lm-eval output folders ingested instead of evaluated: {model: {strategy: folder}} (cotscale.ingest)
+INGESTED = CFG.get("lm_eval_outputs", {})
 # What each strategy's tables are built from: ingested published outputs, or the evaluations of its models.
 STRATEGY_MODELS = {
     s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
@@ -126,8 +136,13 @@ def get_eval_gpus(wildcards):
 
 
 def get_eval_threads(wildcards):
-    """One core per process of the job: data_parallel accelerate ranks on the hf backend, else one."""
-    return job_processes(CFG, wildcards.model)
+    """CPU threads of the job (cotscale.gpus.eval_threads): config `threads:`, else the --cores given shared among the
+    evaluation suites; on GPUs one per process."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores (a dry run): what is shared is unknown
+        cores = None
+    return eval_threads(CFG, wildcards.model, cores)
 
 
 def get_eval_mem_mb(wildcards, attempt):
@@ -145,7 +160,8 @@ def get_strategy_results(wildcards):
     """results.json of every evaluation of the strategy (published: the ingested folder)."""
     if CFG["published"]:
         return [f"{PUBLISHED_DIR}/evals"]
-    models = STRATEGY_MODELS[wildcards.strategy]
+    ingested = [m for m in INGESTED if wildcards.strategy in INGESTED[m]]
+    models = STRATEGY_MODELS[wildcards.strategy] + ingested
     return expand(
         f"{EVAL_DIR}/results.json",
         model=models,
