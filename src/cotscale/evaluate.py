@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cotscale import package_versions
+from cotscale import compat, package_versions
 from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task
 from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
 from cotscale.io import atomic_path, read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
@@ -300,7 +300,7 @@ def _evaluate_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[d
         log.warning("%s: %d earlier attempt(s) ran out of memory: batch_size %s now (configured %s)", model_key,
                     failures, batch_size, config["batch_size"])
     try:
-        lm, load_seconds = _evaluate_pending(config, model_key, jobs, batch_size)
+        lm = _evaluate_pending(config, model_key, jobs, batch_size)
     except EvaluationError as exc:
         if record is not None and _is_out_of_memory(exc):
             write_json(record, {"failures": failures + 1, "batch_size": batch_size})
@@ -344,7 +344,7 @@ def _evaluate_pending(config: dict, model_key: str, jobs: list[TaskJob], batch_s
             lm.begin_task(strategy, job.cache_dir)
         target = job.complete_dir or Path(job.out_dir)
         _evaluate_task(lm, config, model_key, job, target, load_seconds, batch_size)
-    return lm, load_seconds
+    return lm
 
 
 def _remove_cache(folder: Path) -> None:
@@ -373,9 +373,7 @@ def _environment_info() -> dict:
 
 def _reuse_environment_info() -> None:
     """Make simple_evaluate add the environment block computed once (see _environment_info) instead of per task."""
-    import lm_eval.evaluator
-
-    lm_eval.evaluator.add_env_info = lambda storage: storage.update(_environment_info())
+    compat.reuse_environment_info(_environment_info)
 
 
 def _thinking_tasks(task_manager, lm_task: str) -> list:
