@@ -36,11 +36,13 @@ COMPUTED_TOKENS_FIELD = "computed_tokens"
 # --- sample records (samples.jsonl.gz): fields cotscale.lm adds to lm-eval's, read back by cotscale.scaling ------
 #: a generate-format document, one entry per response in lm-eval's ``resps`` order (and a hybrid document, one per
 #: rationale): its generated tokens and its summed log-probability under the model (natural log)
-RESPONSE_FIELDS = ("generated_tokens", "sequence_logprobs")
+GENERATED_TOKENS, SEQUENCE_LOGPROBS = "generated_tokens", "sequence_logprobs"
+RESPONSE_FIELDS = (GENERATED_TOKENS, SEQUENCE_LOGPROBS)
 #: a length sweep, one entry per budget (ascending): hybrid (rationales and choice log-likelihoods) and generate
 #: format (the response cut at each budget, its answer extracted later by the task's filter)
-BUDGET_FIELDS = ("budgets", "budget_rationales", "budget_generated_tokens", "budget_loglikelihoods",
-                 "budget_responses")
+BUDGETS, BUDGET_RATIONALES, BUDGET_GENERATED_TOKENS = "budgets", "budget_rationales", "budget_generated_tokens"
+BUDGET_LOGLIKELIHOODS, BUDGET_RESPONSES = "budget_loglikelihoods", "budget_responses"
+BUDGET_FIELDS = (BUDGETS, BUDGET_RATIONALES, BUDGET_GENERATED_TOKENS, BUDGET_LOGLIKELIHOODS, BUDGET_RESPONSES)
 #: a hybrid document: per rationale, the log-likelihood of every choice after it
 RATIONALE_LOGLIKELIHOODS = "rationale_loglikelihoods"
 

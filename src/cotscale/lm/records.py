@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cotscale.contract import BUDGET_FIELDS, RESPONSE_FIELDS
+from cotscale.contract import BUDGET_FIELDS, RATIONALE_LOGLIKELIHOODS, RESPONSE_FIELDS
 from cotscale.io import write_jsonl_gz
 from cotscale.usage import UsageRecord, UsageRecorder
 
@@ -61,8 +61,8 @@ class Records:
             out.setdefault(key, {}).update(fields)
         for key, d in self.hybrid_details.items():
             out.setdefault(key, {}).update(
-                rationales=d["rationales"], generation_prompt=d["prompt"], rationale_loglikelihoods=d["loglikelihoods"],
-                **{f: d[f] for f in extra if f in d})
+                rationales=d["rationales"], generation_prompt=d["prompt"],
+                **{RATIONALE_LOGLIKELIHOODS: d["loglikelihoods"]}, **{f: d[f] for f in extra if f in d})
         return out
 
     def part(self, cache_stats: dict) -> tuple:
