@@ -56,7 +56,7 @@ def test_second_run_comes_from_the_cache(tiny_model, tmp_path):
     # 5 rationales in chunks of 6 -> 1 generate call; 20 choices (4 per document) in chunks of 6 cut at the next
     # document boundary -> 8 + 8 + 4: 3 loglikelihood calls, each written at once
     assert first_lm.cache_stats()["backend_calls"] == {"generate": 1, "loglikelihood": 3}
-    assert first_lm.cache.chunks_written == 4
+    assert first_lm.engine.cache.chunks_written == 4
 
     second_lm = make_lm(tiny_model, tmp_path / "cache")
     second = run_hybrid(second_lm)
@@ -78,7 +78,7 @@ def test_a_killed_run_is_completed_from_its_partial_cache(tiny_model, tmp_path):
     part.write_bytes(b"".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
 
     resumed_lm = make_lm(tiny_model, cache)
-    assert resumed_lm.cache.chunks_written == 0 and not part.read_bytes().endswith(lines[3][:10])
+    assert resumed_lm.engine.cache.chunks_written == 0 and not part.read_bytes().endswith(lines[3][:10])
     resumed = run_hybrid(resumed_lm)
     assert resumed == reference
     stats = resumed_lm.cache_stats()
