@@ -109,6 +109,11 @@ class CotscaleLM(LM):
         return self.records.generation_details
 
     @property
+    def cache(self):
+        """The task's request cache (cotscale.cache.RequestCache), None without cache_dir."""
+        return self.engine.cache
+
+    @property
     def request_chunk(self) -> int:
         return self.engine.request_chunk
 
