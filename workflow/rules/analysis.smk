@@ -36,6 +36,7 @@ rule analysis:
         baseline=CFG["analysis"]["baseline"],
         cot=CFG["analysis"]["cot"],
         seed=CFG["seed"],
+        empty_warning=CFG["analysis"]["empty_warning"],
     script:
         f"{SCRIPTS}/analysis.py"
 

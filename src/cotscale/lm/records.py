@@ -27,15 +27,17 @@ class Records:
     hybrid_details: dict[Key, dict] = field(default_factory=dict)  # hybrid: prompt, rationales, choice scores, votes
     thinking_details: dict[Key, dict] = field(default_factory=dict)  # documents of thinking strategies
     generation_details: dict[Key, dict] = field(default_factory=dict)  # generate format: RESPONSE_FIELDS per document
+    generation_args: dict[Key, dict] = field(default_factory=dict)  # per document and phase: what the backend was sent
 
     def add_generate(self, key: Key, prompt_tokens: int, generated_tokens: int, sequences: int, *,
-                     truncated_sequences: int, stops_at: str = "eos_or_stop", thinking_tokens: int | None = None,
-                     answer_tokens: int | None = None, unanswered: bool | None = None) -> UsageRecord:
+                     truncated_sequences: int, empty: bool, stops_at: str = "eos_or_stop",
+                     thinking_tokens: int | None = None, answer_tokens: int | None = None,
+                     unanswered: bool | None = None) -> UsageRecord:
         """The usage record of one generation request (thinking strategies: both phases in one record)."""
         extra = {} if thinking_tokens is None else {"thinking_tokens": thinking_tokens,
                                                      "answer_tokens": answer_tokens, "unanswered": unanswered}
         return self.usage.add(key[0], key[1], "generate", prompt_tokens, generated_tokens, sequences,
-                              truncated_sequences=truncated_sequences, stops_at=stops_at, **extra)
+                              truncated_sequences=truncated_sequences, stops_at=stops_at, empty=empty, **extra)
 
     def add_score(self, key: Key, prompt_tokens: int, scored_tokens: int | None = None) -> UsageRecord:
         """The usage record of one scored (context, continuation) request."""
@@ -53,10 +55,13 @@ class Records:
         were generated from, the per-rationale choice log-likelihoods, the RESPONSE_FIELDS of each rationale
         (``sequence_logprobs`` None for beams and thinking), for self-consistency the votes, and for a length sweep
         the BUDGET_FIELDS. Generate format: the RESPONSE_FIELDS of each response (what weighted maj@k and the
-        per-sample sweeps read). Documents of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer
+        per-sample sweeps read). Every document that generated: ``generation_args``, per phase the arguments its
+        generation ran with (max_gen_toks, until, decoding; not lm-eval's task defaults). Documents of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer
         phase continued it), ``thinking_tokens``, ``thinking_forced`` and ``unanswered``."""
         extra = ("votes", *RESPONSE_FIELDS, *BUDGET_FIELDS)
         out = {key: dict(d) for key, d in self.generation_details.items()}
+        for key, args in self.generation_args.items():
+            out.setdefault(key, {})["generation_args"] = args
         for key, fields in self.thinking_details.items():
             out.setdefault(key, {}).update(fields)
         for key, d in self.hybrid_details.items():

@@ -15,6 +15,7 @@ from typing import Any
 from cotscale.lm.capture import SINGLE, Mode
 from cotscale.lm.engine import Engine, Generated, Scored
 from cotscale.lm.records import Records
+from cotscale.usage import is_empty
 
 
 @dataclass
@@ -51,16 +52,25 @@ class Run:
             kwargs.update(do_sample=False, temperature=0.0)
         return kwargs
 
-    def generate(self, items, mode: Mode = SINGLE, disable_tqdm: bool = True,
-                 record: bool = True) -> list[Generated]:
+    def generate(self, items, mode: Mode = SINGLE, disable_tqdm: bool = True, record: bool = True,
+                 phase: str = "generate") -> list[Generated]:
         """Engine.generate, and one usage record per item in item order (none with ``record=False``: what a caller
-        records itself, such as both phases of a thinking)."""
+        records itself, such as both phases of a thinking). The arguments each document's generation ran with are
+        kept under ``phase`` (sample field ``generation_args``: "generate", or a thinking's "thinking" and
+        "answer")."""
+        sequences = {"beam": "num_beams", "sample": "num_return_sequences"}.get(mode.search)
+        for r, _, kw in items:
+            self.records.generation_args.setdefault((r.task_name, r.doc_id), {})[phase] = {
+                **kw, **({sequences: mode.k} if sequences else {})}
         results = self.engine.generate(items, mode, disable_tqdm)
         if record:
-            for (r, _, _), g in zip(items, results, strict=True):
+            for (r, _, kw), g in zip(items, results, strict=True):
+                # empty: every sequence the strategy uses is (of a beam search, the best beam)
+                used = g.texts[:1] if mode.search == "beam" else g.texts
                 self.records.add_generate((r.task_name, r.doc_id), g.prompt_tokens, g.generated_tokens,
                                           len(g.lengths), truncated_sequences=g.truncated_sequences,
-                                          stops_at=g.stops_at)
+                                          stops_at=g.stops_at,
+                                          empty=all(is_empty(t, kw.get("until")) for t in used))
         return results
 
     def score(self, items, disable_tqdm: bool = False, computed: dict[tuple[str, int], list[str]] | None = None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from cotscale.lm.run import Run
 from cotscale.lm.thinking import Thought, think_at, think_end_token
 from cotscale.lm.tokens import new_tokens
+from cotscale.usage import is_empty
 
 
 @dataclass
@@ -34,12 +35,12 @@ def think(run: Run, items, disable_tqdm: bool, answer: bool) -> list[Thinking]:
     end = think_end_token(s, run.tokenizer, run.tokenizer_name)
     cap = s["thinking_budget"] or s["max_gen_toks"]
     phase1 = [(r, prompt, {**kw, "until": [end], "max_gen_toks": cap}) for r, prompt, kw in items]
-    thinking = run.generate(phase1, disable_tqdm=disable_tqdm, record=False)
+    thinking = run.generate(phase1, disable_tqdm=disable_tqdm, record=False, phase="thinking")
     thoughts = [think_at(g.ids, engine.decode, end, s["thinking_budget"]) for g in thinking]
     asked = [i for i, th in enumerate(thoughts) if answer and th.answered]
     phase2 = [(items[i][0], thoughts[i].answer_prompt(items[i][1], s["answer_cue"]), dict(items[i][2]))
               for i in asked]
-    answers = dict(zip(asked, run.generate(phase2, disable_tqdm=disable_tqdm, record=False) if phase2 else [],
+    answers = dict(zip(asked, run.generate(phase2, disable_tqdm=disable_tqdm, record=False, phase="answer") if phase2 else [],
                        strict=True))
     out = []
     for i, ((r, prompt, _), thought, g) in enumerate(zip(items, thoughts, thinking, strict=True)):
@@ -55,7 +56,8 @@ def think(run: Run, items, disable_tqdm: bool, answer: bool) -> list[Thinking]:
         key = (r.task_name, r.doc_id)
         run.records.add_generate(key, prompt_tokens, g.generated_tokens + answer_tokens, 1,
                                  truncated_sequences=int(truncated), thinking_tokens=g.generated_tokens,
-                                 answer_tokens=answer_tokens, unanswered=not thought.answered)
+                                 answer_tokens=answer_tokens, unanswered=not thought.answered,
+                                 empty=is_empty(run.tokenizer.decode(thought.ids, skip_special_tokens=True), [end]))
         run.records.thinking_details[key] = {
             "thinking_prompt": prompt, "thinking": thought.text, "thinking_tokens": g.generated_tokens,
             "thinking_forced": thought.forced, "unanswered": not thought.answered}
@@ -87,7 +89,7 @@ def answer_budgets(run: Run, items, thinking, done: list[Thinking], end: str) ->
             else:
                 row.append((thought, None))
         plans.append(row)
-    replies = run.generate(asked, disable_tqdm=True, record=False) if asked else []
+    replies = run.generate(asked, disable_tqdm=True, record=False, phase="answer") if asked else []
     for (r, _, _), row, main in zip(items, plans, done, strict=True):
         responses, tokens = [], []
         for thought, source in row:
