@@ -47,9 +47,9 @@ def per_choice(lm, requests, max_gen_toks: int, temperature: float):
     s = lm.strategy
     gen_kwargs = {"until": [], "max_gen_toks": max_gen_toks, "do_sample": True, "temperature": temperature}
     items = [(r, r.args[0] + s["cue"], dict(gen_kwargs)) for r in requests]
-    texts = lm._generate(items, ("single", 1))
-    scored = [(r, r.args[0] + s["cue"] + t[0] + s["answer_cue"], r.args[1]) for r, t in zip(requests, texts)]
-    return lm._score(scored)
+    texts = [g.texts[0] for g in lm.run.generate(items)]  # one sequence each, usage recorded
+    scored = [(r, r.args[0] + s["cue"] + t + s["answer_cue"], r.args[1]) for r, t in zip(requests, texts)]
+    return [s.answer for s in lm.run.score(scored)]
 
 
 def run(lm, scheme: str, requests, max_gen_toks: int, temperature: float, seed: int) -> dict:
@@ -57,10 +57,9 @@ def run(lm, scheme: str, requests, max_gen_toks: int, temperature: float, seed: 
 
     base = {"format": "hybrid", "prompt": "cot", "max_gen_toks": max_gen_toks}
     if scheme == "per_doc_greedy":
-        lm.set_strategy(base)
+        lm.begin_task(base)  # empty usage records
     else:
-        lm.set_strategy(base, decoding="sample", temperature=temperature)
-    lm.usage.clear()
+        lm.begin_task(base, decoding="sample", temperature=temperature)
     torch.manual_seed(seed)
     start = time.perf_counter()
     if scheme == "per_choice":

@@ -231,8 +231,8 @@ def test_simple_evaluate_cot_generate(tmp_path):
                     device="cpu", strategy={"format": "generate", "prompt": "cot", "decoding": "greedy",
                                             "max_gen_toks": 8, "cot_cue": cue})
     sent = []
-    backend_generate = lm.lm.generate_until
-    lm.lm.generate_until = lambda requests, **kw: sent.extend(r.args[0] for r in requests) or backend_generate(
+    backend_generate = lm.backend.generate_until
+    lm.backend.generate_until = lambda requests, **kw: sent.extend(r.args[0] for r in requests) or backend_generate(
         requests, **kw)
     manager, _ = demo_manager(["xwinograd_cot"], tmp_path / "scratch")
     results = lm_eval.simple_evaluate(model=lm, tasks=["xwinograd_cot"], task_manager=manager, limit=2,

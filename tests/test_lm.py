@@ -34,7 +34,7 @@ from cotscale import lm as cl  # noqa: E402
 from cotscale.lm import hybrid, tokens  # noqa: E402
 from cotscale.lm.backends import make_backend  # noqa: E402
 from cotscale.lm.vllm_backend import import_vllm_module, vllm_backend_class  # noqa: E402
-from cotscale.strategy import resolve_strategy  # noqa: E402
+from cotscale.config import resolve_strategy  # noqa: E402
 from cotscale.usage import UsageRecorder, iter_usage, make_record, write_usage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,14 +57,8 @@ def hf_lm(tiny_model):
 
 
 def fresh(lm, strategy, **overrides):
-    """Same loaded model, new strategy and empty records."""
-    lm.set_strategy(strategy, **overrides)
-    lm.usage.clear()
-    lm.rationales.clear()
-    lm.hybrid_details.clear()
-    lm.generation_details.clear()
-    lm.backend_generate_calls = 0
-    lm._warned_repeats = False
+    """Same loaded model, new strategy, empty records and counters (what a suite does between tasks)."""
+    lm.begin_task(strategy, **overrides)
     return lm
 
 
@@ -118,7 +112,7 @@ def test_new_tokens_count_a_shared_prefix_once():
 
 
 def test_the_cot_cue_is_appended_once():
-    from cotscale.lm.model import with_cue
+    from cotscale.lm.generate_format import with_cue
 
     assert with_cue("Q: x\nA:", " Think.", "arc_challenge_cot") == "Q: x\nA: Think."
     assert with_cue("Q: x\nA:", "", "gsm8k") == "Q: x\nA:"  # plain prompts
@@ -141,7 +135,6 @@ def test_usage_roundtrip(tmp_path):
                                              "generated_tokens": 7, "sequences": 2, "truncated": False,
                                              "truncated_sequences": 0, "stops_at": "eos_or_stop"}
         assert json.loads(fh.readline())["scored_tokens"] == 12
-    assert rec.totals()["generate"]["generated_tokens"] == 7
     with pytest.raises(ValueError, match="kind"):
         make_record("arc", 0, "words", 1)
     with pytest.raises(ValueError):
@@ -151,11 +144,11 @@ def test_usage_roundtrip(tmp_path):
 # ---------------------------------------------------------------------------------------------- HF backend
 def test_hybrid_generates_once_per_document(hf_lm, monkeypatch):
     lm = fresh(hf_lm, HYBRID_COT)
-    gen = Spy(monkeypatch, lm.lm, "generate_until")
+    gen = Spy(monkeypatch, lm.backend, "generate_until")
     reqs = mc_requests()
     out = lm.loglikelihood(reqs)
     assert len(out) == len(reqs) == 4 * len(MC_DOCS)
-    assert len(gen.calls) == 1 == lm.backend_generate_calls  # one batched call for all documents
+    assert len(gen.calls) == 1 == lm.cache_stats()["backend_calls"]["generate"]  # one batched call, all documents
     sent = gen.calls[0][0][0]
     assert Counter((r.task_name, r.doc_id) for r in sent) == {("mini_mc", d): 1 for d in range(len(MC_DOCS))}
     assert sorted(lm.rationales) == [("mini_mc", d) for d in range(len(MC_DOCS))]
@@ -164,7 +157,7 @@ def test_hybrid_generates_once_per_document(hf_lm, monkeypatch):
 
 def test_all_choices_scored_on_the_same_augmented_context(hf_lm, monkeypatch):
     lm = fresh(hf_lm, HYBRID_COT)
-    ll = Spy(monkeypatch, lm.lm, "loglikelihood")
+    ll = Spy(monkeypatch, lm.backend, "loglikelihood")
     lm.loglikelihood(mc_requests())
     assert len(ll.calls) == 1
     scored = ll.calls[0][0][0]
@@ -180,7 +173,7 @@ def test_all_choices_scored_on_the_same_augmented_context(hf_lm, monkeypatch):
 def test_cot_cue_only_in_cot_prompts(hf_lm, monkeypatch):
     def generation_prompts(strategy, requests, method):
         lm = fresh(hf_lm, strategy)
-        gen = Spy(monkeypatch, lm.lm, "generate_until")
+        gen = Spy(monkeypatch, lm.backend, "generate_until")
         getattr(lm, method)(requests)
         monkeypatch.undo()
         return [r.args[0] for args, _ in gen.calls for r in args[0]]
@@ -203,7 +196,7 @@ def test_generated_tokens_equal_the_backend_token_ids(hf_lm):
     lm = fresh(hf_lm, {"format": "generate", "max_gen_toks": 20})
     until = [".", "\n"]
     outs = lm.generate_until(gen_requests(gen_kwargs={"until": until, "do_sample": False}))
-    model, tok = lm.lm.model, lm.lm.tokenizer
+    model, tok = lm.backend.model, lm.backend.tokenizer
     for (doc_id, text), record in zip(enumerate(outs), lm.usage, strict=True):
         ids = tok(f"Question: {GEN_DOCS[doc_id]['question']}\nAnswer:", return_tensors="pt").input_ids
         alone = model.generate(ids, max_new_tokens=20, do_sample=False, stop_strings=until + [tok.eos_token],
@@ -220,7 +213,7 @@ def test_generation_ends_at_any_of_several_eos_ids_and_pad_is_not_counted(tiny_m
     shutil.copytree(tiny_model, crafted)
     lm = cl.CotscaleLM(pretrained=str(crafted), backend="hf", dtype="float32", batch_size=8, device="cpu",
                        strategy={"format": "generate", "max_gen_toks": 16})
-    model, tok = lm.lm.model, lm.lm.tokenizer
+    model, tok = lm.backend.model, lm.backend.tokenizer
     prompts = [f"Question: {d['question']}\nAnswer:" for d in GEN_DOCS]
     free = [model.generate(tok(p, return_tensors="pt").input_ids, max_new_tokens=16, do_sample=False,
                            eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(tok(p).input_ids):].tolist()
@@ -248,12 +241,12 @@ def test_generation_ends_at_any_of_several_eos_ids_and_pad_is_not_counted(tiny_m
 def test_beams_and_samples_count_every_sequence(hf_lm, monkeypatch, strategy):
     lm = fresh(hf_lm, strategy)
     k = strategy.get("num_beams", strategy.get("samples"))
-    gen = Spy(monkeypatch, lm.lm.model, "generate")
+    gen = Spy(monkeypatch, lm.backend.model, "generate")
     lm.loglikelihood(mc_requests())
     (args, kwargs), (out,) = gen.calls[0], gen.results  # one HF generate call: all docs x k sequences
-    prompt_len, eos = kwargs["input_ids"].shape[1], lm.lm.tokenizer.eos_token_id
+    prompt_len, eos = kwargs["input_ids"].shape[1], lm.backend.tokenizer.eos_token_id
     assert out.shape[0] == len(MC_DOCS) * k
-    doc_of = {tuple(lm.lm.tok_encode(mc_context(doc) + CUE)): d for d, doc in enumerate(MC_DOCS)}
+    doc_of = {tuple(lm.backend.tok_encode(mc_context(doc) + CUE)): d for d, doc in enumerate(MC_DOCS)}
     expected = {}
     for i, (ids, mask) in enumerate(zip(kwargs["input_ids"], kwargs["attention_mask"])):  # HFLM reorders the batch
         rows = [out[i * k + j, prompt_len:].tolist() for j in range(k)]
@@ -308,7 +301,7 @@ def test_hybrid_on_partial_context_tasks_generates_from_the_whole_problem(hf_lm,
     contexts = ["The ball did not fit in the box because the ball", "The ball did not fit in the box because the box"]
     reqs = [Instance("loglikelihood", doc, (c, " was too big."), i, ("winogrande", 0, 1)) for i, c in enumerate(contexts)]
     lm = fresh(hf_lm, HYBRID_COT)
-    gen, ll = Spy(monkeypatch, lm.lm, "generate_until"), Spy(monkeypatch, lm.lm, "loglikelihood")
+    gen, ll = Spy(monkeypatch, lm.backend, "generate_until"), Spy(monkeypatch, lm.backend, "loglikelihood")
     assert len(lm.loglikelihood(reqs)) == 2
     (prompt,) = [r.args[0] for r in gen.calls[0][0][0]]
     question = ("Fill in the blank: The ball did not fit in the box because _ was too big.\n(A) the ball\n(B) the box"
@@ -326,7 +319,7 @@ def test_hybrid_prompt_tokens_of_a_4_choice_document_counted_once(hf_lm):
     lm = fresh(hf_lm, HYBRID_COT)
     (doc,) = MC_DOCS[:1]
     lm.loglikelihood(mc_requests([doc]))
-    tok = lm.lm.tokenizer
+    tok = lm.backend.tokenizer
     (rationale,) = lm.rationales[("mini_mc", 0)]
     prompt = mc_context(doc) + CUE
     gen_record, *choice_records = lm.usage
@@ -452,7 +445,7 @@ def test_vllm_greedy_and_hybrid_match_hf(vllm_lm, hf_lm):
 def test_vllm_samples_count_every_sequence(vllm_lm, monkeypatch):
     lm = fresh(vllm_lm, {"format": "hybrid", "prompt": "cot", "decoding": "sample", "samples": 3,
                          "temperature": 1.0, "max_gen_toks": 8})
-    spy = Spy(monkeypatch, lm.lm.model, "generate")
+    spy = Spy(monkeypatch, lm.backend.model, "generate")
     lm.loglikelihood(mc_requests())
     outputs = spy.results[0]  # the generation call (the second is the scoring call)
     assert [len(o.outputs) for o in outputs] == [3] * len(MC_DOCS)
@@ -468,7 +461,7 @@ def test_vllm_and_hf_beams_are_the_same_search(vllm_lm, hf_lm):
     """decoding: beam is one search on both backends: the same best beam and the same generated tokens per request.
     Oracle: transformers' generate(num_beams=3) on each generation prompt alone, its 3 beams cut by hand at the
     first EOS id or "." (the stop) and counted."""
-    model, tok = hf_lm.lm.model, hf_lm.lm.tokenizer
+    model, tok = hf_lm.backend.model, hf_lm.backend.tokenizer
     eos, stops = {tok.eos_token_id}, BEAM["until"] + [tok.eos_token]
     stopped = decoded_contains(tok, stops)
     oracle = {d: transformers_beams(model, tok, mc_context(doc) + CUE, 3, 16, eos, stopped)
@@ -501,7 +494,7 @@ def test_vllm_and_hf_end_at_any_of_two_eos_ids(vllm_lm, tiny_model, tmp_path):
     config = json.loads((crafted / "generation_config.json").read_text())
     hf = cl.CotscaleLM(pretrained=str(crafted), backend="hf", dtype="float32", batch_size=8, device="cpu",
                        strategy="standard")
-    model, tok = hf.lm.model, hf.lm.tokenizer
+    model, tok = hf.backend.model, hf.backend.tokenizer
     prompts = [mc_context(doc) + CUE for doc in MC_DOCS]
     (period,) = tok(".", add_special_tokens=False).input_ids
     eos = {tok.eos_token_id, period}

@@ -55,8 +55,8 @@ def test_second_run_comes_from_the_cache(tiny_model, tmp_path):
     assert first_lm.cache_stats()["misses"] == n_gen + n_ll and first_lm.cache_stats()["hits"] == 0
     # 5 rationales in chunks of 6 -> 1 generate call; 20 choices (4 per document) in chunks of 6 cut at the next
     # document boundary -> 8 + 8 + 4: 3 loglikelihood calls, each written at once
-    assert first_lm.backend_calls == {"generate": 1, "loglikelihood": 3}
-    assert first_lm.cache.chunks_written == 4
+    assert first_lm.cache_stats()["backend_calls"] == {"generate": 1, "loglikelihood": 3}
+    assert first_lm.engine.cache.chunks_written == 4
 
     second_lm = make_lm(tiny_model, tmp_path / "cache")
     second = run_hybrid(second_lm)
@@ -78,7 +78,7 @@ def test_a_killed_run_is_completed_from_its_partial_cache(tiny_model, tmp_path):
     part.write_bytes(b"".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
 
     resumed_lm = make_lm(tiny_model, cache)
-    assert resumed_lm.cache.chunks_written == 0 and not part.read_bytes().endswith(lines[3][:10])
+    assert resumed_lm.engine.cache.chunks_written == 0 and not part.read_bytes().endswith(lines[3][:10])
     resumed = run_hybrid(resumed_lm)
     assert resumed == reference
     stats = resumed_lm.cache_stats()
@@ -105,12 +105,12 @@ def test_the_cache_is_per_setup_and_skips_sampled_generations(tiny_model, tmp_pa
     again = make_lm(tiny_model, tmp_path / "sampled", strategy=sampled)
     again.loglikelihood(mc_requests())
     # rationales are regenerated (misses), their scoring requests are new text: only what matches is reused
-    assert again.cache_hits["generate"] == 0 and again.backend_calls["generate"] == 1
+    assert again.cache_stats()["hits_by_kind"]["generate"] == 0 and again.cache_stats()["backend_calls"]["generate"] == 1
     greedy_gen = gen_requests()
     lm = make_lm(tiny_model, tmp_path / "gen", strategy={"format": "generate", "max_gen_toks": 8})
     texts = lm.generate_until(greedy_gen)
     again = make_lm(tiny_model, tmp_path / "gen", strategy={"format": "generate", "max_gen_toks": 8})
-    assert again.generate_until(greedy_gen) == texts and again.backend_calls["generate"] == 0
+    assert again.generate_until(greedy_gen) == texts and again.cache_stats()["backend_calls"]["generate"] == 0
     assert list(again.usage) == list(lm.usage)
 
 
@@ -120,9 +120,9 @@ def test_auto_batch_size_is_detected_once_per_length_not_per_chunk(tiny_model):
     ours, fixed = lm.loglikelihood(mc_requests()), make_lm(tiny_model, None, strategy="standard").loglikelihood(mc_requests())
     assert [g for _, g in ours] == [g for _, g in fixed]
     assert max(abs(a - b) for (a, _), (b, _) in zip(ours, fixed)) < 1e-4
-    detected = lm.lm.__dict__["_cotscale_batch_sizes"]  # longest request length -> detected batch size
+    detected = lm.backend.detected_batch_sizes  # longest request length -> detected batch size
     # chunks of 2 requests, cut at the next document boundary: one chunk per 4-choice document
-    assert lm.backend_calls["loglikelihood"] == 5 and 1 <= len(detected) <= 4
+    assert lm.cache_stats()["backend_calls"]["loglikelihood"] == 5 and 1 <= len(detected) <= 4
 
 
 def test_cache_store_drops_stale_and_torn_files(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cotscale.config import ROOT, ConfigError, load_config
-from cotscale.strategy import resolve_strategy
+from cotscale.config import resolve_strategy
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 
 from _lm_fixtures import Spy
 
-from cotscale.strategy import StrategyError, budget_sweep, resolve_strategy
+from cotscale.config import resolve_strategy
+from cotscale.strategy import StrategyError, budget_sweep
 
 SWEEP = {"format": "hybrid", "prompt": "cot", "decoding": "greedy", "max_gen_toks": [3, 7, 16], "until": []}
 
@@ -36,7 +37,7 @@ def test_sweep_keys_fill_and_validate():
 
 def test_config_loader_names_the_strategy_key(tmp_path):
     from cotscale.config import ConfigError, load_config, read_yaml
-    from cotscale.strategy import PAPER_CONFIG
+    from cotscale.config import PAPER_CONFIG
 
     raw = read_yaml(PAPER_CONFIG)
     raw["strategies"]["self_consistency"]["k"] = [1, raw["strategies"]["self_consistency"]["samples"] + 1]
@@ -65,11 +66,11 @@ def test_length_sweep_cut_equals_real_greedy_generation_at_each_budget(sweep_lm,
 
     lm = sweep_lm
     lm.begin_task(SWEEP)
-    answers = Spy(monkeypatch, lm, "_generate_answers")
+    answers = Spy(monkeypatch, lm.engine, "generate")
     lm.loglikelihood(mc_requests())
     monkeypatch.undo()
     (generated,) = answers.results
-    model, tok = lm.lm.model, lm.lm.tokenizer
+    model, tok = lm.backend.model, lm.backend.tokenizer
     swept = {doc_id: dict(lm.hybrid_details[("mini_mc", doc_id)]) for doc_id in range(len(MC_DOCS))}
     for b in (3, 7, 16):
         lm.begin_task(dict(SWEEP, max_gen_toks=b))
@@ -82,12 +83,12 @@ def test_length_sweep_cut_equals_real_greedy_generation_at_each_budget(sweep_lm,
             alone_ids = alone[0, prompt.shape[1]:].tolist()
             if tok.eos_token_id in alone_ids:
                 alone_ids = alone_ids[:alone_ids.index(tok.eos_token_id) + 1]
-            assert value["ids"][:b] == alone_ids  # the cut of the longest generation IS the generation at b
+            assert value.ids[:b] == alone_ids  # the cut of the longest generation IS the generation at b
             assert swept[doc_id]["budget_generated_tokens"][at] == len(alone_ids)
             assert swept[doc_id]["budget_rationales"][at] == real[doc_id]["rationales"][0]
             assert swept[doc_id]["budget_loglikelihoods"][at] == pytest.approx(real[doc_id]["loglikelihoods"][0],
                                                                               abs=1e-4)
-    assert any(len(value["ids"]) > 7 for value in generated), "no rationale ran past a smaller budget: no cut tested"
+    assert any(len(value.ids) > 7 for value in generated), "no rationale ran past a smaller budget: no cut tested"
 
 
 def test_length_sweep_generates_once_per_document_at_the_largest_budget(sweep_lm, monkeypatch):
@@ -95,7 +96,7 @@ def test_length_sweep_generates_once_per_document_at_the_largest_budget(sweep_lm
 
     lm = sweep_lm
     lm.begin_task(SWEEP)
-    gen = Spy(monkeypatch, lm.lm, "generate_until")
+    gen = Spy(monkeypatch, lm.backend, "generate_until")
     reqs = mc_requests()
     lm.loglikelihood(reqs)
     assert len(gen.calls) == 1
@@ -176,21 +177,25 @@ def test_hf_sequence_logprob_is_the_forward_log_likelihood_of_the_sampled_ids(sw
 
     lm = sweep_lm
     lm.begin_task(SAMPLED)
-    matched = Spy(monkeypatch, lm, "_match")
-    lm.generate_until(gen_requests(repeats=3, gen_kwargs={"until": ["\n\n"], "do_sample": True}))
-    (captures,) = matched.results
+    captured = Spy(monkeypatch, lm.backend, "generate_captured")  # the capture protocol's return value
+    requests = gen_requests(repeats=3, gen_kwargs={"until": ["\n\n"], "do_sample": True})
+    lm.generate_until(requests)
+    ((_, generations),) = captured.results
+    doc_of = {tuple(lm.backend.tok_encode(r.args[0])): r.doc_id for r in requests}  # plain prompts: no cue
     fields = lm.sample_fields()
-    for doc_id, (prompt, seqs) in enumerate(captures):
+    assert sorted(doc_of[g.prompt_ids] for g in generations) == list(range(len(GEN_DOCS)))
+    for generation in generations:
+        prompt, seqs = generation.prompt_ids, generation.sequences
         assert len(seqs) == 3
-        for text, n, _, ids, logprob in seqs:
-            assert len(ids) == n > 0
+        for seq in seqs:
+            assert len(seq.ids) == seq.tokens > 0
             with torch.no_grad():
-                logits = lm.lm.model(torch.tensor([list(prompt) + list(ids)])).logits[0].float()
+                logits = lm.backend.model(torch.tensor([list(prompt) + list(seq.ids)])).logits[0].float()
             lps = torch.log_softmax(logits, dim=-1)
-            expected = sum(float(lps[len(prompt) - 1 + t, tok]) for t, tok in enumerate(ids))
-            assert logprob == pytest.approx(expected, abs=1e-4)
-        assert fields[("mini_gen", doc_id)] == {"generated_tokens": [n for _, n, *_ in seqs],
-                                                "sequence_logprobs": [lp for *_, lp in seqs]}
+            expected = sum(float(lps[len(prompt) - 1 + t, tok]) for t, tok in enumerate(seq.ids))
+            assert seq.logprob == pytest.approx(expected, abs=1e-4)
+        assert fields[("mini_gen", doc_of[prompt])] == {"generated_tokens": [seq.tokens for seq in seqs],
+                                                        "sequence_logprobs": [seq.logprob for seq in seqs]}
     assert len(fields) == len(GEN_DOCS)
 
 
@@ -341,7 +346,7 @@ def test_generate_length_sweep_cut_equals_real_generation_at_each_budget(sweep_l
     kwargs = {"until": ["\n\n"], "do_sample": False}
     lm = sweep_lm
     lm.begin_task(GEN_SWEEP)
-    gen = Spy(monkeypatch, lm.lm, "generate_until")
+    gen = Spy(monkeypatch, lm.backend, "generate_until")
     lm.generate_until(gen_requests(gen_kwargs=kwargs))
     monkeypatch.undo()
     assert len(gen.calls) == 1 and {r.args[1]["max_gen_toks"] for r in gen.calls[0][0][0]} == {16}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cotscale.tasks import INDEX_FILE, MANIFEST_FILE, load_data_index, render_task_overrides, task_manager
+from cotscale.tasks import (INDEX_FILE, MANIFEST_FILE, load_data_index, render_task_overrides, scoped_task_manager,
+                            task_manager)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "config" / "tasks" / "demo_data"
@@ -43,7 +44,7 @@ def base():
 @pytest.fixture(scope="module")
 def rendered(base, tmp_path_factory):
     out = render_task_overrides(STANDARD, DATA, tmp_path_factory.mktemp("overrides") / "tasks", manager=base)
-    return out, task_manager([out], base=base)
+    return out, scoped_task_manager(STANDARD, [out])  # as cotscale.tasks.evaluation_task_manager does
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,7 @@ def test_docs_carry_the_gold_answers_written_in_the_files(loaded):
 def test_cot_variants_of_the_same_datasets(base, tmp_path):
     names = ["mmlu_flan_cot_zeroshot", "gsm8k_cot_zeroshot"]
     out = render_task_overrides(names, DATA, tmp_path / "tasks", manager=base)
-    loaded = task_manager([out], base=base).load(names)
+    loaded = scoped_task_manager(names, [out]).load(names)
     cot = sorted(t.task_name for t in loaded["groups"]["mmlu_flan_cot_zeroshot"].get_all_tasks())
     assert cot == [f"mmlu_flan_cot_zeroshot_{s}" for s in MMLU_SUBJECTS]
     assert len(list(loaded["tasks"]["mmlu_flan_cot_zeroshot_nutrition"].eval_docs)) == 8  # scored on validation
@@ -229,9 +230,10 @@ def test_tasks_and_groups_from_an_extra_include_folder(base, tmp_path):
               - {task: xwinograd_fr, dataset_name: en}
             aggregate_metric_list: [{metric: acc, weight_by_size: false}]
             """))
-    manager = task_manager([extra], base=base)
-    out = render_task_overrides(["demo_arc_cot", "demo_xwg"], DATA, tmp_path / "tasks", manager=manager)
-    loaded = task_manager([out], base=manager).load(["demo_arc_cot", "demo_xwg"])
+    names = ["demo_arc_cot", "demo_xwg"]
+    manager = scoped_task_manager(names, [extra])
+    out = render_task_overrides(names, DATA, tmp_path / "tasks", manager=manager)
+    loaded = scoped_task_manager(names, [extra, out]).load(names)
     docs = list(loaded["tasks"]["demo_arc_cot"].eval_docs)
     assert len(docs) == 24 and docs[0]["marked"] == "Demo_ARC_test_001"
     assert loaded["group_map"]["demo_xwg"] == ["xwinograd_en", "xwinograd_fr"]  # arc_easy has no data: left out

@@ -28,7 +28,8 @@ from cotscale import lm as cl  # noqa: E402
 from cotscale.config import ConfigError, load_config  # noqa: E402
 from cotscale.demo_models import build_thinking_model, render_chat  # noqa: E402
 from cotscale.lm.thinking import think_at  # noqa: E402
-from cotscale.strategy import budget_sweep, resolve_strategy  # noqa: E402
+from cotscale.config import resolve_strategy
+from cotscale.strategy import budget_sweep  # noqa: E402
 from cotscale.usage import summarize_usage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,15 +161,15 @@ def test_budget_forcing_stops_thinking_at_exactly_n_tokens_and_answers_after_the
     prompts = [chat(hf_think, q) for q in QUESTIONS]
     answers = hf_think.generate_until(gen_requests(prompts))
     for i, prompt in enumerate(prompts):
-        thinking = greedy(oracle, hf_think.lm.tok_encode(prompt), n, [END])
+        thinking = greedy(oracle, hf_think.backend.tok_encode(prompt), n, [END])
         assert len(thinking) == n and END not in oracle[1].decode(thinking)  # so the budget, not the model, ended it
         forced = prompt + oracle[1].decode(thinking, skip_special_tokens=False) + END + ANSWER_CUE
-        answer = greedy(oracle, hf_think.lm.tok_encode(forced), answer_budget, UNTIL)
+        answer = greedy(oracle, hf_think.backend.tok_encode(forced), answer_budget, UNTIL)
         assert answers[i] == answer_text(oracle, answer)
         record = hf_think.usage[i]
         assert (record["thinking_tokens"], record["answer_tokens"]) == (n, len(answer))
         # prompt tokens: the thinking prompt, then what the answer prompt adds to prompt + thinking (end token, cue)
-        prompt_ids, forced_ids = hf_think.lm.tok_encode(prompt), hf_think.lm.tok_encode(forced)
+        prompt_ids, forced_ids = hf_think.backend.tok_encode(prompt), hf_think.backend.tok_encode(forced)
         shared = next(j for j, (a, b) in enumerate(zip([*forced_ids, None], [*prompt_ids, *thinking, None])) if a != b)
         assert record["prompt_tokens"] == len(prompt_ids) + len(forced_ids) - shared
         assert record["generated_tokens"] == record["thinking_tokens"] + record["answer_tokens"]
@@ -184,10 +185,10 @@ def test_a_closed_thinking_is_kept_whole_and_extraction_sees_the_answer_only(hf_
     answers = hf_think.generate_until(gen_requests(prompts))
     flexible = RegexFilter(regex_pattern=r"(-?[$0-9.,]{2,})|(-?[0-9]+)", group_select=-1)  # gsm8k flexible-extract
     for i, prompt in enumerate(prompts):
-        thinking = greedy(oracle, hf_think.lm.tok_encode(prompt), 64, [END])
+        thinking = greedy(oracle, hf_think.backend.tok_encode(prompt), 64, [END])
         thinking_text = oracle[1].decode(thinking, skip_special_tokens=False)
         assert thinking_text.endswith(END) and len(thinking) < 64  # the model closed it itself
-        answer = greedy(oracle, hf_think.lm.tok_encode(prompt + thinking_text + ANSWER_CUE), 64, UNTIL)
+        answer = greedy(oracle, hf_think.backend.tok_encode(prompt + thinking_text + ANSWER_CUE), 64, UNTIL)
         assert answers[i] == answer_text(oracle, answer)
         record = hf_think.usage[i]
         assert (record["thinking_tokens"], record["answer_tokens"]) == (len(thinking), len(answer))
@@ -210,7 +211,7 @@ def test_an_unclosed_thinking_is_no_answer_and_counted_as_truncated(hf_think, or
     prompts = [chat(hf_think, q) for q in QUESTIONS]
     assert hf_think.generate_until(gen_requests(prompts)) == ["", ""]
     for i, prompt in enumerate(prompts):
-        assert END not in oracle[1].decode(greedy(oracle, hf_think.lm.tok_encode(prompt), cap, [END]))
+        assert END not in oracle[1].decode(greedy(oracle, hf_think.backend.tok_encode(prompt), cap, [END]))
         record = hf_think.usage[i]
         assert (record["thinking_tokens"], record["answer_tokens"], record["generated_tokens"]) == (cap, 0, cap)
         assert record["unanswered"] and record["truncated"]
@@ -227,7 +228,7 @@ def test_a_thinking_that_ends_at_eos_without_closing_is_no_answer_and_truncated(
     prompts = [chat(hf_think, q) for q in QUESTIONS]
     assert hf_think.generate_until(gen_requests(prompts)) == ["", ""]
     for i, prompt in enumerate(prompts):
-        ids = greedy(oracle, hf_think.lm.tok_encode(prompt), cap, [never])
+        ids = greedy(oracle, hf_think.backend.tok_encode(prompt), cap, [never])
         assert ids[-1] == oracle[1].eos_token_id and len(ids) < cap  # ended at EOS, below the cap
         record = hf_think.usage[i]
         assert record["thinking_tokens"] == len(ids) and record["answer_tokens"] == 0
@@ -243,8 +244,8 @@ def mc_requests(lm) -> list[Instance]:
 
 @torch.no_grad()
 def loglikelihood(oracle, lm, context: str, continuation: str) -> float:
-    ctx, cont = lm.lm.tok_encode(context), lm.lm.tok_encode(context + continuation)
-    cont = cont[len(ctx):] if cont[:len(ctx)] == ctx else lm.lm.tok_encode(continuation)
+    ctx, cont = lm.backend.tok_encode(context), lm.backend.tok_encode(context + continuation)
+    cont = cont[len(ctx):] if cont[:len(ctx)] == ctx else lm.backend.tok_encode(continuation)
     logp = torch.log_softmax(oracle[0](torch.tensor([ctx + cont])).logits[0].double(), -1)
     return float(sum(logp[len(ctx) - 1 + j, t] for j, t in enumerate(cont)))
 
@@ -255,7 +256,7 @@ def test_hybrid_thinking_scores_every_choice_after_the_end_token_and_sweeps_budg
     requests = mc_requests(hf_think)
     out = hf_think.loglikelihood(requests)
     prompt = requests[0].args[0]
-    thinking = greedy(oracle, hf_think.lm.tok_encode(prompt), 64, [END])
+    thinking = greedy(oracle, hf_think.backend.tok_encode(prompt), 64, [END])
     text = oracle[1].decode(thinking, skip_special_tokens=False)
     assert text.endswith(END) and len(thinking) > 6
     detail = hf_think.hybrid_details[("mini_think_mc", 0)]
@@ -294,7 +295,7 @@ def test_an_unclosed_hybrid_thinking_scores_wrong_in_lm_eval_even_when_the_gold_
     docs = [json.loads(line) for line in (REPO / "config" / "tasks" / "demo_data" / "arc_challenge" /
                                           "test.jsonl").read_text().splitlines()[:limit]]
     prompts = [render_chat([{"role": "user", "content": f"Question: {d['question']}\nAnswer:"}]) for d in docs]
-    thinking = [greedy(oracle, hf_think.lm.tok_encode(p), 64, [END]) for p in prompts]
+    thinking = [greedy(oracle, hf_think.backend.tok_encode(p), 64, [END]) for p in prompts]
 
     def closes_at(ids):  # tokens up to the end of thinking, None when it never closes
         return next((n for n in range(1, len(ids) + 1) if END in oracle[1].decode(ids[:n])), None)
@@ -411,7 +412,7 @@ def test_hybrid_thinking_on_a_partial_context_task_renders_the_question_through_
     detail = hf_think.hybrid_details[("winogrande", 0)]
     prompt = chat(hf_think, fill_in_the_blank(doc))
     assert detail["prompt"] == prompt
-    thinking = greedy(oracle, hf_think.lm.tok_encode(prompt), 4, [END])
+    thinking = greedy(oracle, hf_think.backend.tok_encode(prompt), 4, [END])
     text = oracle[1].decode(thinking, skip_special_tokens=False) + END
     assert detail["rationales"] == [text]
     for (ll, _), context in zip(out, raw, strict=True):

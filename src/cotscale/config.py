@@ -16,11 +16,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from cotscale.errors import ConfigError, CotscaleError  # noqa: F401 - CotscaleError: re-exported
+from cotscale.io import read_yaml
+from cotscale import strategy as _strategy
 from cotscale.strategy import DEFAULT_ANSWER_CUE, DEFAULT_COT_CUE, StrategyError, check_strategy, fill_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_TASKS = ROOT / "config" / "tasks" / "benchmarks.yaml"
+PAPER_CONFIG = ROOT / "config" / "config.yaml"  # the strategies a name (CLI, CotscaleLM) refers to
 DEMO_MODELS_DIR = "results/demo_models"
 
 
@@ -42,14 +46,6 @@ def _default_tasks() -> dict:
 
 #: the seven benchmarks of the paper, in its order: the keys of config/tasks/benchmarks.yaml
 BENCHMARKS = tuple(_default_tasks())
-
-
-class CotscaleError(Exception):
-    """A problem with cotscale's inputs (config, files, environment) that the user fixes; the message says how."""
-
-
-class ConfigError(CotscaleError, ValueError):
-    """A configuration problem, worded for the person who edits the YAML."""
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -242,41 +238,6 @@ def _check_references(config: dict) -> None:
             )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last, silently)."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; keys given next to it win
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise ConfigError(
-                f"{key_node.start_mark.name}, line {line}: key {key!r} appears twice in the same mapping (first on "
-                f"line {seen[key]}); YAML would silently keep only the last one — remove or rename one of them"
-            )
-        seen[key] = line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def read_yaml(path: str | Path):
-    """A YAML (or JSON) file, rejecting duplicate keys with a ConfigError naming the file, line and key."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as exc:
-        raise ConfigError(str(exc)) from None  # the message says it all; the loader's stack would bury it
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc
-
-
 def check_config_files(paths, base: str | Path | None = None) -> None:
     """Re-read the config files Snakemake loaded (it keeps the last of duplicate keys) and reject duplicate keys.
 
@@ -409,3 +370,23 @@ def task_variant(config: dict, strategy: str, task: str) -> dict:
 
 def lm_eval_task(config: dict, strategy: str, task: str) -> str:
     return task_variant(config, strategy, task)["task"]
+
+
+def named_strategies() -> dict[str, dict]:
+    """The strategies of the paper configuration (config/config.yaml), filled with its cues: what the pipeline runs
+    under each name."""
+    raw = read_yaml(PAPER_CONFIG)
+    cot_cue, answer_cue = raw.get("cot_cue", DEFAULT_COT_CUE), raw.get("answer_cue", DEFAULT_ANSWER_CUE)
+    return {name: fill_strategy(spec, cot_cue, answer_cue) for name, spec in raw["strategies"].items()}
+
+
+def resolve_strategy(strategy: dict | str | None = None, **overrides) -> dict:
+    """:func:`cotscale.strategy.resolve_strategy`, where ``strategy`` may also be the name of a strategy of
+    config/config.yaml (so a CLI run means what the pipeline runs under that name)."""
+    if isinstance(strategy, str) and not strategy.strip().startswith("{"):
+        named = named_strategies()
+        if strategy.strip() not in named:
+            raise StrategyError("strategy", f"not a JSON object nor a strategy of {PAPER_CONFIG} ({', '.join(named)})",
+                                strategy)
+        strategy = named[strategy.strip()]
+    return _strategy.resolve_strategy(strategy, **overrides)

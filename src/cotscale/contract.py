@@ -40,6 +40,19 @@ EMPTY_FIELD = "empty"
 #: tokens the backend actually ran for a request (shared-prefix scoring); absent = prompt_tokens + generated_tokens
 COMPUTED_TOKENS_FIELD = "computed_tokens"
 
+# --- sample records (samples.jsonl.gz): fields cotscale.lm adds to lm-eval's, read back by cotscale.scaling ------
+#: a generate-format document, one entry per response in lm-eval's ``resps`` order (and a hybrid document, one per
+#: rationale): its generated tokens and its summed log-probability under the model (natural log)
+GENERATED_TOKENS, SEQUENCE_LOGPROBS = "generated_tokens", "sequence_logprobs"
+RESPONSE_FIELDS = (GENERATED_TOKENS, SEQUENCE_LOGPROBS)
+#: a length sweep, one entry per budget (ascending): hybrid (rationales and choice log-likelihoods) and generate
+#: format (the response cut at each budget, its answer extracted later by the task's filter)
+BUDGETS, BUDGET_RATIONALES, BUDGET_GENERATED_TOKENS = "budgets", "budget_rationales", "budget_generated_tokens"
+BUDGET_LOGLIKELIHOODS, BUDGET_RESPONSES = "budget_loglikelihoods", "budget_responses"
+BUDGET_FIELDS = (BUDGETS, BUDGET_RATIONALES, BUDGET_GENERATED_TOKENS, BUDGET_LOGLIKELIHOODS, BUDGET_RESPONSES)
+#: a hybrid document: per rationale, the log-likelihood of every choice after it
+RATIONALE_LOGLIKELIHOODS = "rationale_loglikelihoods"
+
 # --- cost models (issue: inference cost as the hardware pays it) ------------------------------------------------
 #: results/tables/models.csv: architecture facts per model revision (config.json, overridable per model entry)
 MODEL_COLUMNS = ("model", "revision", "family", "N", "D", "layers", "d_model", "query_heads", "kv_heads", "head_dim",

@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cotscale import package_versions
+from cotscale import compat, package_versions
 from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task, task_variant
 from cotscale.gguf import backend_kwargs as gguf_backend_kwargs
 from cotscale.gguf import check_gguf_params
@@ -332,7 +332,7 @@ def _evaluate_suite(config: dict, model_key: str, jobs: list[TaskJob]) -> list[d
         log.warning("%s: %d earlier attempt(s) ran out of memory: batch_size %s now (configured %s)", model_key,
                     failures, batch_size, config["batch_size"])
     try:
-        lm, load_seconds = _evaluate_pending(config, model_key, jobs, batch_size)
+        lm = _evaluate_pending(config, model_key, jobs, batch_size)
     except EvaluationError as exc:
         if record is not None and _is_out_of_memory(exc):
             write_json(record, {"failures": failures + 1, "batch_size": batch_size})
@@ -376,7 +376,7 @@ def _evaluate_pending(config: dict, model_key: str, jobs: list[TaskJob], batch_s
             lm.begin_task(strategy, job.cache_dir)
         target = job.complete_dir or Path(job.out_dir)
         _evaluate_task(lm, config, model_key, job, target, load_seconds, batch_size)
-    return lm, load_seconds
+    return lm
 
 
 def _remove_cache(folder: Path) -> None:
@@ -405,9 +405,7 @@ def _environment_info() -> dict:
 
 def _reuse_environment_info() -> None:
     """Make simple_evaluate add the environment block computed once (see _environment_info) instead of per task."""
-    import lm_eval.evaluator
-
-    lm_eval.evaluator.add_env_info = lambda storage: storage.update(_environment_info())
+    compat.reuse_environment_info(_environment_info)
 
 
 def _thinking_tasks(task_manager, lm_task: str) -> list:

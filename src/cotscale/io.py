@@ -15,6 +15,10 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import yaml
+
+from cotscale.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
@@ -119,3 +123,38 @@ def iter_jsonl_gz(path: str | Path) -> Iterator[dict]:
 def write_csv(path: str | Path, frame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last, silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; keys given next to it win
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                f"{key_node.start_mark.name}, line {line}: key {key!r} appears twice in the same mapping (first on "
+                f"line {seen[key]}); YAML would silently keep only the last one — remove or rename one of them"
+            )
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(path: str | Path):
+    """A YAML (or JSON) file, rejecting duplicate keys with a ConfigError naming the file, line and key."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None  # the message says it all; the loader's stack would bury it
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc

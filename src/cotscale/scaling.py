@@ -43,7 +43,10 @@ import pandas as pd
 
 from cotscale import flops, outcomes, uncertainty
 from cotscale.config import BENCHMARKS, CotscaleError
+from cotscale.contract import (BUDGET_GENERATED_TOKENS, BUDGET_LOGLIKELIHOODS, BUDGET_RESPONSES, BUDGETS,
+                               GENERATED_TOKENS, RATIONALE_LOGLIKELIHOODS, SEQUENCE_LOGPROBS)
 from cotscale.io import write_csv
+from cotscale.lm.thinking import no_answer
 
 log = logging.getLogger(__name__)
 
@@ -411,15 +414,13 @@ def response_answers(task_config: dict, filt: str, metric: str, records: list[di
 def _pick(lls) -> int | None:
     """The choice a hybrid record's log-likelihoods pick (the highest, lowest index on ties, as the wrapper votes);
     None when no choice has a finite one: no answer (a thinking that never closed), wrong whatever the gold."""
-    from cotscale.lm.thinking import no_answer  # here: cotscale.lm imports lm-eval, which the tables need not
-
     if no_answer(lls):
         return None
     return max(range(len(lls)), key=lambda c: (lls[c], -c))
 
 
 def _logprobs(record: dict, n: int) -> list[float]:
-    lps = record.get("sequence_logprobs") or [None] * n
+    lps = record.get(SEQUENCE_LOGPROBS) or [None] * n
     return [math.nan if lp is None else float(lp) for lp in lps]
 
 
@@ -446,38 +447,38 @@ def sweep_frame(results_path, samples_path, kind: str) -> pd.DataFrame:
     generated: dict[str, list[dict]] = {}  # generate_until records of the benchmark's filter, per task
     for record in iter_jsonl_gz(samples_path):
         doc = {**ident, "task": record["task"], "doc_id": record["doc_id"]}
-        if kind == "k" and "rationale_loglikelihoods" in record:
+        if kind == "k" and RATIONALE_LOGLIKELIHOODS in record:
             gold = _gold(record, where)
-            n = len(record["rationale_loglikelihoods"])
-            lengths = record.get("generated_tokens") or [math.nan] * n
-            for i, (lls, tokens, lp) in enumerate(zip(record["rationale_loglikelihoods"], lengths,
+            n = len(record[RATIONALE_LOGLIKELIHOODS])
+            lengths = record.get(GENERATED_TOKENS) or [math.nan] * n
+            for i, (lls, tokens, lp) in enumerate(zip(record[RATIONALE_LOGLIKELIHOODS], lengths,
                                                       _logprobs(record, n), strict=True)):
                 vote = _pick(lls)
                 rows.append({**doc, "sample": i, "answer": vote, "correct": vote == gold, "generated_tokens": tokens,
                              "logprob": lp})
-        elif kind != "k" and "budget_loglikelihoods" in record:
+        elif kind != "k" and BUDGET_LOGLIKELIHOODS in record:
             gold = _gold(record, where)
-            for b, lls, n in zip(record["budgets"], record["budget_loglikelihoods"],
-                                 record["budget_generated_tokens"], strict=True):
+            for b, lls, n in zip(record[BUDGETS], record[BUDGET_LOGLIKELIHOODS],
+                                 record[BUDGET_GENERATED_TOKENS], strict=True):
                 rows.append({**doc, "budget": int(b), "correct": _pick(lls) == gold, "generated_tokens": n})
         elif "resps" in record and record.get("filter") == variant.get("filter") \
-                and ("generated_tokens" if kind == "k" else "budget_responses") in record:
+                and (GENERATED_TOKENS if kind == "k" else BUDGET_RESPONSES) in record:
             generated.setdefault(record["task"], []).append(record)
     for task, records in sorted(generated.items()):
-        responses = [[r for req in rec["resps"] for r in req] if kind == "k" else rec["budget_responses"]
+        responses = [[r for req in rec["resps"] for r in req] if kind == "k" else rec[BUDGET_RESPONSES]
                      for rec in records]
         scored = response_answers(results["configs"][task], variant["filter"], variant["metric"], records, responses,
                                   where)
         for record, (answers, correct) in zip(records, scored, strict=True):
             doc = {**ident, "task": record["task"], "doc_id": record["doc_id"]}
             if kind != "k":
-                for b, ok, n in zip(record["budgets"], correct, record["budget_generated_tokens"], strict=True):
+                for b, ok, n in zip(record[BUDGETS], correct, record[BUDGET_GENERATED_TOKENS], strict=True):
                     rows.append({**doc, "budget": int(b), "correct": ok, "generated_tokens": n})
                 continue
-            if len(answers) != len(record["generated_tokens"]):
+            if len(answers) != len(record[GENERATED_TOKENS]):
                 raise ScalingError(f"{where}: document {record['doc_id']} has {len(answers)} responses but "
                                    f"{len(record['generated_tokens'])} generated_tokens entries")
-            for i, (answer, ok, tokens, lp) in enumerate(zip(answers, correct, record["generated_tokens"],
+            for i, (answer, ok, tokens, lp) in enumerate(zip(answers, correct, record[GENERATED_TOKENS],
                                                              _logprobs(record, len(answers)), strict=True)):
                 rows.append({**doc, "sample": i, "answer": answer, "correct": ok, "generated_tokens": tokens,
                              "logprob": lp})

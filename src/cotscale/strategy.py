@@ -24,7 +24,6 @@ from __future__ import annotations
 import codecs
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 DEFAULT_COT_CUE = " Let's think step by step."
@@ -39,7 +38,6 @@ STRATEGY_DEFAULTS: dict[str, Any] = {"num_beams": 1, "samples": 1, "temperature"
                                      "thinking_budget": None, "thinking_budget_sweep": []}
 STRATEGY_KEYS = ("format", "prompt", "decoding", *STRATEGY_DEFAULTS, "cot_cue", "answer_cue")
 DEFAULT_THINK_END_TOKEN = "</think>"  # the default when the tokenizer has it as one token (Qwen3, DeepSeek-R1)
-PAPER_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
 class StrategyError(ValueError):
@@ -183,36 +181,22 @@ def chat_arguments(s: dict[str, Any]) -> dict[str, Any]:
             "fewshot_as_multiturn": True}
 
 
-def named_strategies() -> dict[str, dict[str, Any]]:
-    """The strategies of the paper configuration (config/config.yaml), filled with its cues: what the pipeline runs
-    under each name."""
-    from cotscale.config import read_yaml  # the config loader imports this module
-
-    raw = read_yaml(PAPER_CONFIG)
-    cot_cue, answer_cue = raw.get("cot_cue", DEFAULT_COT_CUE), raw.get("answer_cue", DEFAULT_ANSWER_CUE)
-    return {name: fill_strategy(spec, cot_cue, answer_cue) for name, spec in raw["strategies"].items()}
-
-
 def resolve_strategy(strategy: dict | str | None = None, **overrides: Any) -> dict[str, Any]:
     """Complete and validate a strategy for the lm-eval model; returns the keys of STRATEGY_KEYS plus ``cue`` (the
     text appended to prompts: ``cot_cue`` for ``prompt: cot``, else "").
 
-    ``strategy`` is a dict (extra keys such as ``name``, ``variant`` or ``models`` are ignored), a JSON object string
-    or the name of a strategy of config/config.yaml; ``overrides`` (flat model args, e.g. from a CLI arg string) win
+    ``strategy`` is a dict (extra keys such as ``name``, ``variant`` or ``models`` are ignored) or a JSON object
+    string (a strategy *name* of config/config.yaml: :func:`cotscale.config.resolve_strategy`); ``overrides`` (flat model args, e.g. from a CLI arg string) win
     over it. ``until`` may be one string; backslash escapes in it (``\\n`` from a CLI arg string) are decoded.
     """
     if strategy is None:
         spec: dict[str, Any] = {}
     elif isinstance(strategy, str):
         text = strategy.strip()
-        if text.startswith("{"):
-            spec = json.loads(text)
-        else:
-            named = named_strategies()
-            if text not in named:
-                raise StrategyError("strategy", f"not a JSON object nor a strategy of {PAPER_CONFIG} "
-                                    f"({', '.join(named)})", strategy)
-            spec = named[text]
+        if not text.startswith("{"):
+            raise StrategyError("strategy", "not a JSON object (resolve a strategy name of the configuration with "
+                                "cotscale.config.resolve_strategy)", strategy)
+        spec = json.loads(text)
     elif isinstance(strategy, dict):
         spec = dict(strategy)
     else:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from cotscale.compat import task_kind
 from cotscale.config import ROOT, ConfigError, resolve_path
 
 if TYPE_CHECKING:
@@ -98,37 +99,12 @@ def _dataset_key(path: Any, name: Any) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- task manager
 
 
-def task_manager(include_paths: Iterable[str | Path] = (), *, base: TaskManager | None = None) -> TaskManager:
-    """An lm-eval TaskManager over the built-in tasks plus `include_paths` (later paths win).
-
-    With `base`, the new manager reuses base's index (built-in tasks and base's include paths) and only scans
-    `include_paths` on top of it: indexing lm-eval's ~15k built-in YAMLs takes ~10 s, an override folder
-    milliseconds. The result is the same as ``TaskManager(include_path=[*base_paths, *include_paths])``.
-    """
+def task_manager(include_paths: Iterable[str | Path] = ()) -> TaskManager:
+    """An lm-eval TaskManager over the built-in tasks plus `include_paths` (later paths win). Indexing lm-eval's ~15k
+    built-in YAMLs takes seconds; :func:`scoped_task_manager` indexes only the folders some task names need."""
     from lm_eval.tasks import TaskManager
-    from lm_eval.tasks._index import Kind
 
-    paths = [str(Path(p).resolve()) for p in include_paths]
-    if base is None:
-        return TaskManager(include_path=paths or None)
-    required = ("_index", "_all_tasks", "_all_subtasks", "_all_groups", "_all_tags")
-    if not all(hasattr(base, attr) for attr in required):  # another lm-eval layout: do the full scan
-        base_paths = base.include_path or []
-        base_paths = base_paths if isinstance(base_paths, (list, tuple)) else [base_paths]
-        return TaskManager(include_path=[*map(str, base_paths), *paths] or None, metadata=base.metadata)
-    manager = TaskManager(include_path=paths or None, include_defaults=False, metadata=base.metadata)
-    index = dict(base.task_index)
-    for name, entry in manager.task_index.items():  # same rule as TaskIndex.build: a later path's entry wins
-        index[name] = entry
-    base_paths = base.include_path or []
-    base_paths = list(base_paths) if isinstance(base_paths, (list, tuple)) else [base_paths]
-    manager.include_path = [*map(str, base_paths), *paths]
-    manager._index = index
-    manager._all_tasks = sorted(index)
-    manager._all_subtasks = sorted(n for n, e in index.items() if e.kind in (Kind.TASK, Kind.PY_TASK))
-    manager._all_groups = sorted(n for n, e in index.items() if e.kind is Kind.GROUP)
-    manager._all_tags = sorted(n for n, e in index.items() if e.kind is Kind.TAG)
-    return manager
+    return TaskManager(include_path=[str(Path(p).resolve()) for p in include_paths] or None)
 
 
 def _builtin_folders() -> dict[str, list[str]]:
@@ -274,6 +250,7 @@ class _Plan:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)  # leaf task -> dataset info (manifest)
     dropped: dict[str, str] = field(default_factory=dict)  # leaf task -> why it has no local data
+    kind: Any = field(default_factory=task_kind)  # lm-eval's enum of task index entry kinds
 
     # ---- helpers
     def _entry(self, name: str, context: str):
@@ -295,11 +272,9 @@ class _Plan:
     # ---- leaves
     def leaf(self, name: str, overrides: Mapping[str, Any], *, required: bool = False) -> dict[str, Path] | None:
         """Plan a leaf task; return its local split files (None: no local data, left out)."""
-        from lm_eval.tasks._index import Kind
-
         entry = self._entry(name, "")
         own = entry.cfg or {}
-        if entry.kind is Kind.PY_TASK:
+        if entry.kind is self.kind.PY_TASK:
             reason = "is a Python-class task; its dataset cannot be re-pointed"
             if required:
                 raise ValueError(f"task {name!r} ({entry.yaml_path}) {reason}")
@@ -351,8 +326,6 @@ class _Plan:
         return True
 
     def members(self, items: Any, group: str, overrides: Mapping[str, Any]) -> list:
-        from lm_eval.tasks._index import Kind
-
         if items is None:
             return []
         out: list = []
@@ -360,10 +333,10 @@ class _Plan:
             where = f" (member of group {group!r})"
             if isinstance(item, str):
                 entry = self._entry(item, where)
-                if entry.kind is Kind.GROUP:
+                if entry.kind is self.kind.GROUP:
                     if self.group(item, overrides):
                         out.append(item)
-                elif entry.kind is Kind.TAG:
+                elif entry.kind is self.kind.TAG:
                     for task in sorted(entry.tags):
                         out.extend(self._leaf_member(task, overrides))
                 else:
@@ -393,10 +366,10 @@ class _Plan:
                         )
                         continue
                     out.append(_reject_functions({**item, **_local_dataset(files)}, f"group {group!r}"))
-                elif entry.kind is Kind.GROUP:
+                elif entry.kind is self.kind.GROUP:
                     if self.group(base, item_overrides):
                         out.append(_reject_functions(dict(item), f"group {group!r}"))
-                elif entry.kind is Kind.TAG:
+                elif entry.kind is self.kind.TAG:
                     raise ValueError(f"group {group!r}: a tag with overrides ({base!r}) is not supported")
                 else:
                     out.extend(
@@ -408,10 +381,8 @@ class _Plan:
 
     # ---- top level
     def request(self, name: str) -> None:
-        from lm_eval.tasks._index import Kind
-
         entry = self._entry(name, "")
-        if entry.kind is Kind.GROUP:
+        if entry.kind is self.kind.GROUP:
             outer, self.dropped = self.dropped, {}
             try:
                 kept = self.group(name, {})
@@ -420,7 +391,7 @@ class _Plan:
                 self.dropped = {**outer, **self.dropped}
             if not kept:
                 raise ValueError(f"group {name!r}: none of its tasks has local data: " + "; ".join(missing))
-        elif entry.kind is Kind.TAG:
+        elif entry.kind is self.kind.TAG:
             kept = [t for t in sorted(entry.tags) if self.leaf(t, {}) is not None]
             if not kept:
                 raise ValueError(f"tag {name!r}: none of its tasks has local data in {self.index_file}")
@@ -453,7 +424,7 @@ def render_task_overrides(
     manager: an existing TaskManager over the same include paths, to skip re-indexing lm-eval's tasks.
 
     Returns `out_dir` (absolute). Use it as the last include path: ``task_manager([*include_paths, out_dir])``,
-    or cheaper ``task_manager([out_dir], base=manager)``. Groups keep only members with local data (logged and
+    or cheaper ``scoped_task_manager(task_names, [*include_paths, out_dir])``. Groups keep only members with local data (logged and
     listed in ``manifest.json``); a requested task without local data raises ValueError naming the task, the
     dataset and the index file.
     """
@@ -547,8 +518,7 @@ def render_repeats_overrides(manager: TaskManager, task_name: str, repeats: int,
     :func:`render_task_overrides`) under the same name; pass the folder as the last include path. Returns None when
     no generative task is reached (multiple-choice tasks vote inside the model wrapper instead).
     """
-    from lm_eval.tasks._index import Kind
-
+    kind = task_kind()
     index = manager.task_index
     docs: dict[str, dict[str, Any]] = {}
     todo, seen = [task_name], set()
@@ -558,11 +528,11 @@ def render_repeats_overrides(manager: TaskManager, task_name: str, repeats: int,
             continue
         seen.add(name)
         entry = index[name]
-        if entry.kind is Kind.GROUP:
+        if entry.kind is kind.GROUP:
             todo.extend(_members(entry))
-        elif entry.kind is Kind.TAG:
+        elif entry.kind is kind.TAG:
             todo.extend(sorted(entry.tags))
-        elif entry.kind is Kind.TASK and entry.yaml_path is not None:
+        elif entry.kind is kind.TASK and entry.yaml_path is not None:
             path = Path(entry.yaml_path).resolve()
             raw = _load_raw(path)
             if raw.get("output_type") == "generate_until":

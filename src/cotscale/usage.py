@@ -156,22 +156,8 @@ class UsageRecorder:
     def clear(self) -> None:
         self.records.clear()
 
-    def totals(self) -> dict[str, dict[str, int]]:
-        """{kind: {requests, prompt_tokens, generated_tokens, sequences}} over everything recorded."""
-        return summarize(self.records)
-
     def write(self, path: str | Path) -> int:
         return write_usage(path, self.records)
-
-
-def summarize(records: Iterable[UsageRecord]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for r in records:
-        t = out.setdefault(r["kind"], {"requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "sequences": 0})
-        t["requests"] += 1
-        for key in ("prompt_tokens", "generated_tokens", "sequences"):
-            t[key] += r[key]
-    return out
 
 
 def write_usage(path: str | Path, records: Iterable[UsageRecord]) -> int:

@@ -1,10 +1,18 @@
 """The ``cotscale`` lm-eval model: one wrapper for every inference strategy, on lm-eval's own HF or vLLM backend.
 
-Modules: :mod:`cotscale.strategy` (the strategy spec, shared with the config loader), :mod:`.model` (``CotscaleLM``,
-registered as ``@register_model("cotscale")``), :mod:`.hybrid` (hybrid planning and voting, pure functions),
+Modules, by concept: :mod:`.model` (``CotscaleLM``, the adapter registered as ``@register_model("cotscale")``: only
+lm-eval's ``LM`` interface), :mod:`.run` and the format runners :mod:`.generate_format`, :mod:`.hybrid_format`,
+:mod:`.thinking_format`, :mod:`.length_cuts`; :mod:`.engine` (chunking, the request cache and its counters: every
+request reaches the backend there); :mod:`.capture` (the capture protocol: what a backend call computed, as typed
+records); :mod:`.records` (usage records, sample fields, gathering from the ranks); :mod:`.backends` (the factory),
+:mod:`.hf_backend`, :mod:`.vllm_backend` (lm-eval's HFLM / VLLM subclassed; their private hooks are in
+:mod:`cotscale.compat`); pure functions without a model: :mod:`.hybrid` (planning and voting), :mod:`.thinking`,
 :mod:`.tokens` (token counting from ids), :mod:`.beam` (transformers' beam search, replayed on vLLM),
-:mod:`.backends` (hooks and factory), :mod:`.hf_backend`, :mod:`.vllm_backend` (lm-eval's HFLM / VLLM subclassed,
-with their shims), ``python -m cotscale.lm`` (lm-eval's CLI with the model registered).
+:mod:`.prompts`; :mod:`cotscale.strategy` (the strategy spec, shared with the config loader);
+``python -m cotscale.lm`` (lm-eval's CLI with the model registered).
+
+Importing the package (or a pure module of it) does not import lm-eval: ``CotscaleLM`` is loaded, and registered
+with lm-eval, on first access (``from cotscale.lm import CotscaleLM``).
 
 ``CotscaleLM`` (registered as ``@register_model("cotscale")``) owns an ``HFLM`` or ``VLLM`` instance (lm-eval's
 classes, subclassed only to hook their internal generation / scoring calls for token accounting) and implements the
@@ -12,7 +20,7 @@ strategy's ``format``:
 
 * ``loglikelihood`` (standard): every request type is passed through unchanged.
 * ``generate`` (cot_generate): passed through with the strategy's CoT cue appended (``prompt: cot``; the cot tasks'
-  prompts end before it, see ``model.with_cue``). ``max_gen_toks`` and the decoding come from the strategy.
+  prompts end before it, see ``generate_format.with_cue``). ``max_gen_toks`` and the decoding come from the strategy.
 * ``hybrid`` (hybrid, hybrid_cot, beam, self_consistency): the loglikelihood requests of one *document* (same
   ``task_name`` and ``doc_id``) share one rationale. All documents' rationales are generated in ONE batched
   ``generate_until`` call on the prompt ``P + cue`` (``P`` = the document's context, ``cue`` = the CoT cue when
@@ -82,7 +90,15 @@ Do not use lm-eval's own ``use_cache`` instead: it is keyed without the model, a
 wrapper, so they would have no usage records and no rationales.
 """
 
-from cotscale.lm.backends import BackendUnavailable, DeviceUnavailable
-from cotscale.lm.model import CotscaleLM, GatheredOutputs
+from cotscale.errors import BackendUnavailable, DeviceUnavailable
+from cotscale.lm.records import GatheredOutputs
 
 __all__ = ["BackendUnavailable", "CotscaleLM", "DeviceUnavailable", "GatheredOutputs"]
+
+
+def __getattr__(name: str):
+    if name == "CotscaleLM":  # imports lm-eval (and registers the model there)
+        from cotscale.lm.model import CotscaleLM
+
+        return CotscaleLM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 from lm_eval.__main__ import cli_evaluate
 
-import cotscale.lm  # noqa: F401 - registers the "cotscale" model
+import cotscale.lm.model  # noqa: F401 - registers the "cotscale" model
 
 if __name__ == "__main__":
     cli_evaluate()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
-from cotscale.lm.backends import Hooks
+from cotscale import compat
 from cotscale.lm.beam import EARLY_STOPPING, LENGTH_PENALTY
+from cotscale.lm.capture import SINGLE, CapturingBackend, GeneratedSequence, Generation
 from cotscale.lm.tokens import count_to_stop, ends_in_stop, eos_ids, stop_lookback
 
 _CLASS: list[type] = []
@@ -17,12 +16,8 @@ def hf_backend_class() -> type:
         return _CLASS[0]
     import torch
     import transformers
-    import transformers.utils.import_utils as import_utils
 
-    # transformers' generation module imports sklearn and scipy.stats only for assisted generation, which cotscale
-    # never uses: ~1.4 CPU-s of every evaluation job. Saying sklearn is absent before that import skips them.
-    if "transformers.generation.candidate_generator" not in sys.modules:
-        import_utils.is_sklearn_available = transformers.utils.is_sklearn_available = lambda: False
+    compat.skip_sklearn_in_transformers()
     from lm_eval.models.huggingface import HFLM
     from lm_eval.models.utils import postprocess_generated_text
 
@@ -64,17 +59,19 @@ def hf_backend_class() -> type:
             picked = self.picked + ([self.last.gather(1, sequences[:, -1:])[:, 0]] if self.last is not None else [])
             return torch.stack(picked, dim=1).tolist() if picked else [[] for _ in range(sequences.shape[0])]
 
-    class CotscaleHFLM(Hooks, HFLM):
-        cotscale_ll_window = 1  # HFLM keeps (context + continuation)[-(max_length + 1):]
+    class CotscaleHFLM(compat.HFHooks, CapturingBackend, HFLM):
+        score_window = 1  # HFLM keeps (context + continuation)[-(max_length + 1):]
+
         def __init__(self, *args, **kwargs):
+            self.detected_batch_sizes: dict[int, int] = {}  # longest request length -> detected batch size
             super().__init__(*args, **kwargs)
             accelerator = getattr(self, "accelerator", None)
-            if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
+            if accelerator is not None and accelerator.num_processes > 1 and self.world_size == 1:
                 # lm-eval shards the documents over `accelerate launch` processes only when it counts more than one
                 # GPU; CPU processes (gloo) are just as data parallel, and otherwise every one evaluates everything
-                self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+                compat.shard_over_processes(self, accelerator.process_index, accelerator.num_processes)
 
-        def _detect_batch_size(self, requests=None, pos: int = 0):
+        def detect_batch_size(self, requests=None, pos: int = 0) -> int:
             # batch_size: auto. lm-eval detects the largest batch anew in every loglikelihood / generate_until call;
             # cotscale calls once per chunk of requests (see request_chunk), so reuse a size found for requests at
             # least as long (a batch that fits longer sequences fits shorter ones).
@@ -83,16 +80,17 @@ def hf_backend_class() -> type:
                 length = len((context + continuation)[-(self.max_length + 1):][:-1])
             else:
                 length = self.max_length
-            found = self.__dict__.setdefault("_cotscale_batch_sizes", {})
+            found = self.detected_batch_sizes
             fits = [(known, size) for known, size in found.items() if known >= length]
             if fits:
                 return min(fits)[1]
-            found[length] = size = super()._detect_batch_size(requests, pos)
+            found[length] = size = self.upstream_detect_batch_size(requests, pos)
             return size
 
-        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        def generate_ids(self, context, max_length, stop, **generation_kwargs):
             # HFLM._model_generate, plus: per-row stop criteria, beams / k samples, token capture
-            mode, k = self.cotscale_mode
+            call = self.capturing
+            mode, k = (call.mode.search, call.mode.k) if call is not None else (SINGLE.search, SINGLE.k)
             attention_mask = generation_kwargs.get("attention_mask")
             generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
             do_sample = generation_kwargs.get("do_sample")
@@ -112,7 +110,7 @@ def hf_backend_class() -> type:
             prompt_len = context.shape[1]
             criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop, prompt_len)])
             # beams are reordered between steps, so a row's ids are not one path through the recorded steps
-            recorder = SequenceLogprob() if self.cotscale_capture is not None and mode != "beam" else None
+            recorder = SequenceLogprob() if call is not None and mode != "beam" else None
             if recorder is not None:
                 generation_kwargs["logits_processor"] = transformers.LogitsProcessorList([recorder])
             with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
@@ -120,7 +118,7 @@ def hf_backend_class() -> type:
                 out = self.model.generate(input_ids=context, max_length=max_length, stopping_criteria=criteria,
                                           pad_token_id=self.tokenizer.pad_token_id, use_cache=True,
                                           **generation_kwargs)
-            if self.cotscale_capture is not None:
+            if call is not None:
                 rows = out.tolist()
                 # generate() stops a row at any id of the generation config's eos_token_id (one or several)
                 ends = eos_ids(self.model.generation_config.eos_token_id, self.eot_token_id)
@@ -139,8 +137,8 @@ def hf_backend_class() -> type:
                         text = postprocess_generated_text(self.tok_decode(gen), stop, None)
                         n, ended = count_to_stop(gen, stop, ends, self.tokenizer.pad_token_id, decode)
                         logprob = sum(token_logprobs[i * n_return + j][:n]) if token_logprobs is not None else None
-                        seqs.append((text, n, ended, gen[:n], logprob))
-                    self.cotscale_capture.append((tuple(prompt), seqs))
+                        seqs.append(GeneratedSequence(text, n, ended, tuple(gen[:n]), logprob))
+                    call.generations.append(Generation(tuple(prompt), seqs))
             return out[::n_return] if n_return > 1 else out
 
     _CLASS.append(CotscaleHFLM)

