@@ -9,29 +9,26 @@ rule aggregate_strategy:
         **{table: f"{STRATEGY_DIR}/{table}.csv" for table in STRATEGY_TABLES},
     log:
         "logs/aggregate/{strategy}.log",
+    benchmark:
+        rule_benchmark("aggregate_strategy/{strategy}")
     conda:
         ANALYSIS_ENV
     params:
         variants=get_strategy_table_params,
     script:
-        f"{SCRIPTS}/aggregate_strategy.py"
+        SCRIPT
 
 
 rule aggregate:
     input:
         benchmarks=get_strategy_tables(list(CFG["strategies"])),
     output:
-        **{
-            table: report(
-                f"results/tables/{table}.csv",
-                caption=f"../report/{table}.rst",
-                category="Tables",
-            )
-            for table in STRATEGY_TABLES
-        },
+        **{table: report_table(table) for table in STRATEGY_TABLES},
     log:
         "logs/aggregate.log",
+    benchmark:
+        rule_benchmark("aggregate")
     conda:
         ANALYSIS_ENV
     script:
-        f"{SCRIPTS}/aggregate.py"
+        SCRIPT

@@ -1,6 +1,7 @@
 # Helpers, wildcard constraints, input/params functions and target lists shared by every rule file.
 import re
 
+from cotscale import contract
 from cotscale.config import (
     DEMO_MODELS_DIR,
     canonical,
@@ -10,13 +11,22 @@ from cotscale.config import (
     task_variant,
 )
 from cotscale.flops import train_flops
-from cotscale.gpus import job_processes, memory_mb, requested_gpus, runtime_minutes, suite_work
+from cotscale.gpus import (
+    job_processes,
+    memory_mb,
+    requested_gpus,
+    runtime_minutes,
+    suite_work,
+)
 from cotscale.preempt import SLURM_SIGNAL
 from cotscale.strategy import budget_sweep
 from cotscale.registry import (
     FIGURES,
     PAIR_TABLES,
+    PCA_OURS_TABLES,
+    PCA_RUAN_TABLES,
     PCA_TABLES,
+    PLAN_TABLES,
     SCALING_TABLES,
     STRATEGY_TABLES,
     figure_strategies,
@@ -30,7 +40,8 @@ CFG = load_workflow_config(
     workflow.config_settings.config,
     workflow.basedir,
 )
-SCRIPTS = "../scripts"
+# every rule's script: its entry point in cotscale.workflow, by the rule's name
+SCRIPT = "../scripts/cotscale_rule.py"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 TASKS = list(CFG["tasks"])
 # Evaluation jobs: (model, strategies) suites, each one model load (cotscale.config.suites).
@@ -38,28 +49,53 @@ SUITES = suites(CFG)
 SUITE_STRATEGIES = dict(SUITES) if CFG["suite"] == "model" else {}
 
 
+# a model key, or key@revision; each `/`-separated part of a revision starts with a letter or digit (no `..`)
+MODEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*)?"
+
+
 wildcard_constraints:
-    # a model key, or key@revision; each `/`-separated part of a revision starts with a letter or digit (no `..`)
-    model=r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*)?",
+    model=MODEL_PATTERN,
     strategy=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    task=r"[A-Za-z0-9_]+",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
-EVAL_DIR = "results/evals/{model}/{strategy}/{task}"
-STRATEGY_DIR = "results/tables/strategies/{strategy}"
-PUBLISHED_DIR = "results/published"
+# paths of the data contract (cotscale.contract)
+EVAL_DIR = contract.EVAL_DIR
+STRATEGY_DIR = contract.STRATEGY_DIR
+PUBLISHED_DIR = contract.PUBLISHED_DIR
+TABLES_DIR = contract.TABLES_DIR
+EVAL_BENCHMARK = contract.EVAL_BENCHMARK[CFG["suite"]]
 # What each strategy's tables are built from: ingested published outputs, or the evaluations of its models.
 STRATEGY_MODELS = {
     s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
 }
 TABLES = expand(
-    "results/tables/{table}.csv",
-    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES],
+    f"{TABLES_DIR}/{{table}}.csv",
+    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES, *PLAN_TABLES],
 )
 FIGURE_FILES = expand(
-    "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]
+    f"{contract.FIGURES_DIR}/{{figure}}.{{ext}}",
+    figure=[f.name for f in FIGURES],
+    ext=["png", "pdf"],
 )
+
+
+def rule_benchmark(job):
+    """The `benchmark:` file (wall seconds, max RSS) of a rule's job: `job` is the rule name, with its wildcard as a
+    subfolder where it has one (cotscale.contract.RULE_BENCHMARK)."""
+    return contract.RULE_BENCHMARK.format(rule=job)
+
+
+def table_path(table, ext="csv"):
+    """An analysis table (cotscale.contract.TABLES_DIR)."""
+    return f"{TABLES_DIR}/{table}.{ext}"
+
+
+def report_table(table):
+    """An analysis table in the report, with its caption workflow/report/<table>.rst."""
+    return report(
+        table_path(table), caption=f"../report/{table}.rst", category="Tables"
+    )
 
 
 def get_suite_strategies(wildcards):
@@ -92,8 +128,13 @@ def get_demo_model_dir(wildcards):
 
 def get_build_priority(wildcards):
     """Longest training first (train FLOPs of the run's last checkpoint): the biggest demo model's build and then its
-    evaluations are the demo's critical path. Any build outranks every evaluation, since it unlocks some."""
-    return max(train_flops(m["N"], m["D"]) for m in CFG["models"].values() if m["name"] == wildcards.name)
+    evaluations are the demo's critical path. Any build outranks every evaluation, since it unlocks some.
+    """
+    return max(
+        train_flops(m["N"], m["D"])
+        for m in CFG["models"].values()
+        if m["name"] == wildcards.name
+    )
 
 
 def get_eval_priority(wildcards):
@@ -131,7 +172,9 @@ def get_eval_mem_mb(wildcards, attempt):
 
 def get_eval_runtime(wildcards, attempt):
     """Wall-time limit in minutes: the summed estimates of the suite's tasks; doubled on retry."""
-    return runtime_minutes(CFG, wildcards.model, get_suite_strategies(wildcards), attempt)
+    return runtime_minutes(
+        CFG, wildcards.model, get_suite_strategies(wildcards), attempt
+    )
 
 
 # Tables: per strategy (so a figure pulls only the evaluations it reads), then all strategies together.
@@ -152,13 +195,8 @@ def get_strategy_benchmarks(wildcards):
     """Snakemake's benchmark files (max RSS) of the suites that evaluated the strategy."""
     if CFG["published"]:
         return []
-    if CFG["suite"] == "model":
-        return expand(
-            "logs/benchmarks/evaluate/{model}.tsv",
-            model=STRATEGY_MODELS[wildcards.strategy],
-        )
     return expand(
-        "logs/benchmarks/evaluate/{model}/{strategy}.tsv",
+        EVAL_BENCHMARK,
         model=STRATEGY_MODELS[wildcards.strategy],
         strategy=wildcards.strategy,
     )
@@ -181,7 +219,7 @@ def get_role_strategies(*roles):
 
 def get_figure_inputs(figure):
     """The per-strategy benchmarks of the strategies the figure reads and the analysis tables it names."""
-    inputs = {t: f"results/tables/{t}.csv" for t in figure.tables}
+    inputs = {t: table_path(t) for t in figure.tables}
     if figure.strategies:
         inputs["benchmarks"] = get_strategy_tables(figure_strategies(CFG, figure))
     return inputs
