@@ -44,6 +44,11 @@ def _default_tasks() -> dict:
 BENCHMARKS = tuple(_default_tasks())
 
 
+def default_tasks() -> dict:
+    """config/tasks/benchmarks.yaml: per benchmark and variant, the lm-eval task, metric and filter (a copy)."""
+    return copy.deepcopy(_default_tasks())
+
+
 class CotscaleError(Exception):
     """A problem with cotscale's inputs (config, files, environment) that the user fixes; the message says how."""
 

@@ -38,13 +38,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from cotscale import flops
+from cotscale import contract, flops
 from cotscale.config import BENCHMARKS, CotscaleError
 from cotscale.io import write_csv
 
 log = logging.getLogger(__name__)
 
-ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
+ID_COLUMNS = list(contract.ID_COLUMNS)
 DOC_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "doc_id"]
 SAMPLE_COLUMNS = [*DOC_COLUMNS, "sample", "answer", "correct", "generated_tokens", "logprob"]
 LENGTH_COLUMNS = [*DOC_COLUMNS, "budget", "correct", "generated_tokens"]
