@@ -108,14 +108,15 @@ def save_json(path: Path | None, result: dict) -> None:
         path.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def build_demo_llama(folder: Path) -> Path:
-    """Train the demo's tinyllama-l (config/demo.yaml) into `folder`; returns its model directory."""
+def build_demo_llama(folder: Path, steps: int | None = None) -> Path:
+    """Train the demo's tinyllama-l (config/demo.yaml) into `folder` (`steps`: fewer, for a quick mode); returns its
+    model directory."""
     import yaml
 
     from cotscale.demo_models import build_demo_model
 
     spec = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["models"]["tinyllama-l"]["demo"]
-    build_demo_model(spec, {"main": spec["steps"]}, folder)
+    build_demo_model(spec, {"main": steps or spec["steps"]}, folder)
     return folder / "main"
 
 

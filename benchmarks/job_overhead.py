@@ -46,7 +46,10 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import NO_SCONTROL, PYTHON, ROOT, load_line, offline_env, scontrol_seconds, slurm_stall_possible, timed
+from _common import (NO_SCONTROL, PYTHON, ROOT, add_quick, load_line, offline_env, premise, scontrol_seconds,
+                     slurm_stall_possible, timed)
+
+from cotscale import contract
 
 BARE_VLLM = (
     "import sys; from cotscale.lm.vllm_backend import import_vllm_module; import_vllm_module(); "
@@ -85,6 +88,7 @@ def setup(workdir: Path, model: str, backend: str) -> dict:
 
     raw = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     raw["backend"] = backend
+    raw["suite"] = "strategy"  # one job per model × strategy: the suite runs the bare run's tasks and nothing more
     (workdir / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(raw)
     spec = cfg["models"][model]
@@ -137,9 +141,10 @@ def bench_backend(backend: str, a, root_tmp: Path) -> dict:
     lm_tasks = [lm_eval_task(cfg, a.strategy, t) for t in tasks]
     include = render_task_overrides(lm_tasks, ROOT / "config" / "tasks" / "demo_data", workdir / "bare_include",
                                     include_paths=[ROOT / "config" / "tasks"])
-    outputs = [workdir / "results" / "evals" / a.model / a.strategy / t / "results.json" for t in tasks]
+    outputs = [workdir / contract.EVAL_DIR.format(model=a.model, strategy=a.strategy, task=t) / "results.json"
+               for t in tasks]
     target = str(outputs[0].relative_to(workdir))
-    tsv = workdir / "logs" / "benchmarks" / "evaluate" / a.model / f"{a.strategy}.tsv"
+    tsv = workdir / contract.EVAL_BENCHMARK[cfg["suite"]].format(model=a.model, strategy=a.strategy)
     env = offline_env()
     sides = ("bare", "api", "job", "job_noscontrol") if slurm_stall_possible() else ("bare", "api", "job")
     rows = {side: [] for side in sides}
@@ -215,7 +220,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--strategy", default="standard")
     ap.add_argument("--workdir", type=Path, help="keep the working directories here (and reuse a built model)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    add_quick(ap)
     a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds, a.backend = 1, "hf"
 
     import logging
 
