@@ -46,3 +46,32 @@ def test_workflow_as_a_module_draws_a_figure(tmp_path):
     # the rules that did the work have their benchmark files (this checkout's rules, not an installed copy's)
     assert (tmp_path / "logs" / "benchmarks" / "figures" / "fig6_pca_loadings_ruan.tsv").exists()
     assert (tmp_path / "logs" / "benchmarks" / "pca_ruan.tsv").exists()
+
+
+def test_entry_point_by_rule_name_also_with_a_module_prefix():
+    """Every rule runs workflow/scripts/cotscale_rule.py, which picks the entry point by the rule's name; a rule
+    imported with `use rule * from cotscale as cotscale_*` keeps its name as a suffix."""
+    from cotscale import workflow
+    from cotscale.config import CotscaleError
+
+    expected = {"evaluate": workflow.evaluate, "evaluate_model_2": workflow.evaluate, "aggregate": workflow.aggregate,
+                "aggregate_strategy": workflow.aggregate_strategy, "pca": workflow.pca, "pca_ruan": workflow.pca_ruan,
+                "fig12_plan": workflow.figure, "table1_tokens": workflow.figure, "plan": workflow.plan}
+    for rule, entry in expected.items():
+        assert workflow.entry_point(rule) is entry, rule
+        assert workflow.entry_point(f"cotscale_{rule}") is entry, rule
+    with pytest.raises(CotscaleError, match="rule 'all' has no entry point"):
+        workflow.entry_point("all")
+
+
+def test_contract_paths_read_back():
+    """aggregate.py recovers a suite's model from its benchmark file: model keys may hold `@revision/with/slashes`."""
+    from cotscale import contract
+
+    assert contract.path_fields(contract.EVAL_BENCHMARK["model"], "w/logs/benchmarks/evaluate/m@step1/a.tsv") == {
+        "model": "m@step1/a"}
+    assert contract.path_fields(contract.EVAL_BENCHMARK["strategy"],
+                                "logs/benchmarks/evaluate/m@rev/x/hybrid_cot.tsv") == {"model": "m@rev/x",
+                                                                                       "strategy": "hybrid_cot"}
+    with pytest.raises(ValueError, match="is not a path of the form"):
+        contract.path_fields(contract.EVAL_BENCHMARK["strategy"], "logs/benchmarks/evaluate/m.tsv")
