@@ -62,11 +62,12 @@ import json, sys
 {shim}
 import lm_eval
 from lm_eval.tasks import TaskManager
-model, model_args, tasks, include, out, device, batch, seed = sys.argv[1:]
+model, model_args, tasks, include, out, device, batch, seed, limit = sys.argv[1:]
 tm = TaskManager(include_defaults=False, include_path=[include])
 r = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks.split(","), task_manager=tm, device=device,
                             batch_size=int(batch), random_seed=int(seed), numpy_random_seed=int(seed),
-                            torch_random_seed=int(seed), fewshot_random_seed=int(seed), log_samples=True)
+                            torch_random_seed=int(seed), fewshot_random_seed=int(seed), log_samples=True,
+                            limit=int(limit) if limit else None)
 samples = r.pop("samples")
 with open(out + "/results.json", "w") as fh:
     json.dump(r, fh, default=str)
@@ -102,7 +103,8 @@ def setup(workdir: Path, model: str, backend: str) -> dict:
 
 def bare_cmd(backend: str, model_dir: Path, lm_tasks: list[str], include: Path, out: Path, cfg: dict) -> list[str]:
     args = ["run", "--tasks", ",".join(lm_tasks), "--include_path", str(include), "--batch_size", str(cfg["batch_size"]),
-            "--seed", str(cfg["seed"]), "--output_path", str(out), "--log_samples"]
+            "--seed", str(cfg["seed"]), "--output_path", str(out), "--log_samples",
+            *(["--limit", str(cfg["limit"])] if cfg.get("limit") else [])]  # the documents the suite scores
     if backend == "hf":
         return [PYTHON, "-m", "lm_eval", *args, "--model", "hf", "--device", cfg["device"], "--model_args",
                 f"pretrained={model_dir},dtype={cfg['dtype']}"]
@@ -119,7 +121,7 @@ def api_cmd(backend: str, model_dir: Path, lm_tasks: list[str], include: Path, o
                       "enforce_eager=True")
     code = API.format(shim=SHIM if backend == "vllm" else "")
     return [PYTHON, "-c", code, backend, model_args, ",".join(lm_tasks), str(include), str(out), cfg["device"],
-            str(cfg["batch_size"]), str(cfg["seed"])]
+            str(cfg["batch_size"]), str(cfg["seed"]), str(cfg.get("limit") or "")]
 
 
 def bare_eval_seconds(out: Path) -> float | None:
