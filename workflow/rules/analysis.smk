@@ -33,6 +33,7 @@ rule analysis:
         baseline=CFG["analysis"]["baseline"],
         cot=CFG["analysis"]["cot"],
         seed=CFG["seed"],
+        empty_warning=CFG["analysis"]["empty_warning"],
     script:
         SCRIPT
 
