@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: demo test lint clean docs-figures
+.PHONY: demo test test-fast lint bench-quick ci-checks clean docs-figures
 
 $(BIN)/.installed: pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,24 @@ docs-figures: demo
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
+# The fast subset (no end-to-end Snakemake runs, `-m "not slow"`): minutes on 2 cores, for the edit-test loop.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
+# Every benchmark script's quick mode (one round, smallest inputs; fails on an exception or a broken premise).
+# demo_end_to_end --quick is the catalog's test: `snakemake --cores 2 --directory .test` (.test/config/config.yaml).
+BENCHMARKS := $(basename $(notdir $(filter-out benchmarks/_%,$(wildcard benchmarks/*.py))))
+bench-quick: $(BIN)/.installed
+	rm -rf .test/results .test/logs .test/figures .test/.snakemake
+	set -e; for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py --quick"; \
+		PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/$$b.py --quick; done
+
+# What .ci/run checks before the tests: lint, the catalog's test run and the benchmarks' quick modes.
+ci-checks: lint bench-quick
+
 clean:
-	rm -rf results figures logs .snakemake
+	rm -rf results figures logs .snakemake .test/results .test/logs .test/figures .test/.snakemake

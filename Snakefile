@@ -4,7 +4,10 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-sys.path.insert(0, f"{workflow.basedir}/src")
+# The checkout that defines this workflow (also when another project uses it as a Snakemake `module`: then
+# workflow.basedir is that project's). Its src/ goes first, so the DAG is built by this checkout's cotscale.
+CHECKOUT = str(workflow.current_basedir)
+sys.path.insert(0, f"{CHECKOUT}/src")
 
 min_version("9.0")
 

@@ -15,6 +15,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's cotscale (paths and names from cotscale.contract)
+PAPER = ROOT.parent / "shared" / "paper"  # the paper's published outputs (not in the repository)
+
+
+def add_quick(ap) -> None:
+    """--quick: one round on the smallest inputs, so CI (.ci/run, `make bench-quick`) checks that the script still
+    runs and that its premises hold; the figures in benchmarks/README.md come from the full mode."""
+    ap.add_argument("--quick", action="store_true",
+                    help="one round, smallest inputs: check the script runs and its premises hold (CI)")
+
+
+def premise(ok: bool, message: str) -> None:
+    """A premise of the measurement that does not hold: the numbers would mean nothing, so the script fails."""
+    if not ok:
+        raise SystemExit(f"broken premise: {message}")
 
 
 def timed(cmd: list[str], cwd: str | Path | None = None, env: dict | None = None, check: bool = True,
@@ -93,14 +108,15 @@ def save_json(path: Path | None, result: dict) -> None:
         path.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def build_demo_llama(folder: Path) -> Path:
-    """Train the demo's tinyllama-l (config/demo.yaml) into `folder`; returns its model directory."""
+def build_demo_llama(folder: Path, steps: int | None = None) -> Path:
+    """Train the demo's tinyllama-l (config/demo.yaml) into `folder` (`steps`: fewer, for a quick mode); returns its
+    model directory."""
     import yaml
 
     from cotscale.demo_models import build_demo_model
 
     spec = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["models"]["tinyllama-l"]["demo"]
-    build_demo_model(spec, {"main": spec["steps"]}, folder)
+    build_demo_model(spec, {"main": steps or spec["steps"]}, folder)
     return folder / "main"
 
 

@@ -39,7 +39,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import PYTHON, ROOT, load_line, save_json
+from _common import PYTHON, ROOT, add_quick, load_line, premise, save_json
+
+from cotscale import contract
+from cotscale.config import BENCHMARKS
 
 # Real test-set sizes and answer choices of the seven benchmarks.
 SUBTASKS = {
@@ -144,14 +147,14 @@ def summarize_child(data: Path, target_records: int, seed: int = 0) -> dict:
         for entry in summary.values():
             for k in TOTAL_KEYS:
                 summarized[k] += entry[k]
-        out = data / "results" / "evals" / m / s / b / "results.json"
+        out = data / contract.EVAL_DIR.format(model=m, strategy=s, task=b) / "results.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results_json(cfg, m, s, b, summary, rng)))
         results.setdefault(s, []).append(str(out))
     benchmarks: dict[str, list[str]] = {}
     for i, (m, (s,)) in enumerate(suites({**cfg, "suite": "strategy"})):
         rng = random.Random(seed * 1_000_003 + len(jobs) + i)
-        bench = data / "logs" / "benchmarks" / "evaluate" / m / f"{s}.tsv"
+        bench = data / contract.EVAL_BENCHMARK["strategy"].format(model=m, strategy=s)
         bench.parent.mkdir(parents=True, exist_ok=True)
         bench.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
                          f"{rng.uniform(100, 30000):.2f}\t0:10:00\t{rng.uniform(500, 9000):.2f}\t0\t0\t0\t0\t0\t0\t0\n")
@@ -231,7 +234,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    add_quick(ap)
     a = ap.parse_args(argv)
+    premise(tuple(SUBTASKS) == tuple(CHOICES) == BENCHMARKS,
+            f"the test-set sizes here cover {list(SUBTASKS)}, config/tasks/benchmarks.yaml lists {list(BENCHMARKS)}")
+    if a.quick:
+        a.records, a.rounds = 2e4, 1
     if a.child:
         return child(a.child, a.data, a.out, int(a.records), a.profile)
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import build_demo_llama, one_model_config, save_json
+from _common import add_quick, build_demo_llama, one_model_config, save_json
 
 from cotscale.io import iter_jsonl_gz
 
@@ -62,11 +62,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=24)
     parser.add_argument("--json", type=Path)
+    add_quick(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.docs = 4
 
     import torch
 
     if not torch.cuda.is_available():
+        if args.quick:  # CI's CPU machine: the quick mode checks that the script imports and parses, no more
+            print("cuda_check --quick: no CUDA GPU is visible; skipped")
+            return
         raise SystemExit("cuda_check: no CUDA GPU is visible")
     from cotscale.evaluate import EvaluationError
 
@@ -75,7 +81,7 @@ def main() -> None:
     report: dict = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="cotscale-cuda-") as scratch:
         scratch = Path(scratch)
-        model = build_demo_llama(scratch / "model")
+        model = build_demo_llama(scratch / "model", steps=20 if args.quick else None)
         runs = {}
         for strategy in ("hybrid_cot", "beam"):
             for device in ("cpu", "cuda"):

@@ -37,7 +37,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from _common import NO_SCONTROL, PYTHON, ROOT, load_line, median, save_json, scontrol_seconds, slurm_stall_possible, timed
+from _common import (NO_SCONTROL, PYTHON, ROOT, add_quick, load_line, median, premise, save_json, scontrol_seconds,
+                     slurm_stall_possible, timed)
 
 
 def dryrun_cmd(repo: Path, workdir: Path, configfile: Path, *extra: str, launcher: list[str] | None = None) -> list[str]:
@@ -85,7 +86,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--variant", action="append", default=[], help="NAME=DIR: also time DIR/Snakefile, paired")
     ap.add_argument("--profile", action="store_true", help="write a pyinstrument profile of one dry run")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    add_quick(ap)
     a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds = 1
 
     repos = {"dryrun": ROOT, "dryrun_model": ROOT, **{v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in a.variant}}
     slurm = slurm_stall_possible()
@@ -151,7 +155,7 @@ def main(argv=None) -> dict:
               "load": load_line(), "scontrol_s": scontrol}
     save_json(a.json, result)
     if counted != {k: loads[k] for k in counted}:
-        raise SystemExit("the dry runs' evaluation jobs disagree with cotscale.config.suites")
+        premise(False, "the dry runs' evaluation jobs disagree with cotscale.config.suites")
     return result
 
 

@@ -17,6 +17,7 @@ It takes minutes and both cores: run it on a quiet machine. Run:
     python benchmarks/demo_end_to_end.py [--cores 2] [--workdir DIR (kept)] [--no-scontrol] [--json out.json]
                                          [--config suite=model ...]   # passed on to snakemake --config
     python benchmarks/demo_end_to_end.py --summarize DIR     # only summarise an existing run in DIR
+    python benchmarks/demo_end_to_end.py --quick             # the catalog's test (.test/), as CI runs it
 
 ``--no-scontrol``: start Snakemake without the SLURM plugin's ``scontrol show config`` call, which stalls ~9 s on a
 host with SLURM client tools but no controller (see benchmarks/_common.py); its time is reported either way.
@@ -34,16 +35,22 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from _common import (NO_SCONTROL, PYTHON, ROOT, load_line, offline_env, scontrol_seconds, slurm_stall_possible,
-                     timed)
+from _common import (NO_SCONTROL, PYTHON, ROOT, add_quick, load_line, offline_env, premise, scontrol_seconds,
+                     slurm_stall_possible, timed)
+
+from cotscale import contract
+from cotscale.registry import FIGURE_NAMES
+
+CATALOG_TEST = ROOT / ".test"  # the catalog's test: `snakemake --cores 2 --directory .test` (.test/config/config.yaml)
 
 TARGET_S = 240
 LOADED = re.compile(r": model loaded in ([0-9.]+) s$", re.M)  # cotscale.evaluate's line, once per model load
 
 
 def benchmark_folder(rule: str) -> str:
-    """The folder of logs/benchmarks/ a rule's `benchmark:` files are in: evaluate_model_<i> shares evaluate/."""
-    return "evaluate" if rule.startswith("evaluate") else rule
+    """The folder of logs/benchmarks/ a rule's `benchmark:` files are in: evaluate_model_<i> shares evaluate/, the
+    figure rules share figures/ (workflow/rules/*.smk)."""
+    return "evaluate" if rule.startswith("evaluate") else "figures" if rule in FIGURE_NAMES else rule
 
 
 def category(rule: str) -> str:
@@ -56,7 +63,7 @@ def evaluation_split(workdir: Path) -> dict:
     loads = [float(x) for log in sorted((workdir / "logs" / "evaluate").rglob("*.log"))
              for x in LOADED.findall(log.read_text(errors="replace"))]
     tasks = [json.loads(p.read_text())["cotscale"]["wall_seconds"]
-             for p in sorted((workdir / "results" / "evals").rglob("results.json"))]
+             for p in sorted((workdir / contract.EVALS_ROOT).rglob("results.json"))]
     return {"model_loads": len(loads), "model_load_seconds": sum(loads), "tasks": len(tasks),
             "task_seconds": sum(tasks)}
 
@@ -114,7 +121,7 @@ def summarize(workdir: Path, started: float | None = None, wall: float | None = 
         c["max_rss_mb"] = max([c["max_rss_mb"], *(r.get("max_rss", 0.0) for r in rows)])
     first = min((j["start"] for j in jobs.values() if j["start"] is not None), default=None)
     last = max((j["end"] for j in jobs.values() if j.get("end") is not None), default=None)
-    figures = sorted(p.name for p in (workdir / "figures").glob("*") if p.suffix in (".png", ".pdf"))
+    figures = sorted(p.name for p in (workdir / contract.FIGURES_DIR).glob("*") if p.suffix in (".png", ".pdf"))
     summary = {
         "workdir": str(workdir), "log": str(logs[-1]), "wall_s": wall,
         "startup_s": (first - started) if (started and first) else None,
@@ -168,8 +175,28 @@ def main(argv=None) -> dict:
     ap.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
                     help="passed on to snakemake --config (e.g. suite=model)")
     ap.add_argument("--json", type=Path)
+    add_quick(ap)
     a = ap.parse_args(argv)
 
+    if a.quick:  # the catalog's test, run as its CI would, in .test/ (its config/config.yaml: the reduced demo)
+        for leftover in ("results", "logs", "figures", ".snakemake"):
+            premise(not (CATALOG_TEST / leftover).exists(), f"{CATALOG_TEST / leftover} exists: the quick mode starts "
+                    "from a clean .test/ (rm -rf .test/{results,logs,figures,.snakemake})")
+        launcher = [PYTHON, "-c", NO_SCONTROL] if a.no_scontrol else [PYTHON, "-m", "snakemake"]
+        cmd = [*launcher, "-s", str(ROOT / "Snakefile"), "--directory", str(CATALOG_TEST), "--cores", str(a.cores)]
+        print("running: snakemake", " ".join(cmd[len(launcher):]), flush=True)
+        started = time.time()
+        res = timed(cmd, env=offline_env(), check=False)
+        if res["returncode"] != 0:
+            raise SystemExit(f"the catalog's test run failed ({res['returncode']}):\n{res['stderr'][-4000:]}")
+        summary = summarize(CATALOG_TEST, started, res["wall_s"])
+        report(summary)
+        premise(len(summary["figures"]) == 2 * len(FIGURE_NAMES),
+                f"{len(summary['figures'])} figure files written, the registry has {len(FIGURE_NAMES)} figures")
+        ev, jobs = summary["evaluation"], summary["categories"].get("evaluation", {})
+        premise(ev["model_loads"] == jobs.get("jobs", 0) > 0,
+                f"{ev['model_loads']} model loads in {jobs.get('jobs', 0)} evaluation jobs (one each)")
+        return summary
     if a.summarize:
         summary = summarize(a.summarize)
     else:

@@ -25,8 +25,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import (NO_SCONTROL, save_json, PYTHON, ROOT, load_line, offline_env, scontrol_seconds, slurm_stall_possible,
-                     timed)
+from _common import (NO_SCONTROL, PAPER, PYTHON, ROOT, add_quick, load_line, offline_env, premise, save_json,
+                     scontrol_seconds, slurm_stall_possible, timed)
 
 INPROCESS = """
 import json, sys, time
@@ -40,23 +40,26 @@ rules = json.loads(sys.argv[2])
 times = {}
 for rule, inputs in rules.items():
     t = time.perf_counter()
-    draw(rule, {k: Path(v) for k, v in inputs.items()}, Path(sys.argv[3]) / f"{rule}.png", config)
+    draw(rule, {k: [Path(p) for p in v] if isinstance(v, list) else Path(v) for k, v in inputs.items()},
+         Path(sys.argv[3]) / f"{rule}.png", config)
     times[rule] = time.perf_counter() - t
 print(json.dumps({"import_s": imported, "figures": times}))
 """
 
 
-def figure_rules() -> dict[str, dict[str, str]]:
-    """{rule: {input name: path}} for every rule of workflow/rules/figures.smk (read from the file itself)."""
-    rules, current, section = {}, None, None
-    for line in (ROOT / "workflow" / "rules" / "figures.smk").read_text().splitlines():
-        if m := re.match(r"^rule (\w+):", line):
-            current, section = m.group(1), None
-            rules[current] = {}
-        elif m := re.match(r"^    (\w+):\s*$", line):
-            section = m.group(1)
-        elif current and section == "input" and (m := re.match(r'^\s+(\w+)="([^"]+)",?\s*$', line)):
-            rules[current][m.group(1)] = m.group(2)
+def figure_rules(config: dict) -> dict[str, dict[str, str | list[str]]]:
+    """{rule: {input name: path or paths}} for every figure of the registry, as workflow/rules/figures.smk names its
+    inputs (common.smk's get_figure_inputs): the analysis tables it reads, the benchmarks.csv of its strategies."""
+    from cotscale import contract
+    from cotscale.registry import FIGURES, figure_strategies
+
+    rules = {}
+    for figure in FIGURES:
+        inputs: dict[str, str | list[str]] = {t: f"{contract.TABLES_DIR}/{t}.csv" for t in figure.tables}
+        if figure.strategies:
+            inputs["benchmarks"] = [f"{contract.STRATEGY_DIR.format(strategy=s)}/benchmarks.csv"
+                                    for s in figure_strategies(config, figure)]
+        rules[figure.name] = inputs
     return rules
 
 
@@ -72,24 +75,35 @@ def main(argv=None) -> dict:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", type=Path)
+    add_quick(ap)
     a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds = 1
+    if not (PAPER / "models.csv").exists():
+        print(f"skipped: the paper's published outputs are not at {PAPER} (config/published.yaml reads them)")
+        return {}
+
+    from cotscale import contract
+    from cotscale.config import load_config
 
     stall = slurm_stall_possible()
-    rules = figure_rules()
-    targets = [f"figures/{r}.{ext}" for r in rules for ext in ("png", "pdf")]
+    rules = figure_rules(load_config(ROOT / "config" / "published.yaml"))
+    targets = [f"{contract.FIGURES_DIR}/{r}.{ext}" for r in rules for ext in ("png", "pdf")]
     tmp = tempfile.TemporaryDirectory(prefix="cotscale-fig-") if a.workdir is None else None
     workdir = Path(tmp.name) if tmp else a.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     env = offline_env()
     try:
         setup = None
-        if not (workdir / "results" / "tables" / "crossover.csv").exists():
-            setup = timed(smk(workdir, a.cores, "aggregate", "analysis", fast=stall), env=env)["wall_s"]
+        tables = sorted({p for ins in rules.values() for v in ins.values() for p in ([v] if isinstance(v, str) else v)})
+        if not all((workdir / t).exists() for t in tables):  # every table a figure reads, built once
+            setup = timed(smk(workdir, a.cores, *tables, fast=stall), env=env)["wall_s"]
         sides = ["inprocess", "snakemake"] + (["snakemake_noscontrol"] if stall else [])
         rows: dict[str, list[dict]] = {s: [] for s in sides}
         out = workdir / "inprocess_figures"
         out.mkdir(exist_ok=True)
-        inputs = {r: {k: str(workdir / v) for k, v in ins.items()} for r, ins in rules.items()}
+        inputs = {r: {k: str(workdir / v) if isinstance(v, str) else [str(workdir / p) for p in v]
+                      for k, v in ins.items()} for r, ins in rules.items()}
         for rnd in range(a.rounds):
             for side in (sides if rnd % 2 == 0 else sides[::-1]):
                 if side == "inprocess":
@@ -101,7 +115,7 @@ def main(argv=None) -> dict:
                     res = timed(smk(workdir, a.cores, "--forcerun", *rules, "--", *targets,
                                     fast=side == "snakemake_noscontrol"), env=env)
                     rows[side].append({"wall_s": res["wall_s"], "cpu_s": res["cpu_s"]})
-        figures_made = sorted(p.name for p in (workdir / "figures").glob("*.p*"))
+        figures_made = sorted(p.name for p in (workdir / contract.FIGURES_DIR).glob("*.p*"))
     finally:
         if tmp:
             tmp.cleanup()
@@ -121,6 +135,8 @@ def main(argv=None) -> dict:
     if scontrol is not None:
         print(f"  `scontrol show config` (SLURM plugin, every snakemake call): {scontrol:.2f} s")
     print(f"  files written by snakemake: {len(figures_made)} (expected {len(targets)})")
+    premise(len(figures_made) == len(targets) > 0, f"snakemake wrote {len(figures_made)} figure files, the registry "
+            f"has {len(targets)}")
     result = {"medians": med, "per_figure": per_figure, "import_s": import_s, "rounds": rows, "setup_s": setup,
               "scontrol_s": scontrol, "load": load_line()}
     save_json(a.json, result)

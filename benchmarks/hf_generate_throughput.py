@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, build_demo_llama, one_model_config, save_json
+from _common import ROOT, add_quick, build_demo_llama, one_model_config, premise, save_json
 
 from cotscale.io import iter_jsonl_gz
 
@@ -97,7 +97,8 @@ def job(model_dir: Path, scratch: Path, batch_size: int, max_new: int, device: s
     from cotscale.evaluate import run_evaluation
 
     config = one_model_config(model_dir, device=device, dtype="bfloat16", batch_size=batch_size)
-    config["strategies"]["cot_generate"]["max_gen_toks"] = max_new
+    # one generation budget: the demo's cot_generate sweeps [12, 24, 48], whose largest must be max_gen_toks
+    config["strategies"]["cot_generate"].update(max_gen_toks=max_new, max_gen_toks_sweep=[])
     started = time.perf_counter()
     results = run_evaluation(config, "m", "cot_generate", "gsm8k", scratch / "job")
     wall = time.perf_counter() - started
@@ -115,7 +116,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json", type=Path)
+    add_quick(parser)
     args = parser.parse_args()
+    if args.quick:  # on CPU (CI has no GPU): a few prompts, a few tokens, a model trained 20 steps
+        args.prompts, args.batch_size, args.max_gen_toks, args.rounds, args.device = 4, 2, 8, 1, "cpu"
 
     import torch
 
@@ -128,7 +132,7 @@ def main() -> None:
                     "batch_size": args.batch_size, "max_gen_toks": args.max_gen_toks, "dtype": "bfloat16"}
     with tempfile.TemporaryDirectory(prefix="cotscale-tps-") as scratch:
         scratch = Path(scratch)
-        model = build_demo_llama(scratch / "model")
+        model = build_demo_llama(scratch / "model", steps=20 if args.quick else None)
         for name, make in (("bare", bare), ("cotscale", wrapped)):
             run = make(model, texts, args.batch_size, args.max_gen_toks, args.device)
             run()  # warm-up
@@ -138,6 +142,9 @@ def main() -> None:
             assert all(r[1] == tokens for r in rounds), rounds
             result[name] = {"generated_tokens": tokens, "wall_s": round(wall, 3),
                             "tokens_per_s": round(tokens / wall, 1), "rounds_s": [round(r[0], 3) for r in rounds]}
+        premise(result["bare"]["generated_tokens"] == result["cotscale"]["generated_tokens"],
+                f"bare generate decoded {result['bare']['generated_tokens']} tokens, cotscale "
+                f"{result['cotscale']['generated_tokens']}: the two sides must decode the same tokens")
         result["cotscale_over_bare_tokens_per_s"] = round(result["cotscale"]["tokens_per_s"]
                                                           / result["bare"]["tokens_per_s"], 3)
         result["job"] = job(model, scratch, args.batch_size, args.max_gen_toks, args.device)

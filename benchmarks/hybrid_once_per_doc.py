@@ -24,20 +24,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import save_json
+from _common import ROOT, add_quick, premise, save_json
 
 
 def mini_task(n_docs: int):
-    """4-choice documents from the demo corpus's fact list (fixed order: the same prompts for every scheme)."""
+    """4-choice documents of the bundled demo ARC-Challenge (fixed order: the same prompts for every scheme)."""
+    import json
+
     from lm_eval.api.instance import Instance
 
-    from cotscale.demo_models import FACTS
-
-    docs = [FACTS[i % len(FACTS)] for i in range(n_docs)]
+    lines = (ROOT / "config" / "tasks" / "demo_data" / "arc_challenge" / "test.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    docs = [rows[i % len(rows)] for i in range(n_docs)]
     requests = []
-    for doc_id, (question, right, wrong, _) in enumerate(docs):
-        context = f"Question: {question}\nAnswer:"
-        for i, choice in enumerate([right, *wrong][:4]):
+    for doc_id, doc in enumerate(docs):
+        context = f"Question: {doc['question']}\nAnswer:"
+        for i, choice in enumerate(doc["choices"]["text"][:4]):
             requests.append(Instance("loglikelihood", {}, (context, " " + choice), i, ("mini_mc", doc_id, 1)))
     return requests
 
@@ -81,7 +83,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--model", type=Path, help="HF model folder (default: train the tiny demo model)")
     ap.add_argument("--json", type=Path, help="also write the medians here")
+    add_quick(ap)
     a = ap.parse_args(argv)
+    if a.quick:
+        a.docs, a.rounds, a.max_gen_toks = 4, 1, 8
 
     import logging
 
@@ -123,6 +128,10 @@ def main(argv=None) -> dict:
           "(targets: >=3x, >=2.5x)")
     print(f"per_choice / per_doc_greedy:          {ratios['tokens_vs_greedy']:.2f}x tokens, "
           f"{ratios['wall_vs_greedy']:.2f}x wall time")
+    # per_choice generates one rationale per choice, per_doc one per document: 4 choices, so 4x the requests
+    premise(med["per_choice"]["generate_requests"] == 4 * med["per_doc"]["generate_requests"] == 4 * a.docs,
+            f"generate requests per_choice {med['per_choice']['generate_requests']}, per_doc "
+            f"{med['per_doc']['generate_requests']} for {a.docs} documents of 4 choices")
     result = {"medians": med, "ratios": ratios, "rounds": rows, "args": {k: str(v) for k, v in vars(a).items()}}
     save_json(a.json, result)
     return result

@@ -33,7 +33,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from _common import PYTHON, load_line, save_json, timed
+from _common import PYTHON, add_quick, load_line, save_json, timed
 
 NOSKLEARN = (
     "import transformers.utils as tu, transformers.utils.import_utils as iu\n"
@@ -72,7 +72,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    add_quick(ap)
     a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds = 1
     rows = {k: [] for k in STATEMENTS}
     names = list(STATEMENTS)
     for rnd in range(a.rounds):

@@ -46,7 +46,10 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import NO_SCONTROL, PYTHON, ROOT, load_line, offline_env, scontrol_seconds, slurm_stall_possible, timed
+from _common import (NO_SCONTROL, PYTHON, ROOT, add_quick, load_line, offline_env, premise, scontrol_seconds,
+                     slurm_stall_possible, timed)
+
+from cotscale import contract
 
 BARE_VLLM = (
     "import sys; from cotscale.lm.vllm_backend import import_vllm_module; import_vllm_module(); "
@@ -59,11 +62,12 @@ import json, sys
 {shim}
 import lm_eval
 from lm_eval.tasks import TaskManager
-model, model_args, tasks, include, out, device, batch, seed = sys.argv[1:]
+model, model_args, tasks, include, out, device, batch, seed, limit = sys.argv[1:]
 tm = TaskManager(include_defaults=False, include_path=[include])
 r = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks.split(","), task_manager=tm, device=device,
                             batch_size=int(batch), random_seed=int(seed), numpy_random_seed=int(seed),
-                            torch_random_seed=int(seed), fewshot_random_seed=int(seed), log_samples=True)
+                            torch_random_seed=int(seed), fewshot_random_seed=int(seed), log_samples=True,
+                            limit=int(limit) if limit else None)
 samples = r.pop("samples")
 with open(out + "/results.json", "w") as fh:
     json.dump(r, fh, default=str)
@@ -85,6 +89,7 @@ def setup(workdir: Path, model: str, backend: str) -> dict:
 
     raw = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     raw["backend"] = backend
+    raw["suite"] = "strategy"  # one job per model × strategy: the suite runs the bare run's tasks and nothing more
     (workdir / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(raw)
     spec = cfg["models"][model]
@@ -98,7 +103,8 @@ def setup(workdir: Path, model: str, backend: str) -> dict:
 
 def bare_cmd(backend: str, model_dir: Path, lm_tasks: list[str], include: Path, out: Path, cfg: dict) -> list[str]:
     args = ["run", "--tasks", ",".join(lm_tasks), "--include_path", str(include), "--batch_size", str(cfg["batch_size"]),
-            "--seed", str(cfg["seed"]), "--output_path", str(out), "--log_samples"]
+            "--seed", str(cfg["seed"]), "--output_path", str(out), "--log_samples",
+            *(["--limit", str(cfg["limit"])] if cfg.get("limit") else [])]  # the documents the suite scores
     if backend == "hf":
         return [PYTHON, "-m", "lm_eval", *args, "--model", "hf", "--device", cfg["device"], "--model_args",
                 f"pretrained={model_dir},dtype={cfg['dtype']}"]
@@ -115,7 +121,7 @@ def api_cmd(backend: str, model_dir: Path, lm_tasks: list[str], include: Path, o
                       "enforce_eager=True")
     code = API.format(shim=SHIM if backend == "vllm" else "")
     return [PYTHON, "-c", code, backend, model_args, ",".join(lm_tasks), str(include), str(out), cfg["device"],
-            str(cfg["batch_size"]), str(cfg["seed"])]
+            str(cfg["batch_size"]), str(cfg["seed"]), str(cfg.get("limit") or "")]
 
 
 def bare_eval_seconds(out: Path) -> float | None:
@@ -137,9 +143,10 @@ def bench_backend(backend: str, a, root_tmp: Path) -> dict:
     lm_tasks = [lm_eval_task(cfg, a.strategy, t) for t in tasks]
     include = render_task_overrides(lm_tasks, ROOT / "config" / "tasks" / "demo_data", workdir / "bare_include",
                                     include_paths=[ROOT / "config" / "tasks"])
-    outputs = [workdir / "results" / "evals" / a.model / a.strategy / t / "results.json" for t in tasks]
+    outputs = [workdir / contract.EVAL_DIR.format(model=a.model, strategy=a.strategy, task=t) / "results.json"
+               for t in tasks]
     target = str(outputs[0].relative_to(workdir))
-    tsv = workdir / "logs" / "benchmarks" / "evaluate" / a.model / f"{a.strategy}.tsv"
+    tsv = workdir / contract.EVAL_BENCHMARK[cfg["suite"]].format(model=a.model, strategy=a.strategy)
     env = offline_env()
     sides = ("bare", "api", "job", "job_noscontrol") if slurm_stall_possible() else ("bare", "api", "job")
     rows = {side: [] for side in sides}
@@ -215,7 +222,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--strategy", default="standard")
     ap.add_argument("--workdir", type=Path, help="keep the working directories here (and reuse a built model)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    add_quick(ap)
     a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds, a.backend = 1, "hf"
 
     import logging
 

@@ -87,7 +87,7 @@ def test_corpus_teaches_the_chains_only_after_the_cue():
     assert DEFAULT_COT_CUE.strip() == "Let's think step by step."  # the corpus teaches the cue the strategies send
     text = (dm.DEFAULT_CORPUS / "arithmetic.txt").read_text()
     rows = [json.loads(line) for line in (dm.DEFAULT_DATA / "gsm8k" / "test.jsonl").read_text().splitlines()]
-    for row in rows[:dm.DEMO_LIMIT]:
+    for row in rows[:dm.demo_limit()]:
         answer = row["answer"].rsplit("#### ", 1)[1]
         assert f"Q: {row['question']}\nA: {dm.COT_CUE} " in text
         assert f"{row['question']}\nAnswer: {answer}" not in text

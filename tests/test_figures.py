@@ -253,17 +253,38 @@ def test_fig9_shades_a_claimed_r_star_and_explains_an_unclaimed_one(tables, tmp_
 
 # ---------------------------------------------------------------- partial and empty inputs
 
-@pytest.mark.parametrize("name", registry.FIGURE_NAMES)
-def test_empty_and_missing_inputs_do_not_crash(name, tmp_path):
+def registry_inputs(figure: registry.Figure) -> list[str]:
+    """The input names the figure's rule gives it (workflow/rules/common.smk get_figure_inputs): its analysis
+    tables, and `benchmarks` when it reads strategies' scores."""
+    return [*figure.tables, *(["benchmarks"] if figure.strategies else [])]
+
+
+def drawn(fig) -> list:
+    """The artists that carry numbers (every figure function gives them a gid)."""
+    return [a for ax in fig.axes for a in ax.get_children() if a.get_gid()]
+
+
+@pytest.mark.parametrize("figure", registry.FIGURES, ids=registry.FIGURE_NAMES)
+def test_empty_and_missing_inputs_draw_nothing_and_log_each_missing_input(figure, tmp_path, caplog):
+    """Each input of the figure's rule absent (empty file), with a header and no rows, or not given at all: the figure
+    still exists, draws no data, and the log names every input and why it is missing."""
+    names = registry_inputs(figure)
+    assert names, figure.name  # every figure reads something
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     header_only = tmp_path / "header.csv"
     header_only.write_text("model,family,strategy,overall\n")
-    keys = ["benchmarks", "table1_tokens", "isoflop_fit", "train_equivalent", "crossover", "pca_loadings_ours",
-            "pca_loadings_ruan", "pca_loadings_ruan_no_humaneval"]
-    draw(name, {k: empty for k in keys}, tmp_path / "a")
-    draw(name, {k: header_only for k in keys}, tmp_path / "b")
-    draw(name, {}, tmp_path / "c")
+    cases = {"a": ({k: empty for k in names}, [f"input table {empty} is missing or empty"]),
+             "b": ({k: header_only for k in names}, [f"input table {header_only} has no rows"]),
+             "c": ({}, [f"input table {k!r} not given" for k in names])}
+    for case, (inputs, expected) in cases.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cotscale.figures"):
+            fig = draw(figure.name, inputs, tmp_path / case)
+        assert drawn(fig) == [], (figure.name, case, [a.get_gid() for a in drawn(fig)])
+        assert any(t.get_text() for ax in fig.axes for t in ax.texts), (figure.name, case)  # says why it is empty
+        for line in expected:
+            assert line in caplog.text, (figure.name, case, line, caplog.text)
 
 
 def test_ruan_not_configured_says_so(tables, tmp_path):

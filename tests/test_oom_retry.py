@@ -1,10 +1,10 @@
 """An evaluation that really runs out of memory is retried by Snakemake with half the batch and twice the memory.
 
-The fault: a test shim (sitecustomize, in the evaluation job's script process only, on its first attempt only) caps
-the process's address space (RLIMIT_AS) at what it has mapped when the model's forward pass first runs (after
-tokenization: the tokenizer's thread pool cannot start under such a cap), so the forward pass's next allocation
-fails in torch's CPU allocator, as on a host out of memory. (MALLOC_MMAP_THRESHOLD_ makes glibc map every allocation
-of 64 KiB or more, so the failure does not depend on free space left in the heap.)
+The fault: a test shim (sitecustomize, in the job's script process, at the first forward pass of the first attempt
+only) caps the process's address space (RLIMIT_AS) at what it has mapped then (after tokenization: the tokenizer's
+thread pool cannot start under such a cap) and allocates a tensor as large as the cap, which cannot fit whatever the
+heap holds, so torch's CPU allocator fails as on a host out of memory. (A cap alone missed once in three CI runs: the
+forward pass's next allocations can fit in memory already mapped.)
 Nothing else is replaced: real Snakemake with `--retries 1`, real lm-eval, the real demo model.
 
 Expected, from cotscale.evaluate / cotscale.preempt / cotscale.gpus: attempt 1 stops with the out-of-memory
@@ -32,15 +32,19 @@ BATCH = 4
 OOM_ONCE = """
 import os, sys
 _marker = os.environ.get("COTSCALE_TEST_OOM_ONCE")
-if _marker and sys.argv and sys.argv[0].endswith("evaluate.py") and not os.path.exists(_marker):
-    open(_marker, "w").close()  # the first attempt only
+if _marker and sys.argv and sys.argv[0].endswith("cotscale_rule.py"):  # a rule's script process (workflow/scripts)
     import resource
     from lm_eval.models.huggingface import HFLM
     _model_call = HFLM._model_call
-    def _capped_model_call(self, *args, **kwargs):  # cap the address space at what is mapped now: the next map fails
-        with open("/proc/self/status") as fh:
-            mapped = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
-        resource.setrlimit(resource.RLIMIT_AS, (mapped, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    def _capped_model_call(self, *args, **kwargs):
+        if not os.path.exists(_marker):  # the first forward pass of the first attempt only
+            open(_marker, "w").close()
+            import torch
+            with open("/proc/self/status") as fh:
+                mapped = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+            # cap the address space at what is mapped now, then allocate as much as the cap: that cannot fit
+            resource.setrlimit(resource.RLIMIT_AS, (mapped, resource.getrlimit(resource.RLIMIT_AS)[1]))
+            torch.empty(mapped, dtype=torch.uint8)
         return _model_call(self, *args, **kwargs)
     HFLM._model_call = _capped_model_call
 """

@@ -377,22 +377,32 @@ def test_empty_tables_give_empty_analysis_and_placeholder_figures(demo_config, t
     assert "overall" in pd.read_csv(tables / "benchmarks.csv").columns
     assert pd.read_csv(tables / "isoflop_fit.csv")["alpha"].isna().all()  # one row per fit, none fitted
 
-    from cotscale.figures import draw
+    # the sweeps' table as its rule writes it with no sweep; the planner refuses empty token tables (PlanError), so
+    # its figure gets the plan's header only
+    from cotscale import plan as planner
+    from cotscale import scaling
 
-    rules = {  # figure rule -> the tables it reads (workflow/rules/figures.smk)
-        "fig1_overall_vs_train_flops": ["benchmarks"], "fig2_loglikelihood_vs_hybrid": ["benchmarks"],
-        "fig3_cot_vs_no_cot": ["benchmarks"], "fig4_cot_gain_vs_train_flops": ["benchmarks"],
-        "table1_tokens": ["table1_tokens"], "fig5_pca_loadings_ours": ["pca_loadings_ours"],
-        "fig6_pca_loadings_ruan": ["pca_loadings_ruan", "pca_loadings_ruan_no_humaneval"],
-        "fig7_isoflop": ["isoflop_fit", "table1_tokens", "benchmarks"],
-        "fig8_tef_ratio_vs_token_ratio": ["train_equivalent", "table1_tokens"],
-        "fig9_lifetime_cost": ["crossover", "train_equivalent"], "fig10_free_form_cot": ["benchmarks"],
-    }
+    scaling.write_inference_scaling(tables / "inference_scaling.csv", [])
+    pd.DataFrame(columns=planner.GRID_COLUMNS).to_csv(tables / "plan.csv", index=False)
+    for name in ("inference_scaling", "plan"):
+        assert pd.read_csv(tables / f"{name}.csv").empty, name
+
+    from cotscale.figures import draw
+    from cotscale.registry import FIGURES, figure_strategies
+
     config = load_config(demo_config)
-    for rule, inputs in rules.items():
-        png = tmp_path / "figures" / f"{rule}.png"
-        draw(rule, {name: tables / f"{name}.csv" for name in inputs}, png, config)
-        assert png.stat().st_size > 0 and png.with_suffix(".pdf").stat().st_size > 0, rule
+    for figure in FIGURES:  # every figure, with the inputs its rule gives it (workflow/rules/common.smk)
+        inputs = {name: tables / f"{name}.csv" for name in figure.tables}
+        if figure.strategies:
+            inputs["benchmarks"] = [tables / s / "benchmarks.csv" for s in figure_strategies(config, figure)
+                                    if (tables / s).is_dir()]
+        png = tmp_path / "figures" / f"{figure.name}.png"
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cotscale.figures"):
+            fig = draw(figure.name, inputs, png, config)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+        assert not [a for ax in fig.axes for a in ax.get_children() if a.get_gid()], figure.name  # no data drawn
+        assert caplog.records, figure.name  # and the log says why
 
 
 # ---------------------------------------------------------------------------------------------- partial outputs

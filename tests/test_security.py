@@ -59,11 +59,11 @@ def test_no_rule_runs_a_shell_or_inline_code(workflow_rules):
     for rule in rules:
         assert rule.shellcmd is None and not rule.is_run, rule.name
         assert not (rule.notebook or rule.wrapper or getattr(rule, "cwl", None)), rule.name
-        if rule.name != "all":  # one script per rule family, each handing the job to its entry point
-            script = ROOT / "workflow" / "scripts" / Path(rule.script).name
-            assert rule.script == f"../scripts/{script.name}" and script.is_file(), rule.name
-            entry = re.search(r"run_rule\(snakemake, workflow\.(\w+)\)", script.read_text()).group(1)
-            assert entry == script.stem and callable(getattr(cotscale.workflow, entry)), rule.name
+        if rule.name != "all":  # one script for every rule, handing the job to its entry point by the rule's name
+            assert rule.script == "../scripts/cotscale_rule.py", rule.name
+            assert callable(cotscale.workflow.entry_point(rule.name)), rule.name
+    script = (ROOT / "workflow" / "scripts" / "cotscale_rule.py").read_text()
+    assert "workflow.run_rule(snakemake, workflow.entry_point(snakemake.rule))" in script
     sources = [ROOT / "Snakefile", *sorted((ROOT / "workflow").rglob("*.smk")), *sorted((ROOT / "workflow").rglob("*.py")),
                *sorted((ROOT / "src" / "cotscale").glob("*.py"))]
     for source in sources:

@@ -50,7 +50,7 @@ LM_EVAL_TIMING = ("date", "start_time", "end_time", "total_evaluation_time_secon
 SLOW_WRITES = """
 import os, sys
 _pause = float(os.environ.get("COTSCALE_TEST_PAUSE_AFTER_WRITE", "0"))
-if _pause and sys.argv and sys.argv[0].endswith("evaluate.py"):  # the evaluation job's script process only
+if _pause and sys.argv and sys.argv[0].endswith("cotscale_rule.py"):  # a rule's script process (only evaluations write caches)
     import time
     import cotscale.cache
     _put_many = cotscale.cache.RequestCache.put_many

@@ -16,16 +16,29 @@ def paper(root=ROOT):
     return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
+COT = " Let's think step by step."  # the paper's zero-shot CoT cue (Kojima et al.)
+#: what defines each paper strategy's prompts and decoding, written out by hand from config/config.yaml and the
+#: paper (not from cotscale.strategy): (format, cue, answer cue, stop sequences, decoding, beams, samples, temperature)
+PAPER_STRATEGIES = {
+    "standard": ("loglikelihood", "", " The answer is:", [], "greedy", 1, 1, 0.0),
+    "cot_generate": ("generate", COT, " The answer is:", [], "greedy", 1, 1, 0.0),
+    "hybrid": ("hybrid", "", " The answer is:", ["\n"], "greedy", 1, 1, 0.0),
+    "hybrid_cot": ("hybrid", COT, " The answer is:", ["\n"], "greedy", 1, 1, 0.0),
+    "beam": ("hybrid", COT, " The answer is:", ["\n"], "beam", 4, 1, 0.0),
+    "self_consistency": ("hybrid", COT, " The answer is:", ["\n"], "sample", 1, 5, 0.7),
+}
+FIELDS = ("format", "cue", "answer_cue", "until", "decoding", "num_beams", "samples", "temperature")
+
+
 def test_a_strategy_name_on_the_cli_is_the_pipelines_strategy(paper):
-    """`--model_args strategy=NAME` and the pipeline's strategies.NAME resolve to the same spec: same cue, answer
-    cue, stop sequences and decoding, hence the same prompts."""
+    """`--model_args strategy=NAME` and the pipeline's strategies.NAME both give the paper's prompts and decoding
+    (same cue, answer cue, stop sequences and decoding, hence the same prompts)."""
     config = load_config(paper)
-    for name, spec in config["strategies"].items():
-        assert resolve_strategy(name) == resolve_strategy(spec), name
-    hybrid_cot = resolve_strategy("hybrid_cot")
-    assert (hybrid_cot["cue"], hybrid_cot["answer_cue"], hybrid_cot["until"]) == (
-        " Let's think step by step.", " The answer is:", ["\n"])
-    assert resolve_strategy("hybrid")["cue"] == ""
+    assert sorted(config["strategies"]) == sorted(PAPER_STRATEGIES)
+    for name, expected in PAPER_STRATEGIES.items():
+        for source in (name, config["strategies"][name]):
+            resolved = resolve_strategy(source)
+            assert tuple(resolved[f] for f in FIELDS) == expected, (name, type(source).__name__)
 
 
 def test_an_empty_cot_cue_is_an_error_naming_the_key(paper):

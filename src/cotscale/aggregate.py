@@ -18,15 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from cotscale import outcomes, uncertainty
+from cotscale import contract, outcomes, uncertainty
 from cotscale.config import BENCHMARKS, CotscaleError, canonical, job_spec, task_variant
+from cotscale.flops import inference_flops, train_flops
 from cotscale.io import read_json, write_csv
 from cotscale.registry import STRATEGY_TABLES
 from cotscale.usage import empty_fraction
 
 log = logging.getLogger(__name__)
 
-ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
+ID_COLUMNS = list(contract.ID_COLUMNS)
 # Every table has its header even when it has no rows, so that the analysis and figures can read it.
 SCORE_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "metric", "filter", "value", "stderr"]
 BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overall_stderr", "n_benchmarks",
@@ -176,7 +177,7 @@ def benchmark_rows(config: dict, results_by_key: dict[tuple[str, str], dict[str,
     for (model, strategy), by_benchmark in results_by_key.items():
         first = next(iter(by_benchmark.values()))
         row = _identity(first)
-        row["train_flops"] = 6.0 * row["N"] * row["D"]
+        row["train_flops"] = train_flops(row["N"], row["D"])
         values, stderrs = [], []
         for bench in BENCHMARKS:
             if bench not in config["tasks"] or bench not in by_benchmark:
@@ -306,12 +307,13 @@ def compute_rows(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
         generated_tokens=("generated_tokens", "sum"),
         token_unit=("token_unit", "first"),
     ).reset_index()
-    per["train_flops"] = 6.0 * per["N"] * per["D"]
+    per["train_flops"] = train_flops(per["N"], per["D"])
     per["generated_tokens_per_document"] = per["generated_tokens"] / per["documents"]
-    per["inference_flops_per_document"] = 2.0 * per["N"] * per["generated_tokens_per_document"]
-    per["forward_flops_per_document"] = 2.0 * per["N"] * (per["prompt_tokens"] + per["generated_tokens"]) / per["documents"]
-    per["inference_flops"] = 2.0 * per["N"] * per["generated_tokens"]
-    per["forward_flops"] = 2.0 * per["N"] * (per["prompt_tokens"] + per["generated_tokens"])
+    per["inference_flops_per_document"] = inference_flops(per["N"], per["generated_tokens_per_document"])
+    per["forward_flops_per_document"] = (inference_flops(per["N"], per["prompt_tokens"] + per["generated_tokens"])
+                                         / per["documents"])
+    per["inference_flops"] = inference_flops(per["N"], per["generated_tokens"])
+    per["forward_flops"] = inference_flops(per["N"], per["prompt_tokens"] + per["generated_tokens"])
     if not measured.empty:
         cost = measured.groupby(["model", "strategy"]).agg(
             wall_seconds=("wall_seconds", "sum"), model_load_seconds=("model_load_seconds", "max"),
@@ -371,10 +373,8 @@ def _check_known(config: dict, path: Path, results: dict) -> None:
 
 
 def _suite_model(config: dict, path: str, strategy: str) -> str:
-    """The model of a suite's benchmark file: logs/benchmarks/evaluate/{model}/{strategy}.tsv, or {model}.tsv with
-    `suite: model`."""
-    text = str(path).replace("\\", "/").split("logs/benchmarks/evaluate/", 1)[-1]
-    return text[: -len(f"/{strategy}.tsv")] if config["suite"] == "strategy" else text[: -len(".tsv")]
+    """The model of a suite's benchmark file (cotscale.contract.EVAL_BENCHMARK of the config's `suite:`)."""
+    return contract.path_fields(contract.EVAL_BENCHMARK[config["suite"]], path)["model"]
 
 
 def write_strategy_tables(config: dict, strategy: str, result_paths: list[str], out_dir: Path,

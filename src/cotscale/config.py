@@ -48,6 +48,12 @@ def _default_tasks() -> dict:
 BENCHMARKS = tuple(_default_tasks())
 
 
+def default_tasks() -> dict:
+    """config/tasks/benchmarks.yaml: per benchmark and variant, the lm-eval task, metric and filter (a copy)."""
+    return copy.deepcopy(_default_tasks())
+
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 

@@ -19,6 +19,19 @@ TABLES_DIR = "results/tables"
 STRATEGY_DIR = "results/tables/strategies/{strategy}"
 PUBLISHED_DIR = "results/published"
 FIGURES_DIR = "figures"
+#: Snakemake's log and `benchmark:` file (wall seconds, max RSS) of an evaluation job, by the config's `suite:`
+#: (`strategy`: one job per model revision × strategy; `model`: one per model revision). aggregate.py reads the
+#: benchmark files back (cotscale.contract.path_fields recovers the model from one).
+EVAL_LOG = {"strategy": "logs/evaluate/{model}/{strategy}.log", "model": "logs/evaluate/{model}.log"}
+EVAL_BENCHMARK = {"strategy": "logs/benchmarks/evaluate/{model}/{strategy}.tsv",
+                  "model": "logs/benchmarks/evaluate/{model}.tsv"}
+#: the `benchmark:` file of any other rule (one job per rule, or per {name} / {strategy} / {figure} wildcard value)
+RULE_BENCHMARK = "logs/benchmarks/{rule}.tsv"
+
+# --- tables ------------------------------------------------------------------------------------------------------
+#: the identity of an evaluated operating point: the first columns of scores/benchmarks/tokens/compute.csv, of
+#: inference_scaling.csv and of the planner's points
+ID_COLUMNS = ("model", "revision", "family", "N", "D", "strategy")
 
 # --- per-document outcomes (issue: every answer with its uncertainty) --------------------------------------------
 #: results/tables/outcomes.parquet: one row per model revision × strategy × task × document (and budget of a
@@ -59,3 +72,17 @@ MODEL_COLUMNS = ("model", "revision", "family", "N", "D", "layers", "d_model", "
                  "vocab_size", "total_params", "non_embedding_params", "tied_embeddings", "architecture_source")
 #: the cost model every published number uses (2·N·generated tokens); the others are in cotscale.cost
 DEFAULT_COST_MODEL = "paper"
+
+
+def path_fields(pattern: str, path: str) -> dict[str, str]:
+    """The wildcard values of `path` under one of the patterns above ({model} may hold `/`: `key@revision/sub`).
+    Raises ValueError naming both when the path does not have the pattern's shape."""
+    import re
+
+    text = str(path).replace("\\", "/")
+    regex = "".join(f"(?P<{part[1:-1]}>{'.+' if part == '{model}' else '[^/]+'})" if part.startswith("{")
+                    else re.escape(part) for part in re.split(r"(\{[a-z_]+\})", pattern))
+    match = re.search(f"(?:^|/){regex}$", text)
+    if match is None:
+        raise ValueError(f"{path} is not a path of the form {pattern}")
+    return match.groupdict()

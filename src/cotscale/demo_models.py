@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from cotscale.config import ROOT, read_yaml
 from cotscale.strategy import DEFAULT_ANSWER_CUE, DEFAULT_COT_CUE
 
 SPEC_KEYS = {"arch", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "seq_len",
@@ -37,8 +39,9 @@ OPTIONAL_KEYS = {"tie_word_embeddings": False, "max_position_embeddings": 2048}
 IGNORED_KEYS = {"steps", "thinking"}  # live next to the spec in config/demo.yaml; see demo_checkpoints(), build_run()
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>", "unk_token": "<|unk|>"}
 DOC_SEP = "\n\n\n"  # documents in the corpus files are separated by two blank lines
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "config" / "demo_corpus"
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "config" / "tasks" / "demo_data"
+DEFAULT_CORPUS = ROOT / "config" / "demo_corpus"
+DEFAULT_DATA = ROOT / "config" / "tasks" / "demo_data"
+DEMO_CONFIG = ROOT / "config" / "demo.yaml"  # its `limit`: the documents the demo scores, which the corpus teaches
 
 
 # --------------------------------------------------------------------------------------------- the demo world
@@ -57,7 +60,6 @@ ITEMS = ["apples", "pencils", "books", "marbles", "stickers", "cookies", "cards"
 LETTERS = "ABCD"
 COT_CUE = DEFAULT_COT_CUE.strip()  # the cue the CoT strategies send, as the corpus writes it
 GSM8K_TEST, GSM8K_TRAIN = 24, 8  # scored documents; few-shot examples (lm-eval's gsm8k prompts with 5)
-DEMO_LIMIT = 12  # config/demo.yaml's `limit`: the corpus teaches what the demo scores
 FACT_REPEATS, CHAIN_REPEATS, DIRECT_ANSWERS = 2, 6, 100  # how often the corpus states each thing
 
 
@@ -101,9 +103,16 @@ def generate_gsm8k(data_dir: Path = None, seed: int = 1) -> list[Path]:
     return [data_dir / "test.jsonl", data_dir / "train.jsonl"]
 
 
+@functools.lru_cache(maxsize=None)
+def demo_limit() -> int:
+    """config/demo.yaml's `limit` (its one source): the corpus teaches what the demo scores."""
+    return int(read_yaml(DEMO_CONFIG)["limit"])
+
+
 def _rows(path: Path) -> list[dict]:
-    """The documents config/demo.yaml scores: the first DEMO_LIMIT of a file (lm-eval's `limit`)."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:DEMO_LIMIT]
+    """The documents config/demo.yaml scores: the first demo_limit() of a file (lm-eval's `limit`)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:demo_limit()]
 
 
 def _fact_items(data_dir: Path) -> list[tuple[str, str, str]]:

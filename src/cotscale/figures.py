@@ -43,8 +43,9 @@ Z95 = 1.96
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "p", "h")
 #: fig12 marks the cells whose cheapest point wins fewer than this share of the bootstrap draws
 UNSURE = 0.8
-BENCHMARK_COLUMNS = ["model", "family", "N", "D", "train_flops", "strategy", "overall", "overall_stderr",
-                     "overall_ci_low", "overall_ci_high", "ci_method"]
+#: the columns of benchmarks.csv the figures read (aggregate.BENCHMARK_COLUMNS is the whole table)
+DRAWN_BENCHMARK_COLUMNS = ["model", "family", "N", "D", "train_flops", "strategy", "overall", "overall_stderr",
+                           "overall_ci_low", "overall_ci_high", "ci_method"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -176,7 +177,7 @@ def _sci(x: float) -> str:
 
 def fig1_overall_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict):
     strategy = config["analysis"]["llh"]
-    table = _columns(_read(inputs, "benchmarks", "fig1"), BENCHMARK_COLUMNS)
+    table = _columns(_read(inputs, "benchmarks", "fig1"), DRAWN_BENCHMARK_COLUMNS)
     data = _log_missing(table[table["strategy"] == strategy], config, strategy, "fig1").sort_values("train_flops")
     _theme()
     if data.empty:
@@ -207,7 +208,7 @@ def _paired_scores(inputs, png, config, figure: str, pair: tuple[str, str], labe
     benchmarks = _read(inputs, "benchmarks", figure)
     if pair[0] != pair[1] and not benchmarks.empty:
         check_same_documents(benchmarks, pair, figure)
-    table = _columns(benchmarks, BENCHMARK_COLUMNS)
+    table = _columns(benchmarks, DRAWN_BENCHMARK_COLUMNS)
     expected = _expected_models(config, table)
     data = table[table["strategy"].isin(pair)].dropna(subset=["overall"])
     for strategy in pair:
@@ -311,7 +312,7 @@ def fig4_cot_gain_vs_train_flops(inputs: dict[str, Path], png: Path, config: dic
     benchmarks = _read(inputs, "benchmarks", "fig4")
     if not benchmarks.empty:
         check_same_documents(benchmarks, (a["baseline"], a["cot"]), "fig4")
-    table = _columns(benchmarks, BENCHMARK_COLUMNS)
+    table = _columns(benchmarks, DRAWN_BENCHMARK_COLUMNS)
     data = cot_gain(table, a["baseline"], a["cot"])
     gains = _columns(_read(inputs, "cot_gain", "fig4"), GAIN_COLUMNS)
     gains = gains[(gains["pair"] == "cot_vs_baseline") & (gains["benchmark"] == "overall")]
@@ -366,7 +367,7 @@ def table1_tokens(inputs: dict[str, Path], png: Path, config: dict):
     _log_absent("table1_tokens", "token counts", _expected_models(config, table), data["model"])
     # per-model rows first (in family, size order), the overall row last
     overall = data[data["model"] == "Overall"]
-    models = data[data["model"] != "Overall"].assign(train_flops=lambda d: 6 * d["N"] * d["D"])
+    models = data[data["model"] != "Overall"].assign(train_flops=lambda d: flops.train_flops(d["N"], d["D"]))
     models = models.set_index("model").loc[_model_order(models)].reset_index() if len(models) else models
     data = pd.concat([models, overall], ignore_index=True)
     _theme()
@@ -496,7 +497,7 @@ def fig7_isoflop(inputs: dict[str, Path], png: Path, config: dict):
     fits = _columns(_read(inputs, "isoflop_fit", "fig7"),
                     ["prompting", "strategy", "score_strategy", "alpha", "beta", "delta"])
     tab1 = _columns(_read(inputs, "table1_tokens", "fig7"), ["model", "baseline_tokens", "cot_tokens", "token_unit"])
-    bench = _columns(_read(inputs, "benchmarks", "fig7"), BENCHMARK_COLUMNS)
+    bench = _columns(_read(inputs, "benchmarks", "fig7"), DRAWN_BENCHMARK_COLUMNS)
     a = config["analysis"]
     panels = []
     for prompting, strategy, tok_col in (("baseline", a["baseline"], "baseline_tokens"),

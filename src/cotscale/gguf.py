@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from cotscale.config import ConfigError, CotscaleError
+from cotscale.errors import ConfigError, CotscaleError
 
 #: |N(file) - params| / params above this is an error: the entry's N would not be the model evaluated
 PARAMS_TOLERANCE = 0.01

@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cotscale import flops, outcomes, scaling, table1, uncertainty
+from cotscale import contract, flops, outcomes, scaling, table1, uncertainty
 from cotscale.config import CotscaleError
 from cotscale.io import write_csv
 
 log = logging.getLogger(__name__)
 
 COSTS = ("generated", "forward")
-POINT_COLUMNS = ["model", "revision", "family", "N", "D", "strategy", "budget", "overall", "tokens_per_request",
+POINT_COLUMNS = [*contract.ID_COLUMNS, "budget", "overall", "tokens_per_request",
                  "generated_tokens_per_request", "train_flops", "seconds_per_request", "token_unit",
                  "overall_stderr", "overall_ci_low", "overall_ci_high"]
 PLAN_COLUMNS = ["rank", "model", "strategy", "budget", "overall", "tokens_per_request", "train_flops",
@@ -56,7 +56,7 @@ class PlanError(CotscaleError, ValueError):
 
 
 REQUIRED = {
-    "benchmarks": ["model", "revision", "family", "N", "D", "strategy", "overall"],
+    "benchmarks": [*contract.ID_COLUMNS, "overall"],
     "tokens": ["model", "family", "N", "D", "strategy", "benchmark", "generate_requests", "generated_tokens",
                "documents", "prompt_tokens", "token_unit"],
     "inference_scaling": [c for c in scaling.COLUMNS if c != "ci_method"],  # older tables: no ci_method

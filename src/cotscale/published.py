@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from cotscale.ingest import restrict  # the paper's result files are lm-eval results: cut as any lm-eval output
+from cotscale.config import default_tasks
 from cotscale.io import write_csv, write_json, write_jsonl_gz
 from cotscale.contract import EMPTY_FIELD
 from cotscale.usage import is_empty, summarize_usage
@@ -60,16 +61,9 @@ STRATEGY_SPECS = {
     "hybrid_cot": {"format": "hybrid", "prompt": "cot", "variant": "standard", "decoding": "sample",
                    "temperature": 0.7, "until": ["\n"], "note": "seed regenerated a rationale per answer choice"},
 }
-#: benchmark -> lm-eval root task per variant (the seed's task names, as in config.yaml)
-TASKS = {
-    "arc_challenge": {"standard": "arc_challenge", "cot": "arc_challenge_cot"},
-    "gsm8k": {"standard": "gsm8k", "cot": "gsm8k_cot_zeroshot"},
-    "hellaswag": {"standard": "hellaswag", "cot": "hellaswag_cot"},
-    "mmlu": {"standard": "mmlu", "cot": "mmlu_flan_cot_zeroshot"},
-    "winogrande": {"standard": "winogrande", "cot": "winogrande_cot"},
-    "xwinograd": {"standard": "xwinograd", "cot": "xwinograd_cot"},
-    "truthfulqa_mc1": {"standard": "truthfulqa_mc1", "cot": "truthfulqa_cot"},
-}
+#: benchmark -> lm-eval root task per variant (the seed's task names: config/tasks/benchmarks.yaml's)
+TASKS = {bench: {variant: spec["task"] for variant, spec in variants.items()}
+         for bench, variants in default_tasks().items()}
 #: family -> Hugging Face organisation, to rebuild hf_id = org/model
 HF_ORGS = {"llama": "meta-llama", "olmo": "allenai", "qwen": "Qwen", "gemma": "google", "pythia": "EleutherAI"}
 

@@ -14,7 +14,9 @@ FREE_FORM_COT = "cot_generate"
 
 #: analysis tables of the baseline / CoT pair (rule analysis) and of the PCA (rule pca)
 PAIR_TABLES = ("regression", "train_equivalent", "isoflop_fit", "crossover", "table1_tokens")
-PCA_TABLES = ("pca_loadings_ours", "pca_loadings_ruan", "pca_loadings_ruan_no_humaneval")
+PCA_OURS_TABLES = ("pca_loadings_ours",)  # rule pca: our models' log-likelihood scores
+PCA_RUAN_TABLES = ("pca_loadings_ruan", "pca_loadings_ruan_no_humaneval")  # rule pca_ruan: their table
+PCA_TABLES = PCA_OURS_TABLES + PCA_RUAN_TABLES
 #: the tables every evaluated strategy gets (rule aggregate_strategy), and their concatenation (rule aggregate)
 STRATEGY_TABLES = ("scores", "benchmarks", "tokens", "compute")
 #: the planner's grid of cheapest operating points (rule plan)

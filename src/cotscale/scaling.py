@@ -41,7 +41,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from cotscale import flops, outcomes, uncertainty
+from cotscale import contract, flops, outcomes, uncertainty
 from cotscale.config import BENCHMARKS, CotscaleError
 from cotscale.contract import (BUDGET_GENERATED_TOKENS, BUDGET_LOGLIKELIHOODS, BUDGET_RESPONSES, BUDGETS,
                                GENERATED_TOKENS, RATIONALE_LOGLIKELIHOODS, SEQUENCE_LOGPROBS)
@@ -50,7 +50,7 @@ from cotscale.lm.thinking import no_answer
 
 log = logging.getLogger(__name__)
 
-ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
+ID_COLUMNS = list(contract.ID_COLUMNS)
 DOC_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "doc_id"]
 SAMPLE_COLUMNS = [*DOC_COLUMNS, "sample", "answer", "correct", "generated_tokens", "logprob"]
 LENGTH_COLUMNS = [*DOC_COLUMNS, "budget", "correct", "generated_tokens"]

@@ -1,5 +1,5 @@
-"""The bridge between Snakemake rules and cotscale: each rule family's `script:` (workflow/scripts/<family>.py)
-calls `run_rule(snakemake, <its entry point here>)`.
+"""The bridge between Snakemake rules and cotscale: every rule's `script:` (workflow/scripts/cotscale_rule.py)
+calls `run_rule(snakemake, entry_point(<the rule's name>))`.
 
 Rules only wire files; the entry points read the job's inputs, outputs, wildcards and params and call the function
 that does the work; run_rule sends all output (including lm-eval's and transformers') to the rule's log and keeps
@@ -12,13 +12,15 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import re
 import sys
 from pathlib import Path
 
+from cotscale import contract
 from cotscale.config import CotscaleError, load_config, resolve_path
 
-EVALS_DIR = Path("results/evals")  # results/evals/{model}/{strategy}/{task}/: the evaluation contract
-CACHE_DIR = Path("results/cache")  # request caches of running evaluations (cotscale.cache), beside their outputs
+EVALS_DIR = Path(contract.EVALS_ROOT)  # {model}/{strategy}/{task}/ under it: the evaluation contract
+CACHE_DIR = Path(contract.CACHE_ROOT)  # request caches of running evaluations (cotscale.cache), beside their outputs
 log = logging.getLogger("cotscale")
 
 
@@ -142,23 +144,25 @@ def pca(smk, config):
     """Our observational-scaling PCA, on the log-likelihood strategy's scores."""
     from cotscale.fits import run_pca
 
-    return run_pca(Path(smk.input.benchmarks[0]), Path(smk.output.ours).parent)
+    return run_pca(Path(smk.input.benchmarks[0]), Path(smk.output.pca_loadings_ours).parent)
 
 
 def pca_ruan(smk, config):
     """Ruan et al.'s PCA (their 148-model table), with and without HumanEval."""
     from cotscale.fits import run_pca_ruan
 
-    return run_pca_ruan(_local_or_url(smk.params.ruan), Path(smk.output.ruan).parent)
+    return run_pca_ruan(_local_or_url(smk.params.ruan), Path(smk.output.pca_loadings_ruan).parent)
 
 
 def plan(smk, config):
-    """plan.csv: the planner (cotscale.plan) over the configured grid of lifetime requests × target scores."""
+    """plan.csv: the planner (cotscale.plan) over the grid of lifetime requests × target scores (params.grid)."""
+    import json
+
     from cotscale import plan as planner
 
     from cotscale.uncertainty import settings
 
-    grid = config["plan"]
+    grid = json.loads(smk.params.grid)
     tables = planner.read_tables(**{name: Path(path) for name, path in smk.input.items()})
     return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"],
                               settings(config))
@@ -175,7 +179,7 @@ def inference_scaling(smk, config):
     from cotscale.uncertainty import settings
 
     runs = list(zip(smk.input.results, smk.input.samples, smk.params.runs, strict=True))
-    return scaling.write_inference_scaling(Path(smk.output.table), scaling.sweep_rows(runs, sweeps, smk.params.seed),
+    return scaling.write_inference_scaling(Path(smk.output.inference_scaling), scaling.sweep_rows(runs, sweeps, smk.params.seed),
                                            boot=settings(config), outcomes_out=Path(smk.output.outcomes))
 
 
@@ -201,11 +205,30 @@ def figure(smk, config):
     return draw(smk.params.figure, inputs, Path(smk.output.png), config)
 
 
+#: rule families whose entry point is the function of the same name (figures: `figure`)
+ENTRY_POINTS = ("build_demo_model", "evaluate", "aggregate_strategy", "aggregate", "outcomes", "ingest_published",
+                "ingest_lm_eval", "analysis", "cot_gain", "pca", "pca_ruan", "plan", "inference_scaling", "prefetch")
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Failures the user fixes (config, inputs, environment): their message says how, so no traceback is needed."""
     from cotscale.prefetch import OfflineCacheMiss
 
     return CotscaleError, OfflineCacheMiss
+
+
+def entry_point(rule: str):
+    """The entry point of a rule, by its name: a figure of the registry draws, `evaluate` and `evaluate_model_<i>`
+    evaluate, any other rule has the function of its name here. A rule imported as a module with a prefix
+    (`use rule * from cotscale as cotscale_*`) keeps its name as the suffix, so the longest matching suffix wins."""
+    from cotscale.registry import FIGURE_NAMES
+
+    families = {**{name: figure for name in FIGURE_NAMES}, **{name: globals()[name] for name in ENTRY_POINTS}}
+    base = re.sub(r"_model_\d+$", "", rule)
+    matches = [name for name in families if base == name or base.endswith("_" + name)]
+    if not matches:
+        raise CotscaleError(f"rule {rule!r} has no entry point in cotscale.workflow (known: {sorted(families)})")
+    return families[max(matches, key=len)]
 
 
 def run_rule(smk, entry) -> None:

@@ -12,33 +12,30 @@ rule aggregate_strategy:
         **({} if CFG["published"] else {"outcomes": STRATEGY_OUTCOMES}),
     log:
         "logs/aggregate/{strategy}.log",
+    benchmark:
+        rule_benchmark("aggregate_strategy/{strategy}")
     conda:
         ANALYSIS_ENV
     params:
         variants=get_strategy_table_params,
         bootstrap=BOOTSTRAP,
     script:
-        f"{SCRIPTS}/aggregate_strategy.py"
+        SCRIPT
 
 
 rule aggregate:
     input:
         benchmarks=get_strategy_tables(list(CFG["strategies"])),
     output:
-        **{
-            table: report(
-                f"results/tables/{table}.csv",
-                caption=f"../report/{table}.rst",
-                category="Tables",
-            )
-            for table in STRATEGY_TABLES
-        },
+        **{table: report_table(table) for table in STRATEGY_TABLES},
     log:
         "logs/aggregate.log",
+    benchmark:
+        rule_benchmark("aggregate")
     conda:
         ANALYSIS_ENV
     script:
-        f"{SCRIPTS}/aggregate.py"
+        SCRIPT
 
 
 # One table of every per-document outcome (plain points and budget-sweep points): what every interval is drawn from.
@@ -50,7 +47,9 @@ rule outcomes:
         outcomes=OUTCOMES_TABLE,
     log:
         "logs/outcomes.log",
+    benchmark:
+        rule_benchmark("outcomes")
     conda:
         ANALYSIS_ENV
     script:
-        f"{SCRIPTS}/outcomes.py"
+        SCRIPT

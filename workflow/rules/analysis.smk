@@ -4,12 +4,14 @@ rule ingest_published:
         models=f"{PUBLISHED_DIR}/published_models.csv",
     log:
         "logs/ingest_published.log",
+    benchmark:
+        rule_benchmark("ingest_published")
     conda:
         ANALYSIS_ENV
     params:
         source=CFG["published"],
     script:
-        f"{SCRIPTS}/ingest_published.py"
+        SCRIPT
 
 
 # Experiment 2's fits read only the baseline and CoT strategies' tables.
@@ -19,18 +21,13 @@ rule analysis:
         tokens=get_strategy_tables(get_role_strategies("baseline", "cot"), "tokens"),
         outcomes=get_role_outcomes("baseline", "cot"),
     output:
-        **{
-            table: report(
-                f"results/tables/{table}.csv",
-                caption=f"../report/{table}.rst",
-                category="Tables",
-            )
-            for table in PAIR_TABLES
-        },
-        table1_md="results/tables/table1_tokens.md",
-        table1_tex="results/tables/table1_tokens.tex",
+        **{table: report_table(table) for table in PAIR_TABLES},
+        table1_md=table_path("table1_tokens", "md"),
+        table1_tex=table_path("table1_tokens", "tex"),
     log:
         "logs/analysis.log",
+    benchmark:
+        rule_benchmark("analysis")
     conda:
         ANALYSIS_ENV
     params:
@@ -40,7 +37,7 @@ rule analysis:
         empty_warning=CFG["analysis"]["empty_warning"],
         bootstrap=BOOTSTRAP,
     script:
-        f"{SCRIPTS}/analysis.py"
+        SCRIPT
 
 
 # Our PCA reads the log-likelihood strategy's scores; Ruan et al.'s needs no evaluation at all.
@@ -48,41 +45,32 @@ rule pca:
     input:
         benchmarks=get_strategy_tables(get_role_strategies("llh")),
     output:
-        ours=report(
-            "results/tables/pca_loadings_ours.csv",
-            caption="../report/pca_loadings_ours.rst",
-            category="Tables",
-        ),
+        **{table: report_table(table) for table in PCA_OURS_TABLES},
     log:
         "logs/pca.log",
+    benchmark:
+        rule_benchmark("pca")
     conda:
         ANALYSIS_ENV
     params:
         llh=CFG["analysis"]["llh"],
     script:
-        f"{SCRIPTS}/pca.py"
+        SCRIPT
 
 
 rule pca_ruan:
     output:
-        ruan=report(
-            "results/tables/pca_loadings_ruan.csv",
-            caption="../report/pca_loadings_ruan.rst",
-            category="Tables",
-        ),
-        ruan_no_humaneval=report(
-            "results/tables/pca_loadings_ruan_no_humaneval.csv",
-            caption="../report/pca_loadings_ruan_no_humaneval.rst",
-            category="Tables",
-        ),
+        **{table: report_table(table) for table in PCA_RUAN_TABLES},
     log:
         "logs/pca_ruan.log",
+    benchmark:
+        rule_benchmark("pca_ruan")
     conda:
         ANALYSIS_ENV
     params:
         ruan=CFG["analysis"].get("ruan_table"),
     script:
-        f"{SCRIPTS}/pca_ruan.py"
+        SCRIPT
 
 
 # The planner: the cheapest evaluated operating point for each lifetime-request count × target score, and how sure
@@ -90,25 +78,23 @@ rule pca_ruan:
 rule plan:
     input:
         **({} if CFG["published"] else {"outcomes": OUTCOMES_TABLE}),
-        benchmarks="results/tables/benchmarks.csv",
-        tokens="results/tables/tokens.csv",
-        compute="results/tables/compute.csv",
-        inference_scaling="results/tables/inference_scaling.csv",
+        **{
+            table: table_path(table)
+            for table in ("benchmarks", "tokens", "compute", "inference_scaling")
+        },
     output:
-        plan=report(
-            "results/tables/plan.csv",
-            caption="../report/plan.rst",
-            category="Tables",
-        ),
+        **{table: report_table(table) for table in PLAN_TABLES},
     log:
         "logs/plan.log",
+    benchmark:
+        rule_benchmark("plan")
     conda:
         ANALYSIS_ENV
     params:
         grid=canonical(CFG["plan"]),
         bootstrap=BOOTSTRAP,
     script:
-        f"{SCRIPTS}/plan.py"
+        SCRIPT
 
 
 # Budget sweeps (strategies with `k: [...]` or a `max_gen_toks` list): operating points from the samples drawn.
@@ -125,19 +111,21 @@ SWEEP_RUNS = [
 
 rule inference_scaling:
     input:
-        results=[f"results/evals/{m}/{s}/{t}/results.json" for m, s, t in SWEEP_RUNS],
+        results=[
+            f"{EVAL_DIR.format(model=m, strategy=s, task=t)}/results.json"
+            for m, s, t in SWEEP_RUNS
+        ],
         samples=[
-            f"results/evals/{m}/{s}/{t}/samples.jsonl.gz" for m, s, t in SWEEP_RUNS
+            f"{EVAL_DIR.format(model=m, strategy=s, task=t)}/samples.jsonl.gz"
+            for m, s, t in SWEEP_RUNS
         ],
     output:
-        table=report(
-            "results/tables/inference_scaling.csv",
-            caption="../report/inference_scaling.rst",
-            category="Tables",
-        ),
+        **{table: report_table(table) for table in SCALING_TABLES},
         outcomes=SWEEP_OUTCOMES,
     log:
         "logs/inference_scaling.log",
+    benchmark:
+        rule_benchmark("inference_scaling")
     conda:
         # lm-eval's filters and metrics re-extract and score each response of a generative task
         "../../envs/evaluate-hf.yaml"
@@ -147,7 +135,7 @@ rule inference_scaling:
         seed=CFG["seed"],
         bootstrap=BOOTSTRAP,
     script:
-        f"{SCRIPTS}/inference_scaling.py"
+        SCRIPT
 
 
 # CoT gains with their paired intervals and tests: baseline vs CoT, log-likelihood vs baseline (cotscale.uncertainty).
@@ -163,10 +151,12 @@ rule cot_gain:
         ),
     log:
         "logs/cot_gain.log",
+    benchmark:
+        rule_benchmark("cot_gain")
     conda:
         ANALYSIS_ENV
     params:
         pairs=get_gain_pairs(),
         bootstrap=BOOTSTRAP,
     script:
-        f"{SCRIPTS}/cot_gain.py"
+        SCRIPT

@@ -3,6 +3,7 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
+from cotscale import contract
 from cotscale.config import (
     DEMO_MODELS_DIR,
     canonical,
@@ -26,7 +27,10 @@ from cotscale.strategy import budget_sweep
 from cotscale.registry import (
     FIGURES,
     PAIR_TABLES,
+    PCA_OURS_TABLES,
+    PCA_RUAN_TABLES,
     PCA_TABLES,
+    PLAN_TABLES,
     SCALING_TABLES,
     GAIN_TABLES,
     STRATEGY_TABLES,
@@ -41,7 +45,8 @@ CFG = load_workflow_config(
     workflow.config_settings.config,
     workflow.basedir,
 )
-SCRIPTS = "../scripts"
+# every rule's script: its entry point in cotscale.workflow, by the rule's name
+SCRIPT = "../scripts/cotscale_rule.py"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 TASKS = list(CFG["tasks"])
 # analysis.bootstrap: part of the params of every rule whose intervals it defines
@@ -51,17 +56,22 @@ SUITES = suites(CFG)
 SUITE_STRATEGIES = dict(SUITES) if CFG["suite"] == "model" else {}
 
 
+# a model key, or key@revision; each `/`-separated part of a revision starts with a letter or digit (no `..`)
+MODEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*)?"
+
+
 wildcard_constraints:
-    # a model key, or key@revision; each `/`-separated part of a revision starts with a letter or digit (no `..`)
-    model=r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*)?",
+    model=MODEL_PATTERN,
     strategy=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    task=r"[A-Za-z0-9_]+",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
-EVAL_DIR = "results/evals/{model}/{strategy}/{task}"
-STRATEGY_DIR = "results/tables/strategies/{strategy}"
-PUBLISHED_DIR = "results/published"
+# paths of the data contract (cotscale.contract)
+EVAL_DIR = contract.EVAL_DIR
+STRATEGY_DIR = contract.STRATEGY_DIR
+PUBLISHED_DIR = contract.PUBLISHED_DIR
+TABLES_DIR = contract.TABLES_DIR
+EVAL_BENCHMARK = contract.EVAL_BENCHMARK[CFG["suite"]]
 # lm-eval output folders ingested instead of evaluated: {model: {strategy: folder}} (cotscale.ingest)
 INGESTED = CFG.get("lm_eval_outputs", {})
 # What each strategy's tables are built from: ingested published outputs, or the evaluations of its models.
@@ -69,13 +79,40 @@ STRATEGY_MODELS = {
     s: [m for m, names in SUITES if s in names] for s in CFG["strategies"]
 }
 TABLES = expand(
-    "results/tables/{table}.csv",
-    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES, *GAIN_TABLES],
+    f"{TABLES_DIR}/{{table}}.csv",
+    table=[
+        *STRATEGY_TABLES,
+        *PAIR_TABLES,
+        *PCA_TABLES,
+        *SCALING_TABLES,
+        *PLAN_TABLES,
+        *GAIN_TABLES,
+    ],
 )
 OUTCOME_FILES = [] if CFG["published"] else [OUTCOMES_TABLE]
 FIGURE_FILES = expand(
-    "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]
+    f"{contract.FIGURES_DIR}/{{figure}}.{{ext}}",
+    figure=[f.name for f in FIGURES],
+    ext=["png", "pdf"],
 )
+
+
+def rule_benchmark(job):
+    """The `benchmark:` file (wall seconds, max RSS) of a rule's job: `job` is the rule name, with its wildcard as a
+    subfolder where it has one (cotscale.contract.RULE_BENCHMARK)."""
+    return contract.RULE_BENCHMARK.format(rule=job)
+
+
+def table_path(table, ext="csv"):
+    """An analysis table (cotscale.contract.TABLES_DIR)."""
+    return f"{TABLES_DIR}/{table}.{ext}"
+
+
+def report_table(table):
+    """An analysis table in the report, with its caption workflow/report/<table>.rst."""
+    return report(
+        table_path(table), caption=f"../report/{table}.rst", category="Tables"
+    )
 
 
 def get_suite_strategies(wildcards):
@@ -86,6 +123,16 @@ def get_suite_strategies(wildcards):
 def get_suite_params(wildcards):
     """Everything that defines the job's outputs, as canonical JSON: an edit reruns exactly the suites it changes."""
     return suite_spec(CFG, wildcards.model, get_suite_strategies(wildcards))
+
+
+def get_ingest_folder(wildcards):
+    """The lm-eval output folder ingested as (model, strategy) (config key lm_eval_outputs)."""
+    return INGESTED[wildcards.model][wildcards.strategy]
+
+
+def get_ingest_spec(wildcards):
+    """What an ingested evaluation stands for, as an evaluated one would record it: a config edit re-ingests it."""
+    return suite_spec(CFG, wildcards.model, [wildcards.strategy])
 
 
 def get_suite_outputs(strategies, name):
@@ -108,8 +155,13 @@ def get_demo_model_dir(wildcards):
 
 def get_build_priority(wildcards):
     """Longest training first (train FLOPs of the run's last checkpoint): the biggest demo model's build and then its
-    evaluations are the demo's critical path. Any build outranks every evaluation, since it unlocks some."""
-    return max(train_flops(m["N"], m["D"]) for m in CFG["models"].values() if m["name"] == wildcards.name)
+    evaluations are the demo's critical path. Any build outranks every evaluation, since it unlocks some.
+    """
+    return max(
+        train_flops(m["N"], m["D"])
+        for m in CFG["models"].values()
+        if m["name"] == wildcards.name
+    )
 
 
 def get_eval_priority(wildcards):
@@ -152,7 +204,9 @@ def get_eval_mem_mb(wildcards, attempt):
 
 def get_eval_runtime(wildcards, attempt):
     """Wall-time limit in minutes: the summed estimates of the suite's tasks; doubled on retry."""
-    return runtime_minutes(CFG, wildcards.model, get_suite_strategies(wildcards), attempt)
+    return runtime_minutes(
+        CFG, wildcards.model, get_suite_strategies(wildcards), attempt
+    )
 
 
 # Tables: per strategy (so a figure pulls only the evaluations it reads), then all strategies together.
@@ -184,13 +238,8 @@ def get_strategy_benchmarks(wildcards):
     """Snakemake's benchmark files (max RSS) of the suites that evaluated the strategy."""
     if CFG["published"]:
         return []
-    if CFG["suite"] == "model":
-        return expand(
-            "logs/benchmarks/evaluate/{model}.tsv",
-            model=STRATEGY_MODELS[wildcards.strategy],
-        )
     return expand(
-        "logs/benchmarks/evaluate/{model}/{strategy}.tsv",
+        EVAL_BENCHMARK,
         model=STRATEGY_MODELS[wildcards.strategy],
         strategy=wildcards.strategy,
     )
@@ -230,7 +279,7 @@ def get_gain_pairs():
 
 def get_figure_inputs(figure):
     """The per-strategy benchmarks of the strategies the figure reads and the analysis tables it names."""
-    inputs = {t: f"results/tables/{t}.csv" for t in figure.tables}
+    inputs = {t: table_path(t) for t in figure.tables}
     if figure.strategies:
         inputs["benchmarks"] = get_strategy_tables(figure_strategies(CFG, figure))
     return inputs

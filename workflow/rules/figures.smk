@@ -22,10 +22,12 @@ for number, figure in enumerate(FIGURES, 1):
             pdf=f"figures/{figure.name}.pdf",
         log:
             f"logs/figures/{figure.name}.log",
+        benchmark:
+            rule_benchmark(f"figures/{figure.name}")
         conda:
             ANALYSIS_ENV
         params:
             figure=figure.name,
             spec=get_figure_params(figure),
         script:
-            f"{SCRIPTS}/figure.py"
+            SCRIPT

@@ -10,18 +10,18 @@ if INGESTED:
             usage=get_suite_outputs(["{strategy}"], "usage.jsonl.gz"),
         log:
             "logs/ingest_lm_eval/{model}/{strategy}.log",
+        benchmark:
+            rule_benchmark("ingest_lm_eval/{model}/{strategy}")
         wildcard_constraints:
             model="|".join(re.escape(m) for m in INGESTED),
             strategy="|".join(re.escape(s) for by in INGESTED.values() for s in by),
         conda:
             ANALYSIS_ENV
         params:
-            folder=lambda wildcards: INGESTED[wildcards.model][wildcards.strategy],
-            spec=lambda wildcards: suite_spec(
-                CFG, wildcards.model, [wildcards.strategy]
-            ),
+            folder=get_ingest_folder,
+            spec=get_ingest_spec,
         script:
-            f"{SCRIPTS}/ingest_lm_eval.py"
+            SCRIPT
 
     if CFG["suite"] == "strategy":
 

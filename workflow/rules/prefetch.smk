@@ -9,9 +9,11 @@ rule prefetch:
         "results/prefetch.json",
     log:
         "logs/prefetch.log",
+    benchmark:
+        rule_benchmark("prefetch")
     conda:
         "../../envs/evaluate-hf.yaml"
     params:
         targets=prefetch_targets(CFG),
     script:
-        f"{SCRIPTS}/prefetch.py"
+        SCRIPT

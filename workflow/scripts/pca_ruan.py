@@ -1,8 +1,0 @@
-"""`script:` of the pca_ruan rule(s): cotscale.workflow.pca_ruan (src/ first: a rule's conda env lacks cotscale)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # noqa: F821 - injected by Snakemake
-from cotscale import workflow  # noqa: E402
-
-workflow.run_rule(snakemake, workflow.pca_ruan)  # noqa: F821
