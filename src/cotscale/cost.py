@@ -1,0 +1,220 @@
+"""Cost models: what one request costs, as a pure, vectorised function of its usage and the model's architecture.
+
+A request's usage (cotscale.usage): ``P`` prompt tokens it adds to what its document already computed, ``G``
+tokens generated over its ``n`` sequences (each sequence T = G / n on average, all n sharing the one prompt),
+``offset`` tokens of its document already in the KV cache before it (a log-likelihood choice after its shared
+context: scored_tokens − prompt_tokens; 0 otherwise) and, where the backend recorded it, ``computed`` tokens
+actually run (contract.COMPUTED_TOKENS_FIELD; default P + G). Arguments are scalars or numpy arrays / Series.
+
+Conventions (each function says its own):
+
+* Every prompt and generated token passes through the model once (the last generated token too, which a real
+  generation never feeds back: a generation of T tokens runs P + T − 1 tokens; tests/test_cost.py checks it).
+* N is the model entry's N (the paper's parameter count) everywhere, so ``forward`` = compute.csv's forward_flops.
+* Attention counts both matmuls (Q·Kᵀ and A·V, 2 FLOPs per multiply-add each) over the query heads' width
+  d_attn = query_heads · head_dim, per layer, and only the keys a causal mask lets through: the token at
+  position i attends i + 1 keys (itself included). Kaplan et al. (2020, Table 1) count one matmul,
+  2·n_layer·n_ctx·d_attn per token; this is twice that, with n_ctx the token's causal context.
+* KV bytes: K and V of every layer, kv_heads · head_dim values each, ``bytes_per_value`` bytes (2: bf16/fp16).
+  A decode step of a sequence reads the cached KV of its context; the prompt's KV is read once per step for all n
+  sequences of the request (Kinetics, Sadhukhan et al. 2025, cost_model/utils.py ``dense_cost``), each
+  sequence's own generated tokens once per sequence.
+* Hardware (config/hardware.yaml): ``peak_flops`` dense BF16 FLOP/s, ``bandwidth`` bytes/s, arithmetic intensity
+  I = peak_flops / bandwidth; ``batch_size`` sequences decode together and share one read of the weights per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from cotscale.config import ROOT, CotscaleError
+from cotscale.contract import DEFAULT_COST_MODEL
+
+HARDWARE_FILE = ROOT / "config" / "hardware.yaml"
+DEFAULT_HARDWARE = "H100"
+DEFAULT_BATCH_SIZE = 64
+
+
+class MissingArchitecture(CotscaleError, ValueError):
+    """A cost model needs an architecture fact the model has not got; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    name: str
+    fn: Callable
+    needs: tuple[str, ...]  # architecture keys (besides N)
+    hardware: bool  # needs a hardware profile
+    unit: str
+    about: str
+
+
+def _arr(x):
+    return np.asarray(x, dtype=float)
+
+
+def _usage(P, G, n, offset):
+    P, G = _arr(P), _arr(G)
+    n = np.maximum(_arr(1 if n is None else n), 1.0)
+    offset = _arr(0 if offset is None else offset)
+    return P, G, n, G / n, offset
+
+
+def _tri(hi, lo=0.0):
+    """Σ_{j=lo}^{hi−1} j for real lo ≤ hi (0 when hi ≤ lo)."""
+    return np.where(hi > lo, (hi * (hi - 1) - lo * (lo - 1)) / 2.0, 0.0)
+
+
+def paper(arch, P, G, n=1, offset=0, computed=None, **_):
+    """2·N·G: the paper's convention, generated tokens only (prompt processing and attention are free)."""
+    return 2.0 * arch["N"] * _arr(G)
+
+
+def forward(arch, P, G, n=1, offset=0, computed=None, **_):
+    """2·N·(P + G), or 2·N·computed where the backend recorded what it ran: every token through every weight."""
+    tokens = _arr(P) + _arr(G) if computed is None else np.where(np.isnan(_arr(computed)), _arr(P) + _arr(G),
+                                                                 _arr(computed))
+    return 2.0 * arch["N"] * tokens
+
+
+def attention_keys(P, G, n=1, offset=0):
+    """Keys attended over a request under the causal convention: its P prompt tokens after ``offset`` cached ones
+    (token i of the prompt attends offset + i + 1 keys), then each of the n sequences' T = G/n tokens attending its
+    whole context (prompt once, shared, plus its own earlier tokens and itself)."""
+    P, G, n, T, c0 = _usage(P, G, n, offset)
+    prefill = P * c0 + P * (P + 1) / 2.0
+    decode = n * (T * (c0 + P) + T * (T + 1) / 2.0)
+    return prefill + decode
+
+
+def attention_flops(arch, P, G, n=1, offset=0):
+    """The context term alone: 4·layers·d_attn FLOPs per attended key (both matmuls)."""
+    return 4.0 * arch["layers"] * arch["query_heads"] * arch["head_dim"] * attention_keys(P, G, n, offset)
+
+
+def attention(arch, P, G, n=1, offset=0, computed=None, **_):
+    """``forward`` plus causal attention with a KV cache (prefill over P, then each generated token attending its
+    context; n sequences share one prefill)."""
+    return forward(arch, P, G, n, offset, computed) + attention_flops(arch, P, G, n, offset)
+
+
+def kv_bytes_per_token(arch) -> float:
+    """Bytes of KV cache one context token holds: K and V × layers × kv_heads × head_dim × bytes per value."""
+    return 2.0 * arch["layers"] * arch["kv_heads"] * arch["head_dim"] * arch.get("bytes_per_value", 2)
+
+
+def kv_read_tokens(P, G, n=1, offset=0):
+    """Context tokens whose KV the decode steps of a request read: at its j-th step (j = 0..T−1) the shared prompt
+    (offset + P, once for all n sequences) and each sequence's own j earlier tokens."""
+    P, G, n, T, c0 = _usage(P, G, n, offset)
+    return T * (c0 + P) + n * _tri(T)
+
+
+def kinetics(arch, P, G, n=1, offset=0, computed=None, hardware=None, **_):
+    """eFLOPs (Kinetics): ``attention`` compute plus the KV bytes the decode steps read × I = peak FLOP/s ÷
+    bandwidth. Weight reads are left out, as Kinetics leaves them out (they are shared by a large batch)."""
+    intensity = hardware["peak_flops"] / hardware["bandwidth"]
+    return attention(arch, P, G, n, offset, computed) + intensity * kv_bytes_per_token(arch) * kv_read_tokens(
+        P, G, n, offset)
+
+
+def _sum_linear(a, b, lo, hi):
+    """Σ_{j=lo}^{hi−1} (a + b·j) for real lo ≤ hi."""
+    return np.maximum(hi - lo, 0.0) * a + b * _tri(hi, lo)
+
+
+def _sum_max(a1, b1, a2, b2, T):
+    """Σ_{j=0}^{T−1} max(a1 + b1·j, a2 + b2·j), in closed form: max = (f + g + |f − g|)/2 and f − g changes sign
+    at most once."""
+    da, db = a1 - a2, b1 - b2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.where(db != 0, -da / np.where(db != 0, db, 1.0), 0.0)
+    split = np.clip(np.ceil(root), 0.0, T)
+    absdiff = np.abs(_sum_linear(da, db, 0.0, split)) + np.abs(_sum_linear(da, db, split, T))
+    return (_sum_linear(a1, b1, 0.0, T) + _sum_linear(a2, b2, 0.0, T) + absdiff) / 2.0
+
+
+def seconds(arch, P, G, n=1, offset=0, computed=None, hardware=None, batch_size=DEFAULT_BATCH_SIZE, **_):
+    """Roofline seconds of a request on ``hardware`` with ``batch_size`` sequences decoding together.
+
+    Prefill: max(its FLOPs / peak, its share of one weight read / bandwidth). Each decode step j of the request's n
+    sequences: max(FLOPs / peak, bytes / bandwidth), FLOPs = n·2·N + attention over each sequence's context, bytes =
+    n/batch_size of the weights (N × bytes per value, one read per step shared by the batch) + the KV read
+    (kv_read_tokens' step j). A batch step's time is attributed to its requests by their own roofline.
+    """
+    P, G, n, T, c0 = _usage(P, G, n, offset)
+    peak, bw = float(hardware["peak_flops"]), float(hardware["bandwidth"])
+    per_key = 4.0 * arch["layers"] * arch["query_heads"] * arch["head_dim"]
+    weights = arch["N"] * arch.get("bytes_per_value", 2) / float(batch_size)
+    kvb = kv_bytes_per_token(arch)
+    prefill_flops = 2.0 * arch["N"] * P + per_key * (P * c0 + P * (P + 1) / 2.0)
+    prefill = np.maximum(prefill_flops / peak, np.where(P > 0, n * weights / bw, 0.0))
+    # step j: compute n·(2N + per_key·(c0 + P + j + 1)), memory n·weights + kvb·(c0 + P + n·j)
+    a1 = n * (2.0 * arch["N"] + per_key * (c0 + P + 1.0)) / peak
+    b1 = n * per_key / peak
+    a2 = (n * weights + kvb * (c0 + P)) / bw
+    b2 = kvb * n / bw
+    return prefill + _sum_max(a1, b1, a2, b2, T)
+
+
+def dollars(arch, P, G, n=1, offset=0, computed=None, hardware=None, batch_size=DEFAULT_BATCH_SIZE,
+            price_per_gpu_hour=None, **_):
+    """``seconds`` at the hardware's price per GPU-hour (or ``price_per_gpu_hour``)."""
+    price = hardware["price_per_gpu_hour"] if price_per_gpu_hour is None else price_per_gpu_hour
+    return seconds(arch, P, G, n, offset, computed, hardware, batch_size) * price / 3600.0
+
+
+_ATTN = ("layers", "query_heads", "head_dim")
+_KV = (*_ATTN, "kv_heads")
+REGISTRY = {m.name: m for m in (
+    CostModel("paper", paper, (), False, "FLOPs", "2·N·generated tokens (the paper)"),
+    CostModel("forward", forward, (), False, "FLOPs", "2·N·(prompt + generated tokens)"),
+    CostModel("attention", attention, _ATTN, False, "FLOPs", "forward + causal attention with a KV cache"),
+    CostModel("kinetics", kinetics, _KV, True, "eFLOPs", "attention + KV bytes read × arithmetic intensity"),
+    CostModel("seconds", seconds, _KV, True, "s", "roofline seconds on the hardware at the batch size"),
+    CostModel("dollars", dollars, _KV, True, "USD", "roofline seconds × price per GPU-hour"),
+)}
+COST_MODELS = tuple(REGISTRY)
+assert DEFAULT_COST_MODEL in REGISTRY
+
+
+def check(name: str, arch: dict, model: str = "") -> None:
+    """Raise MissingArchitecture when cost model ``name`` needs a key ``arch`` lacks (or the name is unknown)."""
+    if name not in REGISTRY:
+        raise CotscaleError(f"unknown cost model {name!r}; known: {', '.join(COST_MODELS)}")
+    missing = [k for k in ("N", *REGISTRY[name].needs) if arch.get(k) is None or arch.get(k) != arch.get(k)]
+    if missing:
+        raise MissingArchitecture(
+            f"cost model {name!r} needs {', '.join(missing)} of model {model or '?'}: give the model's config.json "
+            f"(local folder or `cotscale prefetch`) or set them in its architecture: block (config/README.md)")
+
+
+def request_cost(name: str, arch: dict, P, G, n=1, offset=0, computed=None, hardware: dict | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, price_per_gpu_hour=None, model: str = ""):
+    """Cost of each request under cost model ``name`` (arrays in, an array out)."""
+    check(name, arch, model)
+    if REGISTRY[name].hardware and hardware is None:
+        raise CotscaleError(f"cost model {name!r} needs a hardware profile (config key cost.hardware)")
+    return REGISTRY[name].fn(arch, P, G, n, offset, computed, hardware=hardware, batch_size=batch_size,
+                             price_per_gpu_hour=price_per_gpu_hour)
+
+
+def load_hardware(settings: dict | None = None, name: str | None = None) -> dict:
+    """The hardware profile to price with: config/hardware.yaml, then the config's ``cost.profiles`` over it;
+    ``name`` (else ``cost.hardware``) picks one, ``cost.price_per_gpu_hour`` overrides its price."""
+    settings = settings or {}
+    profiles = yaml.safe_load(Path(HARDWARE_FILE).read_text())
+    profiles.update(settings.get("profiles") or {})
+    name = name or settings.get("hardware") or DEFAULT_HARDWARE
+    if name not in profiles:
+        raise CotscaleError(f"unknown hardware profile {name!r}; known: {', '.join(profiles)} "
+                            f"({HARDWARE_FILE} and config key cost.profiles)")
+    profile = {"name": name, **profiles[name]}
+    if settings.get("price_per_gpu_hour") is not None:
+        profile["price_per_gpu_hour"] = float(settings["price_per_gpu_hour"])
+    return profile
