@@ -183,6 +183,18 @@ COST_MODELS = tuple(REGISTRY)
 assert DEFAULT_COST_MODEL in REGISTRY
 
 
+def from_flops(flops, unit: str, hardware: dict | None):
+    """FLOPs run at the hardware's peak, in ``unit``: FLOPs and eFLOPs as they are, seconds (÷ peak FLOP/s) or
+    dollars (seconds × price per GPU-hour). Prices training compute (compute-bound) and the paper's 2·N·t in the
+    unit of a roofline cost model."""
+    if unit in ("FLOPs", "eFLOPs"):
+        return flops
+    if hardware is None:
+        raise CotscaleError(f"pricing FLOPs in {unit} needs a hardware profile (config key cost.hardware)")
+    secs = flops / float(hardware["peak_flops"])
+    return secs if unit == "s" else secs * float(hardware["price_per_gpu_hour"]) / 3600.0
+
+
 def check(name: str, arch: dict, model: str = "") -> None:
     """Raise MissingArchitecture when cost model ``name`` needs a key ``arch`` lacks (or the name is unknown)."""
     if name not in REGISTRY:
@@ -218,3 +230,103 @@ def load_hardware(settings: dict | None = None, name: str | None = None) -> dict
     if settings.get("price_per_gpu_hour") is not None:
         profile["price_per_gpu_hour"] = float(settings["price_per_gpu_hour"])
     return profile
+
+
+# --- tables ------------------------------------------------------------------------------------------------------
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2}
+
+
+def architectures(config: dict, models) -> dict[str, dict]:
+    """{model key: architecture} for the model keys ``models``: the entry's config.json and ``architecture:``
+    block (cotscale.architecture.resolve), else ``architectures:`` by key or by name (``name@revision`` takes
+    name's), with bytes_per_value from the entry's dtype (bf16 where not set)."""
+    from cotscale import architecture
+
+    out = {}
+    for key in models:
+        entry = config["models"].get(key)
+        name = key.split("@", 1)[0]
+        given = config.get("architectures") or {}
+        override = given.get(key) or given.get(name)
+        if entry is not None:
+            arch = architecture.resolve(entry, {**(override or {}), **(entry.get("architecture") or {})})
+        else:
+            arch = {**(override or {}), "architecture_source": "config" if override else "none"}
+        dtype = (entry or {}).get("dtype", config.get("dtype", "bfloat16"))
+        arch["bytes_per_value"] = _DTYPE_BYTES.get(dtype, 2)
+        out[key] = arch
+    return out
+
+
+def _request_usage(tokens):
+    """Per model × strategy × benchmark (subtasks pooled) the mean request, as Table I counts a request: a
+    generating strategy's prompt (its generate prompt and its choices' log-likelihood tokens) and generated tokens
+    per generate request; a log-likelihood strategy's prompt tokens per document."""
+    import pandas as pd
+
+    keys = ["model", "revision", "family", "N", "strategy", "benchmark"]
+    t = tokens.assign(revision=tokens.get("revision", "main"))
+    g = t.groupby(keys, as_index=False, dropna=False).agg(
+        generate_requests=("generate_requests", "sum"), documents=("documents", "sum"),
+        prompt_tokens=("prompt_tokens", "sum"), generated_tokens=("generated_tokens", "sum"),
+        token_unit=("token_unit", "first"))
+    per = g["generate_requests"].where(g["generate_requests"] > 0, g["documents"]).astype(float)
+    g["prompt_tokens_per_request"] = g["prompt_tokens"] / per
+    g["generated_tokens_per_request"] = g["generated_tokens"] / per
+    return pd.DataFrame(g)
+
+
+def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict | None = None,
+               batch_size: int = DEFAULT_BATCH_SIZE):
+    """costs.csv: every model × strategy × benchmark (and ``overall``, the unweighted mean over benchmarks, as
+    the paper's overall score) × cost model, from tokens.csv. A model without the facts a cost model needs gets
+    an empty cost and the reason. Priced on each benchmark's mean request (the convex attention and KV terms of
+    requests longer than the mean are not added)."""
+    import pandas as pd
+
+    from cotscale.contract import COST_COLUMNS
+
+    base = _request_usage(tokens)
+    if base.empty:
+        return pd.DataFrame(columns=list(COST_COLUMNS))
+    names = [DEFAULT_COST_MODEL, *[n for n in names if n != DEFAULT_COST_MODEL]]
+    parts = []
+    for name in names:
+        part = base.copy()
+        part["cost_model"], part["unit"], part["reason"] = name, REGISTRY[name].unit, ""
+        part["hardware"] = hardware["name"] if REGISTRY[name].hardware and hardware else ""
+        part["batch_size"] = batch_size if name in ("seconds", "dollars") else np.nan
+        values = np.full(len(part), np.nan)
+        for model, idx in part.groupby("model").groups.items():
+            arch = {**archs.get(model, {}), "N": float(part.loc[idx, "N"].iloc[0])}
+            rows = part.loc[idx]
+            try:
+                values[part.index.get_indexer(idx)] = request_cost(
+                    name, arch, rows["prompt_tokens_per_request"].to_numpy(),
+                    rows["generated_tokens_per_request"].to_numpy(), hardware=hardware, batch_size=batch_size,
+                    model=model)
+            except CotscaleError as exc:
+                part.loc[idx, "reason"] = str(exc)
+        part["cost_per_request"] = values
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    keys = ["model", "revision", "family", "N", "strategy", "cost_model", "unit", "hardware", "batch_size"]
+    overall = out.groupby(keys, as_index=False, dropna=False).agg(
+        prompt_tokens_per_request=("prompt_tokens_per_request", "mean"),
+        generated_tokens_per_request=("generated_tokens_per_request", "mean"),
+        cost_per_request=("cost_per_request", lambda s: s.mean(skipna=False)),
+        token_unit=("token_unit", "first"), reason=("reason", "first"))
+    out = pd.concat([out, overall.assign(benchmark="overall")], ignore_index=True)
+    paper_cost = out[out["cost_model"] == DEFAULT_COST_MODEL].set_index(
+        ["model", "strategy", "benchmark"])["cost_per_request"]
+    paper_flops = paper_cost.reindex(pd.MultiIndex.from_frame(out[["model", "strategy", "benchmark"]])).to_numpy()
+    # the paper's FLOPs in each row's unit (seconds, dollars: run at the hardware's peak)
+    out["paper_cost_per_request"] = paper_flops
+    for unit in ("s", "USD"):
+        rows = out["unit"] == unit
+        out.loc[rows, "paper_cost_per_request"] = from_flops(paper_flops[rows.to_numpy()], unit, hardware)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["ratio_to_paper"] = np.where(out["paper_cost_per_request"] > 0,
+                                         out["cost_per_request"] / out["paper_cost_per_request"], np.nan)
+    return out.reindex(columns=list(COST_COLUMNS)).sort_values(
+        ["model", "strategy", "cost_model", "benchmark"], kind="stable").reset_index(drop=True)

@@ -30,6 +30,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from cotscale import flops, plan  # noqa: E402
+from cotscale.contract import DEFAULT_COST_MODEL  # noqa: E402
 from cotscale.io import atomic_path  # noqa: E402
 from cotscale.registry import FIGURE_NAMES, free_form_cot  # noqa: E402
 
@@ -553,11 +554,15 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     """Lifetime cost vs requests for each model with a finite crossover R*, a panel each.
 
     cost_cot(R) = C + 2·R·N·tok_cot (gid ``cost_cot``), cost_std(R) = TEF + 2·R·N·tok_std (gid ``cost_std``, band:
-    TEF's 95% interval), R* a vertical line (gid ``crossover``).
+    TEF's 95% interval), R* a vertical line (gid ``crossover``). Dashed, the same lifetime costs and R* under the
+    configured realistic cost model (``analysis.realistic_cost_model``, cotscale.cost; gids ``cost_cot:<name>``,
+    ``cost_std:<name>``, ``crossover:<name>``), where crossover.csv has it.
     """
     cols = ["model", "family", "N", "train_flops", "tef", "tok_std", "tok_cot", "token_unit",
             "crossover_requests", "crossover_cot_tokens", "reason"]
-    cross = _columns(_read(inputs, "crossover", "fig9"), cols)
+    every = _read(inputs, "crossover", "fig9")
+    realistic = _realistic_crossover(every, config)
+    cross = _columns(every[every["cost_model"] == DEFAULT_COST_MODEL] if "cost_model" in every else every, cols)
     te = _columns(_read(inputs, "train_equivalent", "fig9"), ["model", "tef_ci_low", "tef_ci_high"])
     finite = cross[np.isfinite(cross["crossover_requests"].astype(float)) & (cross["crossover_requests"] > 0)]
     for row in cross[~cross["model"].isin(finite["model"])].itertuples():
@@ -589,6 +594,7 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
                             alpha=0.15, lw=0, label="95% CI of TEF")
         ax.axvspan(r[0], r_star, color=colours[1], alpha=0.06, lw=0)
         ax.axvline(r_star, color="0.15", ls=":", lw=1.2, label="crossover R*", gid="crossover")
+        _draw_realistic(ax, realistic, row, r, colours)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(r[0], r[-1])
@@ -608,6 +614,32 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     fig.tight_layout()
     _save(fig, png)
     return fig
+
+
+def _realistic_crossover(cross: pd.DataFrame, config: dict) -> tuple[str, pd.DataFrame]:
+    """(name, its crossover rows by model) of the realistic cost model fig9 draws beside the paper's."""
+    name = config.get("analysis", {}).get("realistic_cost_model", "kinetics")
+    if "cost_model" not in cross:
+        return name, pd.DataFrame()
+    return name, cross[cross["cost_model"] == name].set_index("model")
+
+
+def _draw_realistic(ax, realistic: tuple[str, pd.DataFrame], row, r, colours) -> None:
+    """Fig 9's dashed lines: C + R·cost_cot and TEF + R·cost_std under the realistic cost model, and its R*."""
+    name, table = realistic
+    if row.model not in table.index or not np.isfinite(float(table.loc[row.model, "cost_cot"])):
+        return
+    priced = table.loc[row.model]
+    ax.plot(r, row.train_flops + r * priced["cost_cot"], color=colours[1], lw=1.3, ls="--",
+            label=f"with CoT, {name} cost per request", gid=f"cost_cot:{name}")
+    ax.plot(r, row.tef + r * priced["cost_std"], color=colours[0], lw=1.3, ls="--",
+            label=f"train-equivalent model, {name} cost per request", gid=f"cost_std:{name}")
+    r_star = float(priced["crossover_requests"])
+    if np.isfinite(r_star):
+        ax.axvline(r_star, color="0.45", ls="-.", lw=1.0, label=f"crossover R* under {name}",
+                   gid=f"crossover:{name}")
+        ax.text(0.97, 0.03, f"R* ({name}) = {_sci(r_star)}", transform=ax.transAxes, ha="right", fontsize=7,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
 
 
 # ---------------------------------------------------------------- fig11: inference-compute scaling

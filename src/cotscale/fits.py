@@ -199,8 +199,40 @@ def _concat(paths) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else (parts[0] if parts else pd.DataFrame())
 
 
+def crossover_by_cost_model(pairs: pd.DataFrame, costs: pd.DataFrame | None, baseline: str,
+                            cot: str, hardware: dict | None = None) -> pd.DataFrame:
+    """crossover.csv: R* under the paper's convention (flops.crossover, unchanged), then under each other cost
+    model of costs.csv, the lifetime cost of the TEF baseline priced the same way: cost_std and cost_cot are the
+    mean cost per request over the benchmarks both strategies have (as Table I averages tokens); under seconds
+    and dollars the training compute TEF and C run at the hardware's peak (cotscale.cost.from_flops)."""
+    from cotscale.cost import from_flops
+
+    from cotscale.contract import COST_MODEL_COLUMN, DEFAULT_COST_MODEL
+
+    paper = flops.crossover(pairs)
+    parts = [paper.assign(**{COST_MODEL_COLUMN: DEFAULT_COST_MODEL}, cost_std=flops.inference_flops(
+        paper["N"], paper["tok_std"]), cost_cot=flops.inference_flops(paper["N"], paper["tok_cot"]))]
+    if costs is not None and not costs.empty:
+        rows = costs[(costs["benchmark"] != "overall") & (costs["cost_model"] != DEFAULT_COST_MODEL)]
+        keys = ["model", "cost_model", "benchmark"]
+        pair = rows[rows["strategy"] == baseline][[*keys, "cost_per_request", "reason"]].merge(
+            rows[rows["strategy"] == cot][[*keys, "cost_per_request", "reason"]], on=keys, suffixes=("_b", "_c"))
+        per = pair.groupby(["model", "cost_model"], as_index=False).agg(
+            cost_std=("cost_per_request_b", lambda v: v.mean(skipna=False)),
+            cost_cot=("cost_per_request_c", lambda v: v.mean(skipna=False)),
+            cost_reason=("reason_c", "first"))
+        units = rows.drop_duplicates("cost_model").set_index("cost_model")["unit"]
+        for name, group in per.groupby("cost_model", sort=False):
+            priced = pairs.merge(group, on="model", how="left")
+            for col in ("tef", "train_flops"):
+                priced[col] = from_flops(priced[col], units[name], hardware)
+            parts.append(flops.crossover(priced).assign(**{COST_MODEL_COLUMN: name}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot: str,
-                      n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
+                      n_boot: int = 2000, seed: int = 0, costs_path=None,
+                      hardware: dict | None = None) -> dict[str, pd.DataFrame]:
     """Experiment 2's tables from the baseline and CoT strategies' benchmarks.csv and tokens.csv: regression,
     train-equivalent FLOPs, Table I, crossover and the IsoFLOP fit, written into ``out_dir``. Returns them by stem."""
     out_dir = Path(out_dir)
@@ -209,9 +241,10 @@ def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot:
     reg, draws = regression(base, n_boot, seed)
     tef = train_equivalent(base, cots, reg, draws)
     tab1 = table1.table1(tokens, baseline, cot)
-    cross = flops.crossover(tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
-                                      how="left").rename(columns={"baseline_tokens": "tok_std",
-                                                                  "cot_tokens": "tok_cot"}))
+    pairs = tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
+                      how="left").rename(columns={"baseline_tokens": "tok_std", "cot_tokens": "tok_cot"})
+    costs = pd.read_csv(costs_path) if costs_path is not None else None
+    cross = crossover_by_cost_model(pairs, costs, baseline, cot, hardware)
     out = {"regression": reg, "train_equivalent": tef, "table1_tokens": tab1, "crossover": cross,
            "isoflop_fit": isoflop_fit(base, cots, tab1, (baseline, cot))}
     for stem, df in out.items():

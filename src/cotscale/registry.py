@@ -19,6 +19,8 @@ PCA_TABLES = ("pca_loadings_ours", "pca_loadings_ruan", "pca_loadings_ruan_no_hu
 STRATEGY_TABLES = ("scores", "benchmarks", "tokens", "compute")
 #: the planner's grid of cheapest operating points (rule plan)
 PLAN_TABLES = ("plan",)
+#: architecture facts per model revision and cost per request per cost model (rule costs, cotscale.cost)
+COST_TABLES = ("models", "costs")
 #: operating points of the budget sweeps, estimated from one run each (rule inference_scaling)
 SCALING_TABLES = ("inference_scaling",)
 

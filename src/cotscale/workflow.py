@@ -107,11 +107,30 @@ def ingest_published(smk, config):
 def analysis(smk, config):
     """Experiment 2's fits of the baseline / CoT pair: regression, train-equivalent FLOPs, IsoFLOP, crossover,
     Table I."""
+    from cotscale.cost import load_hardware
     from cotscale.fits import run_pair_analysis
 
     return run_pair_analysis([Path(p) for p in smk.input.benchmarks], [Path(p) for p in smk.input.tokens],
                              Path(smk.output.regression).parent, smk.params.baseline, smk.params.cot,
-                             seed=smk.params.seed)
+                             seed=smk.params.seed, costs_path=Path(smk.input.costs),
+                             hardware=load_hardware(config["cost"]))
+
+
+def costs(smk, config):
+    """models.csv (architecture facts per model revision) and costs.csv (cost per request under every configured
+    cost model, cotscale.cost) from tokens.csv."""
+    import pandas as pd
+
+    from cotscale import architecture, cost
+    from cotscale.io import write_csv
+
+    tokens = pd.read_csv(smk.input.tokens)
+    models = tokens.drop_duplicates("model")[["model", "revision", "family", "N", "D"]]
+    archs = cost.architectures(config, models["model"])
+    write_csv(smk.output.models, architecture.models_table(models, archs))
+    hardware = cost.load_hardware(config["cost"])
+    table = cost.cost_table(tokens, archs, config["analysis"]["cost_models"], hardware, config["cost"]["batch_size"])
+    write_csv(smk.output.costs, table)
 
 
 def pca(smk, config):

@@ -12,11 +12,37 @@ rule ingest_published:
         f"{SCRIPTS}/ingest_published.py"
 
 
-# Experiment 2's fits read only the baseline and CoT strategies' tables.
+# Architecture facts and the cost per request under each configured cost model (cotscale.cost).
+rule costs:
+    input:
+        tokens="results/tables/tokens.csv",
+    output:
+        models=report(
+            "results/tables/models.csv",
+            caption="../report/models.rst",
+            category="Tables",
+        ),
+        costs=report(
+            "results/tables/costs.csv",
+            caption="../report/costs.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/costs.log",
+    conda:
+        ANALYSIS_ENV
+    params:
+        spec=canonical(COST_SPEC),
+    script:
+        f"{SCRIPTS}/costs.py"
+
+
+# Experiment 2's fits read only the baseline and CoT strategies' tables (and the costs, for R* per cost model).
 rule analysis:
     input:
         benchmarks=get_strategy_tables(get_role_strategies("baseline", "cot")),
         tokens=get_strategy_tables(get_role_strategies("baseline", "cot"), "tokens"),
+        costs="results/tables/costs.csv",
     output:
         **{
             table: report(

@@ -15,6 +15,7 @@ from cotscale.preempt import SLURM_SIGNAL
 from cotscale.strategy import budget_sweep
 from cotscale.registry import (
     FIGURES,
+    COST_TABLES,
     PAIR_TABLES,
     PCA_TABLES,
     SCALING_TABLES,
@@ -55,8 +56,17 @@ STRATEGY_MODELS = {
 }
 TABLES = expand(
     "results/tables/{table}.csv",
-    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES],
+    table=[*STRATEGY_TABLES, *PAIR_TABLES, *PCA_TABLES, *SCALING_TABLES, *COST_TABLES],
 )
+# What the cost tables depend on: architectures (entries and `architectures:`), cost models, hardware settings.
+COST_SPEC = {
+    "architectures": {
+        **CFG["architectures"],
+        **{k: m.get("architecture", {}) for k, m in CFG["models"].items()},
+    },
+    "cost_models": CFG["analysis"]["cost_models"],
+    "cost": CFG["cost"],
+}
 FIGURE_FILES = expand(
     "figures/{figure}.{ext}", figure=[f.name for f in FIGURES], ext=["png", "pdf"]
 )
@@ -106,7 +116,7 @@ def get_demo_model_params(wildcards):
     `strategies:` list is no part of the build."""
     return canonical(
         [
-            {k: v for k, v in m.items() if k != "strategies"}
+            {k: v for k, v in m.items() if k not in ("strategies", "architecture")}
             for m in CFG["models"].values()
             if m["name"] == wildcards.name
         ]
