@@ -135,7 +135,11 @@ def models_table(models: pd.DataFrame, architectures: dict[str, dict]) -> pd.Dat
 
 def read_models(path) -> dict[str, dict]:
     """models.csv back as {model: architecture} (the keys a row has; empty cells left out)."""
-    table = pd.read_csv(path)
+    return read_models_frame(pd.read_csv(path))
+
+
+def read_models_frame(table: pd.DataFrame) -> dict[str, dict]:
+    """models.csv's rows as {model: architecture}."""
     out = {}
     for row in table.to_dict("records"):
         out[row["model"]] = {k: row[k] for k in ("N", *KEYS) if k in row and not _blank(row[k])}

@@ -710,14 +710,18 @@ def _cell_edges(centres, log_scale: bool) -> np.ndarray:
 
 
 def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
-    """The cheapest operating point of plan.csv for each lifetime-request count R × target score S, as regions.
+    """The cheapest operating point of plan.csv for each lifetime-request count R × target score S, as regions;
+    one panel per cost model of plan.csv (the paper's, then the realistic one, cotscale.cost).
 
-    The cell mesh has gid ``regions``: its values (rows: S ascending, columns: R ascending) index the legend's
-    entries, −1 where no point reaches S (grey).
+    Each panel's cell mesh has gid ``regions`` (``regions:<cost model>`` after the first): its values (rows: S
+    ascending, columns: R ascending) index the legend's entries, −1 where no point reaches S (grey).
     """
     cols = ["requests", "target", "model", "strategy", "budget", "lifetime_flops", "cost"]
-    table = _columns(_read(inputs, "plan", "fig12"), cols)
+    every = _read(inputs, "plan", "fig12")
+    table = _columns(every, cols + (["cost_model", "cost_unit"] if "cost_model" in every else []))
     table = table.dropna(subset=["requests", "target"])
+    if "cost_model" not in table:
+        table = table.assign(cost_model=DEFAULT_COST_MODEL, cost_unit="FLOPs")
     _theme()
     title = "Cheapest operating point by lifetime requests and target score"
     if table.empty:
@@ -728,27 +732,39 @@ def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
     table = table.assign(label=label.where(table["model"].notna()))
     labels = sorted(table["label"].dropna().unique())
     rs, ss = np.sort(table["requests"].unique()), np.sort(table["target"].unique())
-    cells = np.full((len(ss), len(rs)), -1.0)
-    for row in table.itertuples():
-        cells[np.searchsorted(ss, row.target), np.searchsorted(rs, row.requests)] = \
-            labels.index(row.label) if isinstance(row.label, str) else -1
-
+    names = list(dict.fromkeys(table["cost_model"].fillna(DEFAULT_COST_MODEL)))
     log_x = bool((rs > 0).all())
-    fig, ax = plt.subplots(figsize=(8.5, 1.8 + 0.35 * max(len(ss), 6)), layout="constrained")
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names) + 3.0, 1.8 + 0.35 * max(len(ss), 6)),
+                             layout="constrained", squeeze=False)
     colours = sns.color_palette("tab20", max(len(labels), 1))
     cmap = ListedColormap(["0.85", *colours[:len(labels)]])
-    ax.pcolormesh(_cell_edges(rs, log_x), _cell_edges(ss, False), cells, cmap=cmap, vmin=-1.5,
-                         vmax=len(labels) - 0.5, edgecolors="white", linewidth=0.4, gid="regions")
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel("lifetime inference requests R" + (" (log scale)" if log_x else ""))
-    ax.set_ylabel("target overall score S")
-    cost = ", ".join(sorted(set(table["cost"].dropna()))) or "generated"
-    ax.set_title(f"{title}\n(lifetime FLOPs = 6·N·D + R·2·N·t, t: {cost} tokens per request)")
+    any_empty = False
+    for i, (ax, name) in enumerate(zip(axes.flat, names)):
+        part = table[table["cost_model"].fillna(DEFAULT_COST_MODEL) == name]
+        cells = np.full((len(ss), len(rs)), -1.0)
+        for row in part.itertuples():
+            cells[np.searchsorted(ss, row.target), np.searchsorted(rs, row.requests)] = \
+                labels.index(row.label) if isinstance(row.label, str) else -1
+        any_empty |= bool((cells < 0).any())
+        ax.pcolormesh(_cell_edges(rs, log_x), _cell_edges(ss, False), cells, cmap=cmap, vmin=-1.5,
+                      vmax=len(labels) - 0.5, edgecolors="white", linewidth=0.4,
+                      gid="regions" if i == 0 else f"regions:{name}")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel("lifetime inference requests R" + (" (log scale)" if log_x else ""))
+        ax.set_ylabel("target overall score S")
+        if name == DEFAULT_COST_MODEL:
+            cost = ", ".join(sorted(set(part["cost"].dropna()))) or "generated"
+            ax.set_title(f"paper: 6·N·D + R·2·N·t\n(t: {cost} tokens per request)", fontsize=9)
+        else:
+            unit = part["cost_unit"].dropna().iloc[0] if part["cost_unit"].notna().any() else ""
+            ax.set_title(f"{name}: train + R·(cost per request)\n(cotscale.cost, {unit})", fontsize=9)
+    fig.suptitle(title)
     handles = [Patch(color=colours[i], label=name) for i, name in enumerate(labels)]
-    if (cells < 0).any():
+    if any_empty:
         handles.append(Patch(color="0.85", label="no evaluated point reaches S"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="cheapest point")
+    axes.flat[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7,
+                         title="cheapest point")
     _save(fig, png)
     return fig
 

@@ -151,9 +151,14 @@ def plan(smk, config):
     """plan.csv: the planner (cotscale.plan) over the configured grid of lifetime requests × target scores."""
     from cotscale import plan as planner
 
+    from cotscale.cost import load_hardware
+    from cotscale.contract import DEFAULT_COST_MODEL
+
     grid = config["plan"]
     tables = planner.read_tables(**{name: Path(path) for name, path in smk.input.items()})
-    return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"])
+    names = dict.fromkeys([DEFAULT_COST_MODEL, config["analysis"]["realistic_cost_model"]])
+    return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"],
+                              list(names), load_hardware(config["cost"]), config["cost"]["batch_size"])
 
 
 def inference_scaling(smk, config):

@@ -115,6 +115,7 @@ rule plan:
         tokens="results/tables/tokens.csv",
         compute="results/tables/compute.csv",
         inference_scaling="results/tables/inference_scaling.csv",
+        models="results/tables/models.csv",
     output:
         plan=report(
             "results/tables/plan.csv",
@@ -127,6 +128,7 @@ rule plan:
         ANALYSIS_ENV
     params:
         grid=canonical(CFG["plan"]),
+        cost=canonical({**COST_SPEC, "realistic": CFG["analysis"]["realistic_cost_model"]}),
     script:
         f"{SCRIPTS}/plan.py"
 
