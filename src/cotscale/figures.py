@@ -769,6 +769,69 @@ def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
     return fig
 
 
+# ---------------------------------------------------------------- fig13: cost models
+
+def pairs_count(costs: pd.DataFrame) -> int:
+    """Model × strategy pairs of a costs table (fig13's legend rows, two a line)."""
+    return len(costs.drop_duplicates(["model", "strategy"])) // 2
+
+#: the cost models fig13 steps through, from the paper's convention to KV-cache traffic (all in (e)FLOPs)
+FIG13_STEPS = (DEFAULT_COST_MODEL, "attention", "kinetics")
+
+
+def fig13_cost_models(inputs: dict[str, Path], png: Path, config: dict):
+    """How the cost per request (left: ratio to the paper's 2·N·t, per model × strategy, overall) and the crossover
+    R* (right, per model) move from ``paper`` to ``attention`` to ``kinetics`` (cotscale.cost). A line each (gid
+    ``ratio:<model>/<strategy>``, ``rstar:<model>``); a model without the architecture has no line past paper."""
+    costs = _columns(_read(inputs, "costs", "fig13"), ["model", "strategy", "benchmark", "cost_model",
+                                                        "ratio_to_paper"])
+    cross = _read(inputs, "crossover", "fig13")
+    _theme()
+    title = "When the paper's 2·N·t stops being safe: cost per request and R* under richer cost models"
+    steps = [s for s in FIG13_STEPS if s in set(costs["cost_model"].dropna())]
+    costs = costs[(costs["benchmark"] == "overall") & costs["cost_model"].isin(steps)]
+    costs = costs[np.isfinite(costs["ratio_to_paper"].astype(float))]
+    if costs.empty or len(steps) < 2:
+        return _nothing_to_draw(png, title, "costs.csv has no cost model beyond paper with a finite ratio\n"
+                                            "(see its reason column: architecture facts missing?)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5 + 0.12 * pairs_count(costs)), layout="constrained")
+    x = {name: i for i, name in enumerate(steps)}
+    pairs = costs.groupby(["model", "strategy"], sort=True)
+    colours = sns.color_palette("tab20", max(pairs.ngroups, 1))
+    for colour, ((model, strategy), part) in zip(colours, pairs):
+        part = part.sort_values("cost_model", key=lambda c: c.map(x))
+        left.plot(part["cost_model"].map(x), part["ratio_to_paper"], marker="o", color=colour, lw=1.4,
+                  label=f"{model} / {strategy}", gid=f"ratio:{model}/{strategy}")
+    left.axhline(1, color="0.4", lw=0.8, ls=":")
+    left.set_yscale("log")
+    left.set_xticks(range(len(steps)), steps)
+    left.set_ylabel("cost per request / paper's 2·N·t (log scale)")
+    left.set_title("cost per request, overall (mean over benchmarks)", fontsize=9)
+    left.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    drawn = 0
+    if {"cost_model", "crossover_requests"} <= set(cross.columns):
+        cross = cross[cross["cost_model"].isin(steps)]
+        for model, part in cross.groupby("model", sort=True):
+            part = part.sort_values("cost_model", key=lambda c: c.map(x))
+            r = part["crossover_requests"].astype(float)
+            if not np.isfinite(r).any():
+                continue
+            right.plot(part["cost_model"].map(x), r, marker="s", lw=1.4, label=model, gid=f"rstar:{model}")
+            drawn += 1
+    right.set_xticks(range(len(steps)), steps)
+    right.set_yscale("log")
+    right.set_ylabel("crossover R*, requests (log scale)")
+    right.set_title("R*: CoT stays the cheaper route below it", fontsize=9)
+    if drawn:
+        right.legend(fontsize=7)
+    else:
+        right.text(0.5, 0.5, "no model has a finite R*\n(crossover.csv's reason column)", ha="center",
+                   va="center", transform=right.transAxes)
+    fig.suptitle(title)
+    _save(fig, png)
+    return fig
+
+
 def draw(figure: str, inputs: dict[str, Path], png: Path, config: dict):
     """Draw the registry's figure `figure` (cotscale.registry) with its function of the same name here."""
     if figure not in FIGURE_NAMES:

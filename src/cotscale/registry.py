@@ -59,6 +59,8 @@ FIGURES = (
            "fig11.rst", tables=("benchmarks", "tokens", "inference_scaling")),
     Figure("fig12_plan", "Fig. 12", "cheapest operating point over lifetime requests × target score", "fig12.rst",
            tables=("plan",)),
+    Figure("fig13_cost_models", "Fig. 13", "cost per request and crossover R* from paper to attention to kinetics",
+           "fig13.rst", tables=("costs", "crossover")),
 )
 FIGURE_NAMES = tuple(f.name for f in FIGURES)
 
