@@ -181,3 +181,111 @@ def test_parameter_count_of_a_real_module(kind):
     model, _ = _tiny(kind)
     arch = architecture.from_hf_config(model.config.to_dict())
     assert arch["total_params"] == sum(p.numel() for p in model.parameters())
+
+
+# --- tables: costs.csv from usage records, crossover per cost model, planner, configs ------------------------------
+def _keys_by_loop(P, G, n, offset):
+    """Keys attended, counted token by token (the convention in words: each token attends its causal context)."""
+    keys = sum(offset + i + 1 for i in range(P))
+    for _ in range(n):
+        keys += sum(offset + P + j + 1 for j in range(G // n))
+    return keys
+
+
+def test_costs_priced_request_by_request_from_usage_records(tmp_path):
+    import pandas as pd
+
+    from cotscale.io import write_jsonl_gz
+    from cotscale.usage import make_record
+
+    records = [make_record("arc_challenge", 0, "generate", 30, 12, 1),
+               make_record("arc_challenge", 1, "generate", 50, 40, 2),
+               make_record("arc_challenge", 1, "loglikelihood", 3, scored_tokens=95)]
+    path = tmp_path / "results/evals/m/cot/arc_challenge/usage.jsonl.gz"
+    path.parent.mkdir(parents=True)
+    write_jsonl_gz(path, records)
+    tokens = pd.DataFrame([{"model": "m", "revision": "main", "family": "f", "N": 1e6, "D": 1e9, "strategy": "cot",
+                            "benchmark": "arc_challenge", "task": "arc_challenge", "generate_requests": 2,
+                            "documents": 2, "prompt_tokens": 83, "generated_tokens": 52, "token_unit": "tokens"}])
+    arch = {"layers": 2, "query_heads": 4, "kv_heads": 2, "head_dim": 16}
+    table = cost.cost_table(tokens, {"m": arch}, ["paper", "attention"], usage_paths=[path])
+    row = table.set_index(["benchmark", "cost_model"])
+    assert row.loc[("arc_challenge", "paper"), "cost_per_request"] == 2e6 * 52 / 2
+    keys = _keys_by_loop(30, 12, 1, 0) + _keys_by_loop(50, 40, 2, 0) + _keys_by_loop(3, 0, 1, 92)
+    attention = (2e6 * (83 + 52) + 4 * 2 * 64 * keys) / 2
+    assert row.loc[("arc_challenge", "attention"), "cost_per_request"] == pytest.approx(attention, rel=1e-12)
+    assert row.loc[("overall", "attention"), "ratio_to_paper"] == pytest.approx(attention / (2e6 * 26))
+    assert set(table["priced_on"]) == {"requests"}
+    # without usage records: the mean request, said so
+    assert set(cost.cost_table(tokens, {"m": arch}, ["paper"])["priced_on"]) == {"mean_request"}
+    # a model without the architecture: paper still priced, attention empty with the missing key named
+    bare = cost.cost_table(tokens, {}, ["paper", "attention"], usage_paths=[path]).set_index("cost_model")
+    assert bare.loc["paper", "cost_per_request"].notna().all()
+    assert bare.loc["attention", "cost_per_request"].isna().all()
+    assert bare.loc["attention", "reason"].str.contains("needs layers").all()
+
+
+def test_crossover_per_cost_model_keeps_paper_and_prices_tef_alike():
+    import pandas as pd
+
+    from cotscale import flops
+    from cotscale.fits import crossover_by_cost_model
+
+    pairs = pd.DataFrame([{"model": "m", "family": "f", "N": 1e9, "train_flops": 1e21, "tef": 3e21,
+                           "tok_std": 10.0, "tok_cot": 50.0, "token_unit": "tokens"}])
+    costs = pd.DataFrame([
+        {"model": "m", "strategy": s, "benchmark": b, "cost_model": "attention", "unit": "FLOPs",
+         "cost_per_request": c, "reason": ""}
+        for s, b, c in [("base", "arc_challenge", 3e10), ("base", "mmlu", 5e10), ("cot", "arc_challenge", 2e11),
+                        ("cot", "mmlu", 1e11), ("cot", "gsm8k", 9e11)]])  # gsm8k: CoT only, not compared
+    out = crossover_by_cost_model(pairs, costs, "base", "cot").set_index("cost_model")
+    assert out.loc["paper", "crossover_requests"] == flops.crossover(pairs)["crossover_requests"].iloc[0]
+    assert out.loc["attention", "crossover_requests"] == pytest.approx(2e21 / (1.5e11 - 4e10))
+    # seconds: TEF and C run at the hardware's peak, the requests in roofline seconds
+    secs = costs.assign(cost_model="seconds", unit="s", cost_per_request=costs["cost_per_request"] / 1e15)
+    out = crossover_by_cost_model(pairs, secs, "base", "cot", {"peak_flops": 1e15, "price_per_gpu_hour": 1.0})
+    assert out.set_index("cost_model").loc["seconds", "crossover_requests"] == pytest.approx(2e21 / (1.5e11 - 4e10))
+
+
+def test_planner_forward_cost_model_equals_forward_tokens(tmp_path):
+    """cost model ``forward`` through cotscale.cost ranks as the planner's own ``--cost forward`` (2·N·t)."""
+    import pandas as pd
+
+    from cotscale import plan
+    from tests.test_plan import COMPUTE, MODELS, TOKENS, benchmarks
+
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    benchmarks().to_csv(folder / "benchmarks.csv", index=False)
+    TOKENS.to_csv(folder / "tokens.csv", index=False)
+    COMPUTE.to_csv(folder / "compute.csv", index=False)
+    with pytest.raises(plan.PlanError, match="models.csv"):
+        plan.operating_points(plan.read_tables_dir(folder), cost_model="attention")
+    pd.DataFrame([{"model": m, "N": n} for m, (n, _) in MODELS.items()]).to_csv(folder / "models.csv", index=False)
+    tables = plan.read_tables_dir(folder)
+    by_model = plan.rank(plan.operating_points(tables, cost_model="forward"), 1e12, 0.3)
+    by_tokens = plan.rank(plan.operating_points(tables, "forward"), 1e12, 0.3)
+    assert list(by_model["model"]) == list(by_tokens["model"])
+    np.testing.assert_allclose(by_model["lifetime_flops"], by_tokens["lifetime_flops"], rtol=1e-12)
+    # without layers, attention prices nothing and says so
+    with pytest.raises(plan.PlanError, match="no operating point"):
+        plan.rank(plan.operating_points(tables, cost_model="attention"), 1e12, 0.3)
+
+
+def test_reasoning_and_published_configs_carry_complete_architectures():
+    from cotscale.config import ROOT, load_config
+
+    reasoning = load_config(ROOT / "config" / "reasoning.yaml")
+    archs = cost.architectures(reasoning, list(reasoning["models"]))
+    assert len(archs) == 4
+    for name, arch in archs.items():
+        cost.check("kinetics", {**arch, "N": 1.0}, name)  # every key kinetics and seconds need
+        # the stated totals are the formula's on the stated config.json values (second check: the model cards,
+        # test_parameter_counts_match_the_published_totals)
+        model_type = "qwen3"
+        ff = {"Qwen3-0.6B": 3072, "Qwen3-1.7B": 6144, "Qwen3-4B": 9728, "Qwen3-8B": 12288}[name]
+        assert architecture.count_params(arch, ff, model_type)["total_params"] == arch["total_params"]
+    published = load_config(ROOT / "config" / "published.yaml")
+    keys = ["Llama-3.2-1B", "OLMo-1B-0724-hf@step48000-tokens100B", "pythia-410m-deduped"]
+    for name, arch in cost.architectures(published, keys).items():
+        cost.check("kinetics", {**arch, "N": 1.0}, name)

@@ -42,6 +42,7 @@ DEFAULT_COST_MODEL = "paper"
 #: results/tables/costs.csv: cost per request of each model × strategy × benchmark (and overall) × cost model
 COST_COLUMNS = ("model", "revision", "family", "N", "strategy", "benchmark", "cost_model", "unit",
                 "prompt_tokens_per_request", "generated_tokens_per_request", "cost_per_request",
-                "paper_cost_per_request", "ratio_to_paper", "hardware", "batch_size", "token_unit", "reason")
+                "paper_cost_per_request", "ratio_to_paper", "hardware", "batch_size", "token_unit", "priced_on",
+                "reason")
 #: crossover.csv: one row per model × cost model (R* with the TEF baseline priced by the same cost model)
 COST_MODEL_COLUMN = "cost_model"

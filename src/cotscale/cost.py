@@ -277,11 +277,14 @@ def _request_usage(tokens):
 
 
 def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict | None = None,
-               batch_size: int = DEFAULT_BATCH_SIZE):
+               batch_size: int = DEFAULT_BATCH_SIZE, usage_paths=()):
     """costs.csv: every model × strategy × benchmark (and ``overall``, the unweighted mean over benchmarks, as
-    the paper's overall score) × cost model, from tokens.csv. A model without the facts a cost model needs gets
-    an empty cost and the reason. Priced on each benchmark's mean request (the convex attention and KV terms of
-    requests longer than the mean are not added)."""
+    the paper's overall score) × cost model. A model without the facts a cost model needs gets an empty cost and
+    the reason. With ``usage_paths`` (results/evals/{model}/{strategy}/{task}/usage.jsonl.gz) every request is
+    priced on its own usage and a benchmark's cost per request is the sum over Table I's denominator (generate
+    requests; documents for a log-likelihood strategy); ``priced_on`` says ``requests``. Without them (the
+    published outputs) each benchmark's mean request of tokens.csv is priced (``mean_request``: the convex
+    attention and KV terms of requests longer than the mean are not added)."""
     import pandas as pd
 
     from cotscale.contract import COST_COLUMNS
@@ -310,12 +313,21 @@ def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict
         part["cost_per_request"] = values
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
+    out["priced_on"] = "mean_request"
+    if usage_paths:
+        sums = _priced_from_usage(out, usage_paths, archs, hardware, batch_size)
+        keys = list(zip(out["model"], out["strategy"], out["benchmark"], out["cost_model"]))
+        total = np.array([sums.get(k, np.nan) for k in keys])
+        per = out["generate_requests"].where(out["generate_requests"] > 0, out["documents"]).to_numpy(float)
+        found = ~np.isnan(total)
+        out.loc[found, "cost_per_request"] = total[found] / per[found]
+        out.loc[found, "priced_on"] = "requests"
     keys = ["model", "revision", "family", "N", "strategy", "cost_model", "unit", "hardware", "batch_size"]
     overall = out.groupby(keys, as_index=False, dropna=False).agg(
         prompt_tokens_per_request=("prompt_tokens_per_request", "mean"),
         generated_tokens_per_request=("generated_tokens_per_request", "mean"),
         cost_per_request=("cost_per_request", lambda s: s.mean(skipna=False)),
-        token_unit=("token_unit", "first"), reason=("reason", "first"))
+        token_unit=("token_unit", "first"), reason=("reason", "first"), priced_on=("priced_on", "first"))
     out = pd.concat([out, overall.assign(benchmark="overall")], ignore_index=True)
     paper_cost = out[out["cost_model"] == DEFAULT_COST_MODEL].set_index(
         ["model", "strategy", "benchmark"])["cost_per_request"]
@@ -324,9 +336,76 @@ def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict
     out["paper_cost_per_request"] = paper_flops
     for unit in ("s", "USD"):
         rows = out["unit"] == unit
+        if not rows.any():
+            continue
         out.loc[rows, "paper_cost_per_request"] = from_flops(paper_flops[rows.to_numpy()], unit, hardware)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["ratio_to_paper"] = np.where(out["paper_cost_per_request"] > 0,
                                          out["cost_per_request"] / out["paper_cost_per_request"], np.nan)
     return out.reindex(columns=list(COST_COLUMNS)).sort_values(
         ["model", "strategy", "cost_model", "benchmark"], kind="stable").reset_index(drop=True)
+
+
+# --- usage records -----------------------------------------------------------------------------------------------
+def usage_arrays(path) -> dict[str, np.ndarray]:
+    """One usage.jsonl.gz (cotscale.usage) as per-request arrays: P, G, n, offset (a log-likelihood request's
+    already-computed context, scored_tokens − prompt_tokens; 0 otherwise), computed (NaN where not recorded) and
+    ``generate`` (a generate request). Decoded in one pass (msgspec), not record by record."""
+    import gzip
+
+    import msgspec
+
+    from cotscale.contract import COMPUTED_TOKENS_FIELD
+
+    class _Record(msgspec.Struct, kw_only=True):
+        kind: str
+        prompt_tokens: int
+        generated_tokens: int = 0
+        sequences: int = 1
+        scored_tokens: int | None = None
+        computed: int | None = msgspec.field(default=None, name=COMPUTED_TOKENS_FIELD)
+
+    with gzip.open(path, "rb") as fh:
+        records = msgspec.json.Decoder(_Record).decode_lines(fh.read())
+    P = np.fromiter((r.prompt_tokens for r in records), float, len(records))
+    scored = np.fromiter((np.nan if r.scored_tokens is None else r.scored_tokens for r in records), float,
+                         len(records))
+    return {
+        "P": P,
+        "G": np.fromiter((r.generated_tokens for r in records), float, len(records)),
+        "n": np.fromiter((r.sequences for r in records), float, len(records)),
+        "offset": np.where(np.isnan(scored), 0.0, np.maximum(scored - P, 0.0)),
+        "computed": np.fromiter((np.nan if r.computed is None else r.computed for r in records), float,
+                                len(records)),
+        "generate": np.fromiter((r.kind == "generate" for r in records), bool, len(records)),
+    }
+
+
+def usage_totals(usage: dict[str, np.ndarray], arch: dict, names, hardware: dict | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, model: str = "") -> dict[str, float]:
+    """Σ cost over the requests of one usage file under each cost model of ``names`` (NaN, with the reason
+    logged by the caller, where the architecture lacks a key the cost model needs)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = float(np.sum(request_cost(name, arch, usage["P"], usage["G"], usage["n"], usage["offset"],
+                                                  usage["computed"], hardware, batch_size, model=model)))
+        except MissingArchitecture:
+            out[name] = float("nan")
+    return out
+
+
+def _priced_from_usage(bench, usage_paths, archs, hardware, batch_size):
+    """Σ cost per model × strategy × benchmark × cost model over the usage records (each file read once)."""
+    names = list(bench["cost_model"].unique())
+    N = bench.drop_duplicates("model").set_index("model")["N"]
+    sums: dict[tuple, float] = {}
+    for path in usage_paths:
+        model, strategy, benchmark = Path(path).parts[-4:-1]
+        if model not in N.index:
+            continue
+        arch = {**archs.get(model, {}), "N": float(N[model])}
+        for name, total in usage_totals(usage_arrays(path), arch, names, hardware, batch_size, model).items():
+            key = (model, strategy, benchmark, name)
+            sums[key] = sums.get(key, 0.0) + total
+    return sums

@@ -129,7 +129,8 @@ def costs(smk, config):
     archs = cost.architectures(config, models["model"])
     write_csv(smk.output.models, architecture.models_table(models, archs))
     hardware = cost.load_hardware(config["cost"])
-    table = cost.cost_table(tokens, archs, config["analysis"]["cost_models"], hardware, config["cost"]["batch_size"])
+    table = cost.cost_table(tokens, archs, config["analysis"]["cost_models"], hardware, config["cost"]["batch_size"],
+                            usage_paths=list(smk.input.usage))
     write_csv(smk.output.costs, table)
 
 

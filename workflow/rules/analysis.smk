@@ -16,6 +16,11 @@ rule ingest_published:
 rule costs:
     input:
         tokens="results/tables/tokens.csv",
+        # every request priced on its own usage (none for published outputs: their mean request)
+        usage=[
+            f"results/evals/{m}/{s}/{t}/usage.jsonl.gz"
+            for m, s, t in ([] if CFG["published"] else evaluation_jobs(CFG))
+        ],
     output:
         models=report(
             "results/tables/models.csv",

@@ -4,6 +4,7 @@ import re
 from cotscale.config import (
     DEMO_MODELS_DIR,
     canonical,
+    evaluation_jobs,
     load_workflow_config,
     suite_spec,
     suites,
