@@ -133,7 +133,9 @@ rule plan:
         ANALYSIS_ENV
     params:
         grid=canonical(CFG["plan"]),
-        cost=canonical({**COST_SPEC, "realistic": CFG["analysis"]["realistic_cost_model"]}),
+        cost=canonical(
+            {**COST_SPEC, "realistic": CFG["analysis"]["realistic_cost_model"]}
+        ),
     script:
         f"{SCRIPTS}/plan.py"
 
