@@ -216,6 +216,18 @@ def test_costs_priced_request_by_request_from_usage_records(tmp_path):
     assert row.loc[("arc_challenge", "attention"), "cost_per_request"] == pytest.approx(attention, rel=1e-12)
     assert row.loc[("overall", "attention"), "ratio_to_paper"] == pytest.approx(attention / (2e6 * 26))
     assert set(table["priced_on"]) == {"requests"}
+    # a sweep's budgets: overall rows priced on the run's prompt and the budget's generated tokens per request
+    sweep = pd.DataFrame([{"model": "m", "strategy": "cot", "budget_kind": "max_gen_toks", "budget": b,
+                           "benchmark": "overall", "metric": "accuracy", "tokens_per_request": t}
+                          for b, t in [(16, 10.0), (64, 40.0)]])
+    budgets = cost.cost_table(tokens, {"m": arch}, ["paper", "attention"], usage_paths=[path], sweep=sweep)
+    budgets = budgets[budgets["budget"] != ""].set_index(["budget", "cost_model"])
+    P = 83 / 2  # the run's prompt tokens per request
+    for budget, G in (("max_gen_toks=16", 10.0), ("max_gen_toks=64", 40.0)):
+        keys = P * (P + 1) / 2 + G * P + G * (G + 1) / 2
+        assert budgets.loc[(budget, "attention"), "cost_per_request"] == pytest.approx(
+            2e6 * (P + G) + 4 * 2 * 64 * keys, rel=1e-12)
+        assert budgets.loc[(budget, "paper"), "cost_per_request"] == 2e6 * G
     # without usage records: the mean request, said so
     assert set(cost.cost_table(tokens, {"m": arch}, ["paper"])["priced_on"]) == {"mean_request"}
     # a model without the architecture: paper still priced, attention empty with the missing key named

@@ -40,7 +40,7 @@ MODEL_COLUMNS = ("model", "revision", "family", "N", "D", "layers", "d_model", "
 #: the cost model every published number uses (2·N·generated tokens); the others are in cotscale.cost
 DEFAULT_COST_MODEL = "paper"
 #: results/tables/costs.csv: cost per request of each model × strategy × benchmark (and overall) × cost model
-COST_COLUMNS = ("model", "revision", "family", "N", "strategy", "benchmark", "cost_model", "unit",
+COST_COLUMNS = ("model", "revision", "family", "N", "strategy", "benchmark", "budget", "cost_model", "unit",
                 "prompt_tokens_per_request", "generated_tokens_per_request", "cost_per_request",
                 "paper_cost_per_request", "ratio_to_paper", "hardware", "batch_size", "token_unit", "priced_on",
                 "reason")

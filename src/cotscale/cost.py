@@ -277,7 +277,7 @@ def _request_usage(tokens):
 
 
 def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict | None = None,
-               batch_size: int = DEFAULT_BATCH_SIZE, usage_paths=()):
+               batch_size: int = DEFAULT_BATCH_SIZE, usage_paths=(), sweep=None):
     """costs.csv: every model × strategy × benchmark (and ``overall``, the unweighted mean over benchmarks, as
     the paper's overall score) × cost model. A model without the facts a cost model needs gets an empty cost and
     the reason. With ``usage_paths`` (results/evals/{model}/{strategy}/{task}/usage.jsonl.gz) every request is
@@ -328,10 +328,12 @@ def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict
         generated_tokens_per_request=("generated_tokens_per_request", "mean"),
         cost_per_request=("cost_per_request", lambda s: s.mean(skipna=False)),
         token_unit=("token_unit", "first"), reason=("reason", "first"), priced_on=("priced_on", "first"))
-    out = pd.concat([out, overall.assign(benchmark="overall")], ignore_index=True)
-    paper_cost = out[out["cost_model"] == DEFAULT_COST_MODEL].set_index(
-        ["model", "strategy", "benchmark"])["cost_per_request"]
-    paper_flops = paper_cost.reindex(pd.MultiIndex.from_frame(out[["model", "strategy", "benchmark"]])).to_numpy()
+    overall = overall.assign(benchmark="overall")
+    out = pd.concat([out, overall, _budget_rows(overall, sweep, archs, hardware, batch_size)], ignore_index=True)
+    out["budget"] = out["budget"].fillna("") if "budget" in out else ""
+    keys = ["model", "strategy", "benchmark", "budget"]
+    paper_cost = out[out["cost_model"] == DEFAULT_COST_MODEL].set_index(keys)["cost_per_request"]
+    paper_flops = paper_cost.reindex(pd.MultiIndex.from_frame(out[keys])).to_numpy()
     # the paper's FLOPs in each row's unit (seconds, dollars: run at the hardware's peak)
     out["paper_cost_per_request"] = paper_flops
     for unit in ("s", "USD"):
@@ -343,7 +345,41 @@ def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict
         out["ratio_to_paper"] = np.where(out["paper_cost_per_request"] > 0,
                                          out["cost_per_request"] / out["paper_cost_per_request"], np.nan)
     return out.reindex(columns=list(COST_COLUMNS)).sort_values(
-        ["model", "strategy", "cost_model", "benchmark"], kind="stable").reset_index(drop=True)
+        ["model", "strategy", "cost_model", "benchmark", "budget"], kind="stable").reset_index(drop=True)
+
+
+def _budget_rows(overall, sweep, archs, hardware, batch_size):
+    """cost_table()'s overall rows of each budget of a sweep (inference_scaling.csv, its primary metric)."""
+    import pandas as pd
+
+    from cotscale.scaling import PRIMARY_METRIC
+
+    if sweep is None or sweep.empty:
+        return pd.DataFrame()
+    primary = sweep["budget_kind"].map(PRIMARY_METRIC)
+    sweep = sweep[(sweep["benchmark"] == "overall") & (sweep["metric"] == primary)].dropna(
+        subset=["tokens_per_request"])
+    rows = sweep[["model", "strategy", "budget_kind", "budget", "tokens_per_request"]].merge(
+        overall.drop(columns=["generated_tokens_per_request", "cost_per_request"]), on=["model", "strategy"])
+    if rows.empty:
+        return pd.DataFrame()
+    # a self-consistency budget k is k sequences sharing the prompt (tokens_per_request sums them)
+    rows["sequences"] = np.where(rows["budget_kind"] == "k", pd.to_numeric(rows["budget"], errors="coerce"), 1.0)
+    budget = rows["budget"].map(lambda b: f"{b:g}" if isinstance(b, float) else str(b))
+    rows = rows.assign(budget=rows["budget_kind"] + "=" + budget,
+                       generated_tokens_per_request=rows["tokens_per_request"], reason="")
+    values = np.full(len(rows), np.nan)
+    for (model, name), idx in rows.groupby(["model", "cost_model"]).groups.items():
+        part = rows.loc[idx]
+        try:
+            values[rows.index.get_indexer(idx)] = request_cost(
+                name, {**archs.get(model, {}), "N": float(part["N"].iloc[0])},
+                part["prompt_tokens_per_request"].to_numpy(), part["generated_tokens_per_request"].to_numpy(),
+                part["sequences"].to_numpy(), hardware=hardware, batch_size=batch_size, model=model)
+        except CotscaleError as exc:
+            rows.loc[idx, "reason"] = str(exc)
+    return rows.assign(cost_per_request=values, priced_on="mean_request").drop(
+        columns=["budget_kind", "tokens_per_request", "sequences"])
 
 
 # --- usage records -----------------------------------------------------------------------------------------------

@@ -783,8 +783,9 @@ def fig13_cost_models(inputs: dict[str, Path], png: Path, config: dict):
     """How the cost per request (left: ratio to the paper's 2·N·t, per model × strategy, overall) and the crossover
     R* (right, per model) move from ``paper`` to ``attention`` to ``kinetics`` (cotscale.cost). A line each (gid
     ``ratio:<model>/<strategy>``, ``rstar:<model>``); a model without the architecture has no line past paper."""
-    costs = _columns(_read(inputs, "costs", "fig13"), ["model", "strategy", "benchmark", "cost_model",
+    costs = _columns(_read(inputs, "costs", "fig13"), ["model", "strategy", "benchmark", "budget", "cost_model",
                                                         "ratio_to_paper"])
+    costs = costs[costs["budget"].fillna("").astype(str) == ""]  # the evaluated points (budgets: costs.csv)
     cross = _read(inputs, "crossover", "fig13")
     _theme()
     title = "When the paper's 2·N·t stops being safe: cost per request and R* under richer cost models"

@@ -16,6 +16,7 @@ rule ingest_published:
 rule costs:
     input:
         tokens="results/tables/tokens.csv",
+        inference_scaling="results/tables/inference_scaling.csv",
         # every request priced on its own usage (none for published outputs: their mean request)
         usage=[
             f"results/evals/{m}/{s}/{t}/usage.jsonl.gz"
