@@ -228,6 +228,15 @@ def test_costs_priced_request_by_request_from_usage_records(tmp_path):
         assert budgets.loc[(budget, "attention"), "cost_per_request"] == pytest.approx(
             2e6 * (P + G) + 4 * 2 * 64 * keys, rel=1e-12)
         assert budgets.loc[(budget, "paper"), "cost_per_request"] == 2e6 * G
+    # measured beside modelled seconds: the job's wall seconds over Σ of its requests' roofline seconds
+    cpu = {"name": "cpu", "peak_flops": 1e10, "bandwidth": 2e9, "price_per_gpu_hour": 0.1}
+    timed = cost.cost_table(tokens, {"m": arch}, ["paper", "seconds"], cpu, 8, usage_paths=[path],
+                            compute=pd.DataFrame({"model": ["m"], "strategy": ["cot"], "wall_seconds": [3.0]}))
+    row = timed[(timed["cost_model"] == "seconds") & (timed["benchmark"] == "overall")].iloc[0]
+    modelled = sum(cost.request_cost("seconds", {**arch, "N": 1e6}, p, g, k, off, hardware=cpu, batch_size=8)
+                   for p, g, k, off in [(30, 12, 1, 0), (50, 40, 2, 0), (3, 0, 1, 92)])
+    assert row["modelled_seconds"] == pytest.approx(modelled, rel=1e-12)
+    assert row["measured_over_modelled"] == pytest.approx(3.0 / modelled, rel=1e-12)
     # without usage records: the mean request, said so
     assert set(cost.cost_table(tokens, {"m": arch}, ["paper"])["priced_on"]) == {"mean_request"}
     # a model without the architecture: paper still priced, attention empty with the missing key named

@@ -43,6 +43,6 @@ DEFAULT_COST_MODEL = "paper"
 COST_COLUMNS = ("model", "revision", "family", "N", "strategy", "benchmark", "budget", "cost_model", "unit",
                 "prompt_tokens_per_request", "generated_tokens_per_request", "cost_per_request",
                 "paper_cost_per_request", "ratio_to_paper", "hardware", "batch_size", "token_unit", "priced_on",
-                "reason")
+                "modelled_seconds", "measured_seconds", "measured_over_modelled", "reason")
 #: crossover.csv: one row per model × cost model (R* with the TEF baseline priced by the same cost model)
 COST_MODEL_COLUMN = "cost_model"

@@ -277,7 +277,7 @@ def _request_usage(tokens):
 
 
 def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict | None = None,
-               batch_size: int = DEFAULT_BATCH_SIZE, usage_paths=(), sweep=None):
+               batch_size: int = DEFAULT_BATCH_SIZE, usage_paths=(), sweep=None, compute=None):
     """costs.csv: every model × strategy × benchmark (and ``overall``, the unweighted mean over benchmarks, as
     the paper's overall score) × cost model. A model without the facts a cost model needs gets an empty cost and
     the reason. With ``usage_paths`` (results/evals/{model}/{strategy}/{task}/usage.jsonl.gz) every request is
@@ -322,13 +322,22 @@ def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict
         found = ~np.isnan(total)
         out.loc[found, "cost_per_request"] = total[found] / per[found]
         out.loc[found, "priced_on"] = "requests"
+    out["modelled_seconds"] = np.where(out["cost_model"] == "seconds", out["cost_per_request"] * out[
+        "generate_requests"].where(out["generate_requests"] > 0, out["documents"]), np.nan)
     keys = ["model", "revision", "family", "N", "strategy", "cost_model", "unit", "hardware", "batch_size"]
     overall = out.groupby(keys, as_index=False, dropna=False).agg(
+        modelled_seconds=("modelled_seconds", lambda s: s.sum(min_count=1)),
         prompt_tokens_per_request=("prompt_tokens_per_request", "mean"),
         generated_tokens_per_request=("generated_tokens_per_request", "mean"),
         cost_per_request=("cost_per_request", lambda s: s.mean(skipna=False)),
         token_unit=("token_unit", "first"), reason=("reason", "first"), priced_on=("priced_on", "first"))
     overall = overall.assign(benchmark="overall")
+    out["modelled_seconds"] = np.nan  # a job's, on its overall row
+    if compute is not None and "wall_seconds" in compute:
+        measured = compute.groupby(["model", "strategy"])["wall_seconds"].sum(min_count=1)
+        overall["measured_seconds"] = np.where(overall["cost_model"] == "seconds", measured.reindex(
+            pd.MultiIndex.from_frame(overall[["model", "strategy"]])).to_numpy(), np.nan)
+        overall["measured_over_modelled"] = overall["measured_seconds"] / overall["modelled_seconds"]
     out = pd.concat([out, overall, _budget_rows(overall, sweep, archs, hardware, batch_size)], ignore_index=True)
     out["budget"] = out["budget"].fillna("") if "budget" in out else ""
     keys = ["model", "strategy", "benchmark", "budget"]

@@ -130,7 +130,8 @@ def costs(smk, config):
     write_csv(smk.output.models, architecture.models_table(models, archs))
     hardware = cost.load_hardware(config["cost"])
     table = cost.cost_table(tokens, archs, config["analysis"]["cost_models"], hardware, config["cost"]["batch_size"],
-                            usage_paths=list(smk.input.usage), sweep=pd.read_csv(smk.input.inference_scaling))
+                            usage_paths=list(smk.input.usage), sweep=pd.read_csv(smk.input.inference_scaling),
+                            compute=pd.read_csv(smk.input.compute))
     write_csv(smk.output.costs, table)
 
 

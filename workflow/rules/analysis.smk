@@ -17,6 +17,7 @@ rule costs:
     input:
         tokens="results/tables/tokens.csv",
         inference_scaling="results/tables/inference_scaling.csv",
+        compute="results/tables/compute.csv",
         # every request priced on its own usage (none for published outputs: their mean request)
         usage=[
             f"results/evals/{m}/{s}/{t}/usage.jsonl.gz"
