@@ -98,8 +98,10 @@ def config_json(entry: dict) -> Path | None:
     hf_id = entry.get("hf_id")
     if not hf_id or Path(hf_id).exists():
         return None
-    from huggingface_hub import try_to_load_from_cache
-
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # an analysis-only environment has no Hub client, and so no Hub cache to read
+        return None
     cached = try_to_load_from_cache(hf_id, "config.json", revision=entry.get("revision") or "main")
     return Path(cached) if isinstance(cached, str) else None
 
