@@ -231,7 +231,7 @@ def crossover_by_cost_model(pairs: pd.DataFrame, costs: pd.DataFrame | None, bas
 
 
 def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot: str,
-                      n_boot: int = 2000, seed: int = 0, costs_path=None,
+                      n_boot: int = 2000, seed: int = 0, costs: pd.DataFrame | None = None,
                       hardware: dict | None = None) -> dict[str, pd.DataFrame]:
     """Experiment 2's tables from the baseline and CoT strategies' benchmarks.csv and tokens.csv: regression,
     train-equivalent FLOPs, Table I, crossover and the IsoFLOP fit, written into ``out_dir``. Returns them by stem."""
@@ -243,7 +243,6 @@ def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot:
     tab1 = table1.table1(tokens, baseline, cot)
     pairs = tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
                       how="left").rename(columns={"baseline_tokens": "tok_std", "cot_tokens": "tok_cot"})
-    costs = pd.read_csv(costs_path) if costs_path is not None else None
     cross = crossover_by_cost_model(pairs, costs, baseline, cot, hardware)
     out = {"regression": reg, "train_equivalent": tef, "table1_tokens": tab1, "crossover": cross,
            "isoflop_fit": isoflop_fit(base, cots, tab1, (baseline, cot))}

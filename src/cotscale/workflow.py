@@ -107,13 +107,21 @@ def ingest_published(smk, config):
 def analysis(smk, config):
     """Experiment 2's fits of the baseline / CoT pair: regression, train-equivalent FLOPs, IsoFLOP, crossover,
     Table I."""
-    from cotscale.cost import load_hardware
+    import pandas as pd
+
+    from cotscale import cost
     from cotscale.fits import run_pair_analysis
 
+    # the pair's own cost per request under every cost model (as costs.csv prices it, from these strategies'
+    # tables and usage only, so that the fits need no other strategy's evaluations)
+    tokens = pd.concat([pd.read_csv(p) for p in smk.input.tokens], ignore_index=True)
+    hardware = cost.load_hardware(config["cost"])
+    costs = cost.cost_table(tokens, cost.architectures(config, tokens["model"].unique()),
+                            config["analysis"]["cost_models"], hardware, config["cost"]["batch_size"],
+                            usage_paths=list(smk.input.usage)) if not tokens.empty else None
     return run_pair_analysis([Path(p) for p in smk.input.benchmarks], [Path(p) for p in smk.input.tokens],
                              Path(smk.output.regression).parent, smk.params.baseline, smk.params.cot,
-                             seed=smk.params.seed, costs_path=Path(smk.input.costs),
-                             hardware=load_hardware(config["cost"]))
+                             seed=smk.params.seed, costs=costs, hardware=hardware)
 
 
 def costs(smk, config):

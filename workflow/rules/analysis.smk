@@ -19,10 +19,7 @@ rule costs:
         inference_scaling="results/tables/inference_scaling.csv",
         compute="results/tables/compute.csv",
         # every request priced on its own usage (none for published outputs: their mean request)
-        usage=[
-            f"results/evals/{m}/{s}/{t}/usage.jsonl.gz"
-            for m, s, t in ([] if CFG["published"] else evaluation_jobs(CFG))
-        ],
+        usage=get_usage_files(),
     output:
         models=report(
             "results/tables/models.csv",
@@ -44,12 +41,12 @@ rule costs:
         f"{SCRIPTS}/costs.py"
 
 
-# Experiment 2's fits read only the baseline and CoT strategies' tables (and the costs, for R* per cost model).
+# Experiment 2's fits read only the baseline and CoT strategies' tables (and their usage: R* per cost model).
 rule analysis:
     input:
         benchmarks=get_strategy_tables(get_role_strategies("baseline", "cot")),
         tokens=get_strategy_tables(get_role_strategies("baseline", "cot"), "tokens"),
-        costs="results/tables/costs.csv",
+        usage=get_usage_files(get_role_strategies("baseline", "cot")),
     output:
         **{
             table: report(
@@ -69,6 +66,7 @@ rule analysis:
         baseline=CFG["analysis"]["baseline"],
         cot=CFG["analysis"]["cot"],
         seed=CFG["seed"],
+        cost=canonical(COST_SPEC),
     script:
         f"{SCRIPTS}/analysis.py"
 

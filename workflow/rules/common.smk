@@ -190,6 +190,15 @@ def get_role_strategies(*roles):
     return [name for name in names if name in CFG["strategies"]]
 
 
+def get_usage_files(strategies=None):
+    """usage.jsonl.gz of every evaluation (of ``strategies`` only, when given); none for published outputs."""
+    return [
+        f"results/evals/{m}/{s}/{t}/usage.jsonl.gz"
+        for m, s, t in ([] if CFG["published"] else evaluation_jobs(CFG))
+        if strategies is None or s in strategies
+    ]
+
+
 def get_figure_inputs(figure):
     """The per-strategy benchmarks of the strategies the figure reads and the analysis tables it names."""
     inputs = {t: f"results/tables/{t}.csv" for t in figure.tables}
