@@ -192,6 +192,8 @@ def test_a_closed_thinking_is_kept_whole_and_extraction_sees_the_answer_only(hf_
         record = hf_think.usage[i]
         assert (record["thinking_tokens"], record["answer_tokens"]) == (len(thinking), len(answer))
         assert record["generated_tokens"] == len(thinking) + len(answer) and not record["truncated"]
+        # `empty` is about the thinking: the oracle's thinking before its end token, whitespace stripped
+        assert record["empty"] is (not oracle[1].decode(thinking, skip_special_tokens=True).split(END)[0].strip())
         # the thinking's numbers are not in what lm-eval's filters see: the extracted answer is the answer part's
         only_thinking = {x for x in thinking_text.replace(".", " ").split() if x.isdigit()} - set(
             answers[i].replace(".", " ").split())

@@ -21,6 +21,7 @@ import pandas as pd
 from cotscale.config import BENCHMARKS, CotscaleError, canonical, job_spec, task_variant
 from cotscale.io import read_json, write_csv
 from cotscale.registry import STRATEGY_TABLES
+from cotscale.usage import empty_fraction
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,13 @@ ID_COLUMNS = ["model", "revision", "family", "N", "D", "strategy"]
 SCORE_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "metric", "filter", "value", "stderr"]
 BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overall_stderr", "n_benchmarks",
                      *(f"{b}_stderr" for b in BENCHMARKS), *(f"{b}_truncated_fraction" for b in BENCHMARKS),
-                     "truncated_fraction"]
+                     "truncated_fraction", *(f"{b}_empty_fraction" for b in BENCHMARKS), "empty_fraction",
+                     *(f"{b}_documents" for b in BENCHMARKS)]
 TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "loglikelihood_requests",
                  "documents", "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
                  "generated_tokens", "mean_generate_prompt_tokens", "mean_loglikelihood_prompt_tokens",
                  "mean_generated_tokens", "generated_tokens_per_document", "truncated_fraction",
-                 "mean_thinking_tokens", "mean_answer_tokens", "token_unit"]
+                 "mean_thinking_tokens", "mean_answer_tokens", "token_unit", "empty_fraction"]
 COMPUTE_COLUMNS = [*ID_COLUMNS, "documents", "requests", "prompt_tokens", "generated_tokens", "token_unit",
                    "train_flops", "generated_tokens_per_document", "inference_flops_per_document",
                    "forward_flops_per_document", "wall_seconds", "model_load_seconds", "max_rss_mb",
@@ -132,6 +134,30 @@ def benchmark_score(results: dict, task: str, metric: str, filt: str) -> tuple[f
     return value, stderr
 
 
+def benchmark_documents(results: dict, task: str) -> float:
+    """Documents lm-eval evaluated for a task or group: ``n-samples`` effective, summed over its leaf tasks (NaN when
+    the results do not say, as the paper's published files)."""
+    counts = [results.get("n-samples", {}).get(leaf, {}).get("effective") for leaf in _leaves(results, task)]
+    return float(sum(counts)) if counts and None not in counts else math.nan
+
+
+def check_same_documents(benchmarks: pd.DataFrame, pair: tuple[str, str], what: str) -> None:
+    """A comparison of two strategies (``what``: the figure or table) must score both on the same documents: a
+    benchmark whose ``{benchmark}_documents`` differ between them for a model is an AggregationError naming the
+    benchmark, both counts and the fix. Unknown counts (published files) are not compared."""
+    by = {s: benchmarks[benchmarks["strategy"] == s].drop_duplicates("model").set_index("model") for s in pair}
+    for model in sorted(set(by[pair[0]].index) & set(by[pair[1]].index)):
+        for bench in BENCHMARKS:
+            column = f"{bench}_documents"
+            counts = [by[s].loc[model].get(column, math.nan) for s in pair]
+            if not any(pd.isna(c) for c in counts) and counts[0] != counts[1]:
+                raise AggregationError(
+                    f"{what}: {pair[0]} and {pair[1]} of model {model} are not on the same documents: task {bench} "
+                    f"evaluated {counts[0]:.0f} documents under {pair[0]} and {counts[1]:.0f} under {pair[1]}. Give "
+                    f"both task variants the same split (config key tasks.{bench}.<variant>.split) and the same "
+                    f"limit, then rerun their evaluations")
+
+
 def _metrics_of(results: dict, task: str) -> list[str]:
     tables = {**results.get("groups", {}), **results["results"]}
     return sorted(k for k in tables.get(task, {}) if "," in k and "_stderr," not in k)
@@ -181,6 +207,13 @@ def benchmark_rows(config: dict, results_by_key: dict[tuple[str, str], dict[str,
             row[f"{bench}_truncated_fraction"] = truncated_fraction(summary.values()) if summary else math.nan
         # like overall: the unweighted mean over the seven benchmarks (NaN when one is missing)
         row["truncated_fraction"] = sum(row[f"{b}_truncated_fraction"] for b in BENCHMARKS) / len(BENCHMARKS)
+        for bench in BENCHMARKS:
+            summary = summaries.get(bench)
+            row[f"{bench}_empty_fraction"] = empty_fraction(summary.values()) if summary else math.nan
+        row["empty_fraction"] = overall_fraction([row[f"{b}_empty_fraction"] for b in BENCHMARKS])
+        for bench in BENCHMARKS:
+            row[f"{bench}_documents"] = (benchmark_documents(by_benchmark[bench], task_variant(config, strategy, bench)
+                                                             ["task"]) if bench in by_benchmark else math.nan)
         rows.append(row)
     return rows
 
@@ -194,6 +227,29 @@ def truncated_fraction(entries) -> float:
     generate requests): tokens.csv per task, benchmarks.csv per benchmark."""
     entries = list(entries)
     return _mean(sum(e["truncated"] for e in entries), sum(e["generate_requests"] for e in entries))
+
+
+def overall_fraction(values: list[float]) -> float:
+    """The unweighted mean over the benchmarks that generated (NaN if none did). Unlike ``overall`` a benchmark
+    without generations does not make it NaN: the paper's samples hold no gsm8k rationale, and how often the other
+    six rationales are empty is worth stating all the same."""
+    known = [v for v in values if not math.isnan(v)]
+    return sum(known) / len(known) if known else math.nan
+
+
+def empty_warnings(benchmarks: pd.DataFrame, threshold: float) -> list[str]:
+    """One line per model × strategy × benchmark of benchmarks.csv whose ``{benchmark}_empty_fraction`` passes
+    ``threshold`` (config key analysis.empty_warning): rationales that never happened, averaged into its token
+    means and scores."""
+    lines = []
+    for row in benchmarks.to_dict("records"):
+        for bench in BENCHMARKS:
+            value = row.get(f"{bench}_empty_fraction", math.nan)
+            if value > threshold:
+                lines.append(f"{row['model']} / {row['strategy']} / {bench}: {value:.0%} of its generations are "
+                             f"empty (no text before the first stop sequence or EOS; analysis.empty_warning "
+                             f"{threshold:.0%}): the strategy's tokens and score average them in")
+    return lines
 
 
 def token_rows(results: dict, path: Path | str = "results.json") -> list[dict]:
@@ -223,6 +279,7 @@ def token_rows(results: dict, path: Path | str = "results.json") -> list[dict]:
             **{f"mean_{name}": _mean(e.get(name, 0), e["generate_requests"]) if e["generate_requests"] else 0.0
                for name in ("thinking_tokens", "answer_tokens")},
             "token_unit": e["token_unit"],
+            "empty_fraction": empty_fraction([e]),
         })
     return rows
 
@@ -357,12 +414,15 @@ def write_strategy_tables(config: dict, strategy: str, result_paths: list[str], 
     write_csv(out_dir / "compute.csv", compute_rows(tokens_table, pd.DataFrame(measured)))
 
 
-def combine_tables(strategy_dirs: list[Path], out_dir: Path) -> None:
-    """The per-strategy tables of `strategy_dirs`, concatenated into the tables of every strategy."""
+def combine_tables(strategy_dirs: list[Path], out_dir: Path, empty_warning: float | None = None) -> None:
+    """The per-strategy tables of `strategy_dirs`, concatenated into the tables of every strategy; with
+    ``empty_warning``, a warning line per benchmark whose empty fraction passes it (:func:`empty_warnings`)."""
     for table in STRATEGY_TABLES:
         parts = [pd.read_csv(Path(d) / f"{table}.csv") for d in strategy_dirs]
         parts = [p for p in parts if not p.empty] or parts[:1]
         combined = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         if table == "benchmarks" and len(combined):
             combined = combined.sort_values(["family", "model", "strategy"], kind="stable")
+            for line in empty_warnings(combined, empty_warning) if empty_warning is not None else []:
+                log.warning("%s", line)
         write_csv(Path(out_dir) / f"{table}.csv", combined)

@@ -39,14 +39,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cotscale import package_versions
-from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task
+from cotscale.config import CotscaleError, canonical, job_spec, lm_eval_task, task_variant
 from cotscale.gpus import claim_gpus, claimed_gpus, job_processes
 from cotscale.io import atomic_path, read_json, redact_secrets, replace_in_strings, write_json, write_jsonl_gz
 from cotscale.preempt import batch_size_for_attempt
 from cotscale.prefetch import check_model_cached, explain_offline_errors
 from cotscale.strategy import chat_arguments
 from cotscale.tasks import check_tasks_known, evaluation_task_manager
-from cotscale.usage import summarize_usage
+from cotscale.usage import empty_fraction, summarize_usage
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,39 @@ def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path |
 
 def _samples(results: dict, sample_fields: dict) -> list[dict]:
     """lm-eval's sample records, each with what the model wrapper adds for its document (hybrid: the rationales and
-    the prompt they were generated from, cotscale.lm)."""
+    the prompt they were generated from, cotscale.lm). A generation's arguments (lm-eval records its task's
+    ``generation_kwargs``, e.g. max_gen_toks 256) are replaced by those it ran with (:func:`_generation_args`)."""
     records = []
     for task_name, task_samples in sorted(results.pop("samples", {}).items()):
         for sample in task_samples:
-            records.append({"task": task_name, **sample, **sample_fields.get((task_name, sample["doc_id"]), {})})
+            fields = sample_fields.get((task_name, sample["doc_id"]), {})
+            used = _answer_args(fields.get("generation_args"))
+            if used and sample.get("arguments"):  # lm-eval's [(context, gen_kwargs)] of a generate_until document
+                sample["arguments"] = [(args[0], used) if len(args) == 2 and isinstance(args[1], dict) else args
+                                       for args in sample["arguments"]]
+            records.append({"task": task_name, **sample, **fields})
     return records
+
+
+def _answer_args(phases: dict | None) -> dict | None:
+    """Of a document's ``generation_args`` (per phase), the generation whose text is the answer lm-eval scored."""
+    return (phases or {}).get("answer") or (phases or {}).get("generate")
+
+
+def _generation_args(results: dict, sample_fields: dict) -> dict:
+    """Per lm-eval task that generated: the arguments its generations ran with (per phase, as the strategy set them:
+    max_gen_toks, until, do_sample, temperature, beams / samples; a thinking strategy's thinking budget is its
+    "thinking" phase's max_gen_toks). A generate_until task's ``configs.<task>.generation_kwargs`` (lm-eval's task
+    defaults) are replaced by them, so results.json records what ran."""
+    per_task: dict[str, dict] = {}
+    for (task_name, _), fields in sorted(sample_fields.items(), key=lambda item: str(item[0])):
+        for phase, args in (fields.get("generation_args") or {}).items():  # the first document of each phase
+            per_task.setdefault(task_name, {}).setdefault(phase, args)
+    for task_name, phases in per_task.items():
+        config = results.get("configs", {}).get(task_name)
+        if isinstance(config, dict) and isinstance(config.get("generation_kwargs"), dict) and _answer_args(phases):
+            config["generation_kwargs"] = _answer_args(phases)
+    return per_task
 
 
 @dataclass(frozen=True)
@@ -404,7 +431,8 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
     # a scratch folder that cannot be deleted (a process out of memory) must not hide the evaluation's own error
     with tempfile.TemporaryDirectory(prefix="cotscale-", ignore_cleanup_errors=True) as scratch:
         scratch_dir = str(Path(scratch).resolve())
-        task_manager = evaluation_task_manager(config, lm_task, Path(scratch), strategy)
+        task_manager = evaluation_task_manager(config, lm_task, Path(scratch), strategy,
+                                               task_variant(config, strategy_name, task).get("split"))
         seed = config["seed"]
         with explain_offline_errors(f"a dataset of lm-eval task {lm_task!r}"), \
                 explain_out_of_memory(config, model_key, strategy_name):
@@ -425,6 +453,7 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
     if results is None:  # another rank of a data-parallel launch: rank 0 writes the outputs
         return None
     samples = _samples(results, gathered.sample_fields)
+    generation_args = _generation_args(results, gathered.sample_fields)
     results["cotscale"] = {
         "model": model_key,
         "hf_id": model["hf_id"],
@@ -450,6 +479,7 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
         "cache": gathered.cache_stats,
         "data_parallel": {"processes": lm.world_size, "usage_records_per_rank": gathered.usage_per_rank},
         "usage_summary": summarize_usage(gathered.usage),
+        "generation_args": generation_args,
     }
     # the rendered task overrides' temporary folder (lm-eval's metadata.config_source) would differ on every run
     results = redact_secrets(replace_in_strings(results, {scratch_dir: "<scratch>", scratch: "<scratch>"}))
@@ -463,7 +493,21 @@ def _evaluate_task(lm, config: dict, model_key: str, job: TaskJob, out_dir: Path
         lm.cache.remove()
     log.info("%s / %s / %s: %d samples, %d requests in %.1f s", model_key, strategy_name, task, len(samples),
              len(gathered.usage), wall_seconds)
+    _warn_empty(results["cotscale"]["usage_summary"], config["analysis"]["empty_warning"],
+                f"{model_key} / {strategy_name} / {task}")
     return results
+
+
+def _warn_empty(summary: dict, threshold: float, where: str) -> None:
+    """A warning line in the evaluation's log for each (sub)task whose share of empty generations passes
+    analysis.empty_warning: its rationales (or answers) mostly never happened."""
+    for name, entry in summary.items():
+        fraction = empty_fraction([entry])
+        if fraction > threshold:
+            log.warning("%s: task %s: %d of %d generations are empty (%.0f%%, above analysis.empty_warning %.0f%%): "
+                        "no text before the first stop sequence or EOS; see config/README.md (until, "
+                        "chat_template)", where, name, entry["empty"], entry["generate_requests"], 100 * fraction,
+                        100 * threshold)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from cotscale import flops, plan  # noqa: E402
+from cotscale.aggregate import check_same_documents  # noqa: E402
 from cotscale.contract import DEFAULT_COST_MODEL  # noqa: E402
 from cotscale.io import atomic_path  # noqa: E402
 from cotscale.registry import FIGURE_NAMES, free_form_cot  # noqa: E402
@@ -199,7 +200,10 @@ def _paired_scores(inputs, png, config, figure: str, pair: tuple[str, str], labe
 
     Points have gid = strategy name; the joining segments gid ``pair``.
     """
-    table = _columns(_read(inputs, "benchmarks", figure), BENCHMARK_COLUMNS)
+    benchmarks = _read(inputs, "benchmarks", figure)
+    if pair[0] != pair[1] and not benchmarks.empty:
+        check_same_documents(benchmarks, pair, figure)
+    table = _columns(benchmarks, BENCHMARK_COLUMNS)
     expected = _expected_models(config, table)
     data = table[table["strategy"].isin(pair)].dropna(subset=["overall"])
     for strategy in pair:
@@ -276,7 +280,10 @@ def cot_gain(benchmarks: pd.DataFrame, baseline: str, cot: str) -> pd.DataFrame:
 def fig4_cot_gain_vs_train_flops(inputs: dict[str, Path], png: Path, config: dict):
     """CoT improvement per model against train FLOPs, a line per family (gid ``gain:<family>``)."""
     a = config["analysis"]
-    table = _columns(_read(inputs, "benchmarks", "fig4"), BENCHMARK_COLUMNS)
+    benchmarks = _read(inputs, "benchmarks", "fig4")
+    if not benchmarks.empty:
+        check_same_documents(benchmarks, (a["baseline"], a["cot"]), "fig4")
+    table = _columns(benchmarks, BENCHMARK_COLUMNS)
     data = cot_gain(table, a["baseline"], a["cot"])
     _log_absent("fig4", f"pair of {a['baseline']} and {a['cot']} scores", _expected_models(config, table),
                 data["model"])

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cotscale import flops, pca, table1
+from cotscale.aggregate import check_same_documents
 from cotscale.io import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
@@ -231,16 +232,18 @@ def crossover_by_cost_model(pairs: pd.DataFrame, costs: pd.DataFrame | None, bas
 
 
 def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot: str,
-                      n_boot: int = 2000, seed: int = 0, costs: pd.DataFrame | None = None,
-                      hardware: dict | None = None) -> dict[str, pd.DataFrame]:
+                      n_boot: int = 2000, seed: int = 0, empty_warning: float = 0.1,
+                      costs: pd.DataFrame | None = None, hardware: dict | None = None) -> dict[str, pd.DataFrame]:
     """Experiment 2's tables from the baseline and CoT strategies' benchmarks.csv and tokens.csv: regression,
-    train-equivalent FLOPs, Table I, crossover and the IsoFLOP fit, written into ``out_dir``. Returns them by stem."""
+    train-equivalent FLOPs, Table I (its rows marked where an empty share passes ``empty_warning``), crossover and
+    the IsoFLOP fit, written into ``out_dir``. Returns them by stem."""
     out_dir = Path(out_dir)
     bench, tokens = _concat(benchmark_paths), _concat(token_paths)
+    check_same_documents(bench, (baseline, cot), "the analysis (fits, train-equivalent FLOPs, Table I)")
     base, cots = strategy_scores(bench, baseline), strategy_scores(bench, cot)
     reg, draws = regression(base, n_boot, seed)
     tef = train_equivalent(base, cots, reg, draws)
-    tab1 = table1.table1(tokens, baseline, cot)
+    tab1 = table1.table1(tokens, baseline, cot, empty_warning)
     pairs = tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
                       how="left").rename(columns={"baseline_tokens": "tok_std", "cot_tokens": "tok_cot"})
     cross = crossover_by_cost_model(pairs, costs, baseline, cot, hardware)

@@ -16,7 +16,9 @@ Quirks of the published data, and what ingest does about them:
   for that file.
 - the rationales are stored as a dict keyed ``{task}_{doc_id}_{repeats}``: the seed generated one rationale per
   answer choice but the key kept only the last, so there is one record per document. Their length is counted in
-  whitespace words (the seed had no token ids), so usage records carry ``token_unit: "words"``.
+  whitespace words (the seed had no token ids), so usage records carry ``token_unit: "words"``. Many are empty
+  (the models often open with the "\\n" that stopped them): the records say so (``empty``), and benchmarks.csv /
+  tokens.csv carry ``empty_fraction``.
 - the experiment-1 free-form CoT groups (``mmlu_flan_cot_zeroshot``, ``xwinograd_cot``) carry no aggregate
   metric; ingest keeps the subtasks so aggregation can pool them.
 """
@@ -34,7 +36,8 @@ from pathlib import Path
 import pandas as pd
 
 from cotscale.io import write_csv, write_json, write_jsonl_gz
-from cotscale.usage import summarize_usage
+from cotscale.contract import EMPTY_FIELD
+from cotscale.usage import is_empty, summarize_usage
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +150,10 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def usage_records(samples: dict) -> dict[str, list[dict]]:
-    """Usage records per benchmark from one seed samples file (one generation request per stored rationale)."""
+def usage_records(samples: dict, until: list[str] | None = None) -> dict[str, list[dict]]:
+    """Usage records per benchmark from one seed samples file (one generation request per stored rationale), each
+    with ``empty`` (cotscale.usage.is_empty of the response at the stop sequences ``until``: the seed's "\\n" had
+    already cut it, so this is a response of whitespace only), so the tables say how often its CoT never happened."""
     out: dict[str, list[dict]] = defaultdict(list)
     for rec in samples.values():
         bench = benchmark_of(rec["task_name"])
@@ -158,7 +163,7 @@ def usage_records(samples: dict) -> dict[str, list[dict]]:
         out[bench].append({
             "task": rec["task_name"], "doc_id": int(rec["doc_id"]), "kind": "generate",
             "prompt_tokens": _words(rec["context"]), "generated_tokens": _words(rec["response"]),
-            "sequences": 1, "token_unit": "words",
+            "sequences": 1, "token_unit": "words", EMPTY_FIELD: is_empty(rec["response"], until),
         })
     return out
 
@@ -204,7 +209,8 @@ def ingest(source: str | Path, out_dir: str | Path, *, on_invalid: str = "raise"
         folder = layout.get(part, part)
         for m in models.itertuples():
             samples = _load(source, f"{folder}/{m.stem}.json", on_invalid)
-            for bench, records in (usage_records(samples) if samples else {}).items():
+            until = STRATEGY_SPECS[strategy]["until"]
+            for bench, records in (usage_records(samples, until) if samples else {}).items():
                 usage[(m.model, strategy, bench)] = records
                 write_jsonl_gz(out / "evals" / m.model / strategy / bench / "usage.jsonl.gz", records)
     strategies: dict[str, list[str]] = defaultdict(list)

@@ -579,6 +579,40 @@ def render_repeats_overrides(manager: TaskManager, task_name: str, repeats: int,
     return out_dir
 
 
+def render_split_overrides(manager: TaskManager, task_name: str, split: str, out_dir: str | Path) -> Path | None:
+    """The documents of a task variant: an include folder that makes every task reached from `task_name` (itself, or
+    the members of a group or tag) evaluate `split` (``test_split``; lm-eval reads the test split when a task names
+    one, else the validation split). lm-eval's ``mmlu_flan_cot_zeroshot`` reads MMLU's validation split while ``mmlu``
+    reads its test split: config key ``tasks.<benchmark>.<variant>.split`` gives both the same documents, so the
+    strategies of a comparison answer the same questions. Each override ``include:``-s the task's current YAML under
+    the same name (pass the folder as the last include path). Returns None when no task is reached."""
+    from lm_eval.tasks._index import Kind
+
+    index = manager.task_index
+    docs: dict[str, dict[str, Any]] = {}
+    todo, seen = [task_name], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in index:
+            continue
+        seen.add(name)
+        entry = index[name]
+        if entry.kind is Kind.GROUP:
+            todo.extend(_members(entry))
+        elif entry.kind is Kind.TAG:
+            todo.extend(sorted(entry.tags))
+        elif entry.kind is Kind.TASK and entry.yaml_path is not None:
+            docs[name] = {"include": str(Path(entry.yaml_path).resolve()), "task": name, "test_split": split}
+    if not docs:
+        return None
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, doc in sorted(docs.items()):
+        (out_dir / _file_name(name)).write_text(_dump(doc, by="render_split_overrides"), encoding="utf-8")
+    log.info("%d task(s) of %s evaluate split %r", len(docs), task_name, split)
+    return out_dir
+
+
 TASKS_DIR = ROOT / "config" / "tasks"  # the project's task YAMLs (cot variants), always on the include path
 
 
@@ -609,15 +643,20 @@ def check_tasks_known(config: dict, lm_tasks: Iterable[str]) -> None:
                 raise ValueError(f"unknown lm-eval task, group or tag {name!r}")
 
 
-def evaluation_task_manager(config: dict, lm_task: str, scratch: Path, strategy: dict | None = None):
+def evaluation_task_manager(config: dict, lm_task: str, scratch: Path, strategy: dict | None = None,
+                            split: str | None = None):
     """The task's lm-eval definition plus the project's task YAMLs; with `task_data`, re-pointed at local files; with
-    self-consistency (decoding: sample, samples k > 1), generative tasks get `repeats: k` and a majority vote."""
+    `split` (the variant's ``split``), evaluating that split (render_split_overrides); with self-consistency
+    (decoding: sample, samples k > 1), generative tasks get `repeats: k` and a majority vote."""
     paths = [TASKS_DIR]
     with _naming_the_config_key(config):
         manager = scoped_task_manager([lm_task], paths)
         if config["task_data"]:
             paths.append(render_task_overrides([lm_task], resolve_path(config["task_data"]), scratch / "tasks",
                                                manager=manager))
+            manager = scoped_task_manager([lm_task], paths)
+        if split:
+            paths.append(render_split_overrides(manager, lm_task, split, scratch / "split"))
             manager = scoped_task_manager([lm_task], paths)
     if strategy and strategy["decoding"] == "sample" and strategy["samples"] > 1:
         try:

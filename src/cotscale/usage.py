@@ -12,7 +12,9 @@ Record schema (``usage.jsonl.gz``, one JSON object per line). Every record::
 ``generate`` records also carry ``truncated`` (bool: some returned sequence ran to its max_gen_toks budget instead
 of ending at an EOS id or stop sequence), ``truncated_sequences`` (how many did) and ``stops_at`` ("eos_or_stop":
 every returned sequence, beams included, is counted to the first EOS id or stop sequence; beam search stops beams at
-the stop sequences on both backends, see docs/hybrid_format.md). ``loglikelihood`` records also
+the stop sequences on both backends, see docs/hybrid_format.md) and ``empty`` (cotscale.contract.EMPTY_FIELD: the
+generation produced no content, :func:`is_empty` of every sequence the strategy uses: the best beam of a beam
+search, every sample). ``loglikelihood`` records also
 carry ``scored_tokens``: the ids the backend scored (context + continuation after its truncation to the model's
 window).
 
@@ -45,18 +47,30 @@ from whitespace-separated words.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal, TypedDict
 
+from cotscale.contract import EMPTY_FIELD
 from cotscale.io import iter_jsonl_gz, write_jsonl_gz
 
 KINDS = ("generate", "loglikelihood")
 FIELDS = ("task", "doc_id", "kind", "prompt_tokens", "generated_tokens", "sequences")
-GENERATE_FIELDS = ("truncated", "truncated_sequences", "stops_at")
+GENERATE_FIELDS = ("truncated", "truncated_sequences", "stops_at", EMPTY_FIELD)
 THINKING_FIELDS = ("thinking_tokens", "answer_tokens", "unanswered")
 LOGLIKELIHOOD_FIELDS = ("scored_tokens",)
 STOPS_AT = ("eos_or_stop",)
+
+
+def is_empty(text: str, until: Iterable[str] | str | None = ()) -> bool:
+    """A generation that produced no content: no non-whitespace text before the first of the stop sequences
+    ``until`` (the text starts after the prompt and its cue; EOS is not in a backend's decoded text). A model that
+    opens with the stop sequence ("\\n" under ``until: ["\\n"]``), writes only whitespace, or ends at EOS at once
+    generated nothing; the request still counts in the token means, so the tables say how often it happened."""
+    stops = [until] if isinstance(until, str) else [u for u in (until or ()) if u]
+    cut = min((i for i in (text.find(u) for u in stops) if i >= 0), default=len(text))
+    return not text[:cut].strip()
 
 
 class UsageRecord(TypedDict, total=False):
@@ -69,6 +83,7 @@ class UsageRecord(TypedDict, total=False):
     truncated: bool  # generate
     truncated_sequences: int  # generate
     stops_at: Literal["eos_or_stop"]  # generate
+    empty: bool  # generate (EMPTY_FIELD)
     scored_tokens: int  # loglikelihood
     thinking_tokens: int  # generate, thinking strategies
     answer_tokens: int  # generate, thinking strategies
@@ -78,8 +93,10 @@ class UsageRecord(TypedDict, total=False):
 def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: int, generated_tokens: int = 0,
                 sequences: int = 1, *, truncated_sequences: int = 0, stops_at: str = "eos_or_stop",
                 scored_tokens: int | None = None, thinking_tokens: int | None = None,
-                answer_tokens: int | None = None, unanswered: bool | None = None) -> UsageRecord:
-    """A validated record (ints are cast from numpy/torch scalars; negative counts are a bug, not data)."""
+                answer_tokens: int | None = None, unanswered: bool | None = None,
+                empty: bool | None = None) -> UsageRecord:
+    """A validated record (ints are cast from numpy/torch scalars; negative counts are a bug, not data).
+    ``empty`` (generate; :func:`is_empty`): None leaves the field out (records written before it existed)."""
     if kind not in KINDS:
         raise ValueError(f"usage record: kind must be one of {KINDS}, not {kind!r}")
     counts = {"prompt_tokens": int(prompt_tokens), "generated_tokens": int(generated_tokens),
@@ -110,6 +127,8 @@ def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: 
         record["stops_at"] = stops_at  # type: ignore[typeddict-item]
         if thinking_tokens is not None:
             record["unanswered"] = bool(unanswered)
+        if empty is not None:
+            record[EMPTY_FIELD] = bool(empty)  # type: ignore[literal-required]
     return record
 
 
@@ -168,16 +187,19 @@ def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
         missing = [k for k in FIELDS if k not in raw]
         if missing:
             raise ValueError(f"{path}: record {line_no} lacks {', '.join(missing)}")
-        extra = {k: raw[k] for k in ("truncated_sequences", "stops_at", "scored_tokens", *THINKING_FIELDS) if k in raw}
+        extra = {k: raw[k] for k in ("truncated_sequences", "stops_at", "scored_tokens", EMPTY_FIELD, *THINKING_FIELDS)
+                 if k in raw}
         yield make_record(raw["task"], raw["doc_id"], raw["kind"], raw["prompt_tokens"], raw["generated_tokens"],
                           raw["sequences"], **extra)
 
 
 def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
     """Per lm-eval (sub)task: request counts and token sums by kind, documents and the token unit — the small summary
-    an evaluation writes into its results.json so that the tables never re-read usage.jsonl.gz."""
+    an evaluation writes into its results.json so that the tables never re-read usage.jsonl.gz. ``empty``: the
+    generate requests whose generation was empty, present when every generate record says (EMPTY_FIELD)."""
     per_task: dict[str, dict] = {}
     docs: dict[str, set] = {}
+    unclassified: set = set()
     for r in records:
         entry = per_task.setdefault(r["task"], {
             "requests": 0, "generate_requests": 0, "loglikelihood_requests": 0, "documents": 0,
@@ -195,7 +217,22 @@ def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
         entry["thinking_tokens"] += r.get("thinking_tokens", 0)
         entry["answer_tokens"] += r.get("answer_tokens", 0)
         entry["unanswered"] += bool(r.get("unanswered"))
+        if kind == "generate" and EMPTY_FIELD in r:
+            entry[EMPTY_FIELD] = entry.get(EMPTY_FIELD, 0) + bool(r[EMPTY_FIELD])
+        elif kind == "generate":  # absent (not 0) when a generation was never classified
+            unclassified.add(r["task"])
         docs.setdefault(r["task"], set()).add(r["doc_id"])
     for task, entry in per_task.items():
         entry["documents"] = len(docs[task])
+        if task in unclassified:
+            entry.pop(EMPTY_FIELD, None)
     return dict(sorted(per_task.items(), key=lambda item: str(item[0])))
+
+
+def empty_fraction(entries: Iterable[dict]) -> float:
+    """Share of the generate requests of summarize_usage ``entries`` whose generation was empty (:func:`is_empty`);
+    NaN without generate requests, or where a generation was never classified (results written before the field)."""
+    entries = [e for e in entries if e["generate_requests"]]
+    if not entries or any(EMPTY_FIELD not in e for e in entries):
+        return math.nan
+    return sum(e[EMPTY_FIELD] for e in entries) / sum(e["generate_requests"] for e in entries)

@@ -89,7 +89,8 @@ def aggregate(smk, config):
     """The per-strategy tables, concatenated."""
     from cotscale.aggregate import combine_tables
 
-    return combine_tables([Path(p).parent for p in smk.input.benchmarks], Path(smk.output.scores).parent)
+    return combine_tables([Path(p).parent for p in smk.input.benchmarks], Path(smk.output.scores).parent,
+                          config["analysis"]["empty_warning"])
 
 
 def _local_or_url(source: str | None) -> str | None:
@@ -121,7 +122,8 @@ def analysis(smk, config):
                             usage_paths=list(smk.input.usage)) if not tokens.empty else None
     return run_pair_analysis([Path(p) for p in smk.input.benchmarks], [Path(p) for p in smk.input.tokens],
                              Path(smk.output.regression).parent, smk.params.baseline, smk.params.cot,
-                             seed=smk.params.seed, costs=costs, hardware=hardware)
+                             seed=smk.params.seed, empty_warning=smk.params.empty_warning, costs=costs,
+                             hardware=hardware)
 
 
 def costs(smk, config):

@@ -66,6 +66,7 @@ rule analysis:
         baseline=CFG["analysis"]["baseline"],
         cot=CFG["analysis"]["cot"],
         seed=CFG["seed"],
+        empty_warning=CFG["analysis"]["empty_warning"],
         cost=canonical(COST_SPEC),
     script:
         f"{SCRIPTS}/analysis.py"

@@ -25,7 +25,7 @@ from cotscale.lm.hybrid import combine, plan_documents
 from cotscale.lm.thinking import think_at, think_end_token
 from cotscale.lm.tokens import common_suffix, new_tokens
 from cotscale.strategy import DEFAULT_COT_CUE, STRATEGY_KEYS, resolve_strategy
-from cotscale.usage import UsageRecorder
+from cotscale.usage import UsageRecorder, is_empty
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class CotscaleLM(LM):
         self.hybrid_details: dict[tuple[str, int], dict] = {}
         self.thinking_details: dict[tuple[str, int], dict] = {}  # generate_until documents of thinking strategies
         self.generation_details: dict[tuple[str, int], dict] = {}  # generate format: RESPONSE_FIELDS per document
+        self.generation_args: dict[tuple[str, int], dict] = {}  # per document and phase: what the backend was sent
         self.backend_generate_calls = 0  # backend generate_until calls made (hybrid: one per loglikelihood call)
         self.backend_calls = {"generate": 0, "loglikelihood": 0}
         self.cache_hits = {"generate": 0, "loglikelihood": 0}  # requests answered from the request cache
@@ -279,10 +280,16 @@ class CotscaleLM(LM):
         return [list(value["seqs"]) for value in self._generate_answers(items, mode, disable_tqdm)]
 
     def _generate_answers(self, items, mode: tuple[str, int], disable_tqdm: bool = True,
-                          record: bool = True) -> list[dict]:
+                          record: bool = True, phase: str = "generate") -> list[dict]:
         """Generate for all items [(request, context, gen_kwargs)] in chunks of ``request_chunk`` (ONE backend
         generate_until call per chunk not found in the request cache); returns each item's answer (see
-        _generate_backend) and records one usage record per item, in item order (none with ``record=False``)."""
+        _generate_backend) and records one usage record per item, in item order (none with ``record=False``).
+        The arguments each document's generation ran with are kept under ``phase`` (sample field
+        ``generation_args``: "generate", or a thinking strategy's "thinking" and "answer")."""
+        sequences = {"beam": "num_beams", "sample": "num_return_sequences"}.get(mode[0])
+        for r, _, kw in items:
+            self.generation_args.setdefault((r.task_name, r.doc_id), {})[phase] = {
+                **kw, **({sequences: mode[1]} if sequences else {})}
         cacheable = mode[0] != "sample" and all(_deterministic(kw) for _, _, kw in items)
         results = []
         for start in range(0, len(items), self.request_chunk):
@@ -295,12 +302,13 @@ class CotscaleLM(LM):
                 for i, value in zip(missing, answers, strict=True):
                     found[i] = value
                 self._store({keys[i]: found[i] for i in missing} if cacheable else {})
-            for (r, _, _), value in zip(chunk, found, strict=True):
+            for (r, _, kw), value in zip(chunk, found, strict=True):
                 u = value["usage"]
-                if record:
+                if record:  # empty: every sequence the strategy uses is (of a beam search, the best beam)
+                    used = value["seqs"][:1] if mode[0] == "beam" else value["seqs"]
                     self.usage.add(r.task_name, r.doc_id, "generate", u["prompt_tokens"], u["generated_tokens"],
                                    u["sequences"], truncated_sequences=u["truncated_sequences"],
-                                   stops_at=u["stops_at"])
+                                   stops_at=u["stops_at"], empty=all(is_empty(t, kw.get("until")) for t in used))
                 results.append(value)
         return results
 
@@ -556,13 +564,13 @@ class CotscaleLM(LM):
         end = think_end_token(s, self.lm.tokenizer, self.tokenizer_name)
         cap = s["thinking_budget"] or s["max_gen_toks"]
         phase1 = [(r, prompt, {**kw, "until": [end], "max_gen_toks": cap}) for r, prompt, kw in items]
-        thinking = self._generate_answers(phase1, ("single", 1), disable_tqdm, record=False)
+        thinking = self._generate_answers(phase1, ("single", 1), disable_tqdm, record=False, phase="thinking")
         thoughts = [think_at(value["ids"], self._decode, end, s["thinking_budget"]) for value in thinking]
         asked = [i for i, th in enumerate(thoughts) if answer and th.answered]
         phase2 = [(items[i][0], thoughts[i].answer_prompt(items[i][1], s["answer_cue"]), dict(items[i][2]))
                   for i in asked]
-        answers = dict(zip(asked, self._generate_answers(phase2, ("single", 1), disable_tqdm, record=False)
-                           if phase2 else [], strict=True))
+        answers = dict(zip(asked, self._generate_answers(phase2, ("single", 1), disable_tqdm, record=False,
+                                                         phase="answer") if phase2 else [], strict=True))
         out = []
         for i, ((r, prompt, _), thought, value) in enumerate(zip(items, thoughts, thinking, strict=True)):
             u, reply = value["usage"], answers.get(i)
@@ -576,7 +584,8 @@ class CotscaleLM(LM):
                 truncated = truncated or bool(reply["usage"]["truncated_sequences"])
             self.usage.add(r.task_name, r.doc_id, "generate", prompt_tokens, u["generated_tokens"] + answer_tokens,
                            1, truncated_sequences=int(truncated), thinking_tokens=u["generated_tokens"],
-                           answer_tokens=answer_tokens, unanswered=not thought.answered)
+                           answer_tokens=answer_tokens, unanswered=not thought.answered,
+                           empty=is_empty(self.lm.tokenizer.decode(thought.ids, skip_special_tokens=True), [end]))
             self.thinking_details[(r.task_name, r.doc_id)] = {
                 "thinking_prompt": prompt, "thinking": thought.text, "thinking_tokens": u["generated_tokens"],
                 "thinking_forced": thought.forced, "unanswered": not thought.answered}
@@ -607,7 +616,7 @@ class CotscaleLM(LM):
                 else:
                     row.append((thought, None))
             plans.append(row)
-        replies = self._generate_answers(asked, ("single", 1), True, record=False) if asked else []
+        replies = self._generate_answers(asked, ("single", 1), True, record=False, phase="answer") if asked else []
         for (r, _, _), row, main in zip(items, plans, done, strict=True):
             responses, tokens = [], []
             for thought, source in row:
@@ -629,10 +638,14 @@ class CotscaleLM(LM):
         were generated from, the per-rationale choice log-likelihoods, the RESPONSE_FIELDS of each rationale
         (``sequence_logprobs`` None for beams and thinking), for self-consistency the votes, and for a length sweep
         the BUDGET_FIELDS. Generate format: the RESPONSE_FIELDS of each response (what weighted maj@k and the
-        per-sample sweeps read). Documents of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer
+        per-sample sweeps read). Every document that generated: ``generation_args``, per phase the arguments its
+        generation ran with (max_gen_toks, until, decoding; not lm-eval's task defaults).
+        Documents of thinking strategies: ``thinking_prompt``, ``thinking`` (as the answer
         phase continued it), ``thinking_tokens``, ``thinking_forced`` and ``unanswered``."""
         extra = ("votes", *RESPONSE_FIELDS, *BUDGET_FIELDS)
         out = {key: dict(d) for key, d in self.generation_details.items()}
+        for key, args in self.generation_args.items():
+            out.setdefault(key, {})["generation_args"] = args
         for key, fields in self.thinking_details.items():
             out.setdefault(key, {}).update(fields)
         for key, d in self.hybrid_details.items():
