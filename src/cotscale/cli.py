@@ -1,7 +1,7 @@
 """The ``cotscale`` console script.
 
-    cotscale plan --requests R --target S [--tables DIR] [--cost generated|forward] [--format table|csv|json]
-                  [--draws N] [--seed N] [--level L]
+    cotscale plan --requests R --target S [--tables DIR] [--cost generated|forward] [--cost-model NAME
+                  [--hardware H100] [--batch-size B]] [--draws N] [--seed N] [--level L] [--format table|csv|json]
 
 ranks the evaluated operating points that reach overall score S by lifetime FLOPs over R requests (cotscale.plan),
 each with its score interval and p_cheapest: the share of bootstrap draws in which it is the cheapest point reaching
@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cotscale import plan, uncertainty
+from cotscale import cost, plan, uncertainty
+from cotscale.contract import DEFAULT_COST_MODEL
 
 MEASURED = ["seconds_per_request", "lifetime_gpu_seconds", "rank_by_gpu_seconds"]
 FLOAT_FORMATS = {"overall": "{:.4f}", "tokens_per_request": "{:.2f}", "train_flops": "{:.3e}",
@@ -36,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cost", choices=plan.COSTS, default="generated",
                    help="tokens charged per request: generated (the paper's convention, default) or forward "
                         "(prompt + generated; also prices log-likelihood strategies)")
+    p.add_argument("--cost-model", choices=cost.COST_MODELS, default=DEFAULT_COST_MODEL,
+                   help="price requests with this cost model of cotscale.cost (default paper: 2·N·t); the others "
+                        "need the tables folder's models.csv")
+    p.add_argument("--hardware", default=None, metavar="NAME",
+                   help=f"hardware profile of kinetics, seconds, dollars (config/hardware.yaml; default "
+                        f"{cost.DEFAULT_HARDWARE})")
+    p.add_argument("--batch-size", type=int, default=cost.DEFAULT_BATCH_SIZE,
+                   help="sequences decoding together (seconds, dollars)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", dest="fmt")
     p.add_argument("--draws", type=int, default=uncertainty.DEFAULTS["draws"],
                    help="bootstrap draws of p_cheapest (default %(default)s)")
@@ -46,10 +55,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_plan(args) -> str:
     """The ranking as text in the requested format."""
+    hardware = cost.load_hardware(name=args.hardware)
     tables = plan.read_tables_dir(args.tables)
-    points = plan.operating_points(tables, args.cost)
+    points = plan.operating_points(tables, args.cost, args.cost_model, hardware, args.batch_size)
     boot = {"draws": args.draws, "seed": args.seed, "level": args.level}
     ranked = plan.rank(points, args.requests, args.target, plan.point_draws(points, tables.get("outcomes"), boot))
+    if args.cost_model == DEFAULT_COST_MODEL:
+        ranked = ranked.drop(columns=["cost_model", "cost_unit"])
     if ranked["seconds_per_request"].isna().all():
         ranked = ranked.drop(columns=MEASURED)
     if args.fmt == "csv":
@@ -67,7 +79,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         sys.stdout.write(run_plan(args))
-    except plan.PlanError as exc:
+    except (plan.PlanError, cost.CotscaleError) as exc:
         parser.exit(2, f"cotscale {args.command}: error: {exc}\n")
     return 0
 

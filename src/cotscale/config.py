@@ -115,7 +115,7 @@ def _fill_defaults(config: dict) -> None:
     for key, prop in schema["properties"].items():
         if "default" in prop:
             config.setdefault(key, copy.deepcopy(prop["default"]))
-    for block in ("analysis", "plan"):
+    for block in ("analysis", "plan", "cost"):
         for key, prop in schema["properties"][block]["properties"].items():
             if "default" in prop:
                 config[block].setdefault(key, copy.deepcopy(prop["default"]))
@@ -176,6 +176,7 @@ def _expand_models(config: dict) -> dict:
                 "tensor_parallel": entry.get("tensor_parallel", 1),
                 "data_parallel": entry.get("data_parallel", 1),
                 "trust_remote_code": entry.get("trust_remote_code", False),
+                **({"architecture": dict(entry["architecture"])} if entry.get("architecture") else {}),
                 **({"strategies": list(entry["strategies"])} if entry.get("strategies") else {}),
                 **{k: v for k, v in gguf.items() if k != "pretrained"},
                 "demo": demo,
@@ -283,6 +284,7 @@ def load_config(source: dict | str | Path) -> dict:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     config.setdefault("analysis", {})
     config.setdefault("plan", {})
+    config.setdefault("cost", {})
     config.setdefault("tasks", copy.deepcopy(_default_tasks()))
     unknown = [task for task in config["tasks"] if task not in BENCHMARKS]
     if unknown:
@@ -352,7 +354,8 @@ _SPEC_SETTINGS = ("limit", "seed", "batch_size", "device", "task_data")
 def job_spec(config: dict, model: str, strategy: str, task: str) -> dict:
     """The full definition of one task's evaluation: model entry, strategy, task variant and run settings."""
     return {
-        "model": {k: v for k, v in config["models"][model].items() if k != "strategies"},
+        # architecture facts price requests (cotscale.cost), they do not change what an evaluation computes
+        "model": {k: v for k, v in config["models"][model].items() if k not in ("strategies", "architecture")},
         "strategy": {k: v for k, v in config["strategies"][strategy].items() if k != "models"},
         "task": {"benchmark": task, **task_variant(config, strategy, task)},
         **{key: config[key] for key in _SPEC_SETTINGS},

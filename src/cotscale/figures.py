@@ -32,6 +32,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from cotscale import flops, plan  # noqa: E402
 from cotscale.aggregate import check_same_documents  # noqa: E402
+from cotscale.contract import DEFAULT_COST_MODEL  # noqa: E402
 from cotscale.io import atomic_path  # noqa: E402
 from cotscale.registry import FIGURE_NAMES, free_form_cot  # noqa: E402
 
@@ -608,10 +609,15 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     cost_cot(R) = C + 2·R·N·tok_cot (gid ``cost_cot``), cost_std(R) = TEF + 2·R·N·tok_std (gid ``cost_std``, band:
     TEF's interval). Where crossover.csv's verdict claims a finite R*: R* a vertical line (gid ``crossover``) and its
     interval shaded (gid ``crossover_ci``); elsewhere no line, and the panel says why (gid ``no_crossover``).
+    Dashed, the same lifetime costs and R* under the configured realistic cost model
+    (``analysis.realistic_cost_model``, cotscale.cost; gids ``cost_cot:<name>``, ``cost_std:<name>``,
+    ``crossover:<name>``), where crossover.csv has it.
     """
     cols = ["model", "family", "N", "train_flops", "tef", "tok_std", "tok_cot", "token_unit",
             "crossover_requests", "crossover_cot_tokens", "reason", "crossover_ci_low", "crossover_ci_high", "verdict"]
-    cross = _columns(_read(inputs, "crossover", "fig9"), cols)
+    every = _read(inputs, "crossover", "fig9")
+    realistic = _realistic_crossover(every, config)
+    cross = _columns(every[every["cost_model"] == DEFAULT_COST_MODEL] if "cost_model" in every else every, cols)
     te = _columns(_read(inputs, "train_equivalent", "fig9"), ["model", "tef_ci_low", "tef_ci_high"])
     finite = cross[np.isfinite(cross["crossover_requests"].astype(float)) & (cross["crossover_requests"] > 0)]
     for row in cross[~cross["model"].isin(finite["model"])].itertuples():
@@ -643,6 +649,7 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
             ax.fill_between(r, flops.lifetime_cost(row.tef_ci_low, row.N, row.tok_std, r),
                             flops.lifetime_cost(row.tef_ci_high, row.N, row.tok_std, r), color=colours[0],
                             alpha=0.15, lw=0, label="95% CI of TEF")
+        _draw_realistic(ax, realistic, row, r, colours, claimed)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(r[0], r[-1])
@@ -679,6 +686,33 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     fig.tight_layout()
     _save(fig, png)
     return fig
+
+
+def _realistic_crossover(cross: pd.DataFrame, config: dict) -> tuple[str, pd.DataFrame]:
+    """(name, its crossover rows by model) of the realistic cost model fig9 draws beside the paper's."""
+    name = config.get("analysis", {}).get("realistic_cost_model", "kinetics")
+    if "cost_model" not in cross:
+        return name, pd.DataFrame()
+    return name, cross[cross["cost_model"] == name].set_index("model")
+
+
+def _draw_realistic(ax, realistic: tuple[str, pd.DataFrame], row, r, colours, claimed: bool) -> None:
+    """Fig 9's dashed lines: C + R·cost_cot and TEF + R·cost_std under the realistic cost model, and its R* where
+    the paper's verdict claims one (the verdict reads the CoT gain and TEF, which no cost model changes)."""
+    name, table = realistic
+    if row.model not in table.index or not np.isfinite(float(table.loc[row.model, "cost_cot"])):
+        return
+    priced = table.loc[row.model]
+    ax.plot(r, row.train_flops + r * priced["cost_cot"], color=colours[1], lw=1.3, ls="--",
+            label=f"with CoT, {name} cost per request", gid=f"cost_cot:{name}")
+    ax.plot(r, row.tef + r * priced["cost_std"], color=colours[0], lw=1.3, ls="--",
+            label=f"train-equivalent model, {name} cost per request", gid=f"cost_std:{name}")
+    r_star = float(priced["crossover_requests"])
+    if claimed and np.isfinite(r_star):
+        ax.axvline(r_star, color="0.45", ls="-.", lw=1.0, label=f"crossover R* under {name}",
+                   gid=f"crossover:{name}")
+        ax.text(0.97, 0.03, f"R* ({name}) = {_sci(r_star)}", transform=ax.transAxes, ha="right", fontsize=7,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
 
 
 # ---------------------------------------------------------------- fig11: inference-compute scaling
@@ -749,15 +783,19 @@ def _cell_edges(centres, log_scale: bool) -> np.ndarray:
 
 
 def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
-    """The cheapest operating point of plan.csv for each lifetime-request count R × target score S, as regions; a
-    cross (gid ``uncertain``) marks the cells whose winner has p_cheapest < UNSURE.
+    """The cheapest operating point of plan.csv for each lifetime-request count R × target score S, as regions;
+    one panel per cost model of plan.csv (the paper's, then the realistic one, cotscale.cost); a cross (gid
+    ``uncertain``) marks the cells whose winner has p_cheapest < UNSURE.
 
-    The cell mesh has gid ``regions``: its values (rows: S ascending, columns: R ascending) index the legend's
-    entries, −1 where no point reaches S (grey).
+    Each panel's cell mesh has gid ``regions`` (``regions:<cost model>`` after the first): its values (rows: S
+    ascending, columns: R ascending) index the legend's entries, −1 where no point reaches S (grey).
     """
     cols = ["requests", "target", "model", "strategy", "budget", "lifetime_flops", "cost", "p_cheapest"]
-    table = _columns(_read(inputs, "plan", "fig12"), cols)
+    every = _read(inputs, "plan", "fig12")
+    table = _columns(every, cols + (["cost_model", "cost_unit"] if "cost_model" in every else []))
     table = table.dropna(subset=["requests", "target"])
+    if "cost_model" not in table:
+        table = table.assign(cost_model=DEFAULT_COST_MODEL, cost_unit="FLOPs")
     _theme()
     title = "Cheapest operating point by lifetime requests and target score"
     if table.empty:
@@ -768,34 +806,111 @@ def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
     table = table.assign(label=label.where(table["model"].notna()))
     labels = sorted(table["label"].dropna().unique())
     rs, ss = np.sort(table["requests"].unique()), np.sort(table["target"].unique())
-    cells = np.full((len(ss), len(rs)), -1.0)
-    for row in table.itertuples():
-        cells[np.searchsorted(ss, row.target), np.searchsorted(rs, row.requests)] = \
-            labels.index(row.label) if isinstance(row.label, str) else -1
-
+    names = list(dict.fromkeys(table["cost_model"].fillna(DEFAULT_COST_MODEL)))
     log_x = bool((rs > 0).all())
-    fig, ax = plt.subplots(figsize=(8.5, 1.8 + 0.35 * max(len(ss), 6)), layout="constrained")
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names) + 3.0, 1.8 + 0.35 * max(len(ss), 6)),
+                             layout="constrained", squeeze=False)
     colours = sns.color_palette("tab20", max(len(labels), 1))
     cmap = ListedColormap(["0.85", *colours[:len(labels)]])
-    ax.pcolormesh(_cell_edges(rs, log_x), _cell_edges(ss, False), cells, cmap=cmap, vmin=-1.5,
-                         vmax=len(labels) - 0.5, edgecolors="white", linewidth=0.4, gid="regions")
-    unsure = table[table["model"].notna() & (table["p_cheapest"].astype(float) < UNSURE)]
-    if len(unsure):
-        ax.plot(unsure["requests"], unsure["target"], linestyle="none", marker="x", color="0.1", markersize=5,
-                markeredgewidth=1.1, gid="uncertain")
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel("lifetime inference requests R" + (" (log scale)" if log_x else ""))
-    ax.set_ylabel("target overall score S")
-    cost = ", ".join(sorted(set(table["cost"].dropna()))) or "generated"
-    ax.set_title(f"{title}\n(lifetime FLOPs = 6·N·D + R·2·N·t, t: {cost} tokens per request)")
+    any_empty = any_unsure = False
+    for i, (ax, name) in enumerate(zip(axes.flat, names)):
+        part = table[table["cost_model"].fillna(DEFAULT_COST_MODEL) == name]
+        cells = np.full((len(ss), len(rs)), -1.0)
+        for row in part.itertuples():
+            cells[np.searchsorted(ss, row.target), np.searchsorted(rs, row.requests)] = \
+                labels.index(row.label) if isinstance(row.label, str) else -1
+        any_empty |= bool((cells < 0).any())
+        ax.pcolormesh(_cell_edges(rs, log_x), _cell_edges(ss, False), cells, cmap=cmap, vmin=-1.5,
+                      vmax=len(labels) - 0.5, edgecolors="white", linewidth=0.4,
+                      gid="regions" if i == 0 else f"regions:{name}")
+        unsure = part[part["model"].notna() & (part["p_cheapest"].astype(float) < UNSURE)]
+        if len(unsure):
+            any_unsure = True
+            ax.plot(unsure["requests"], unsure["target"], linestyle="none", marker="x", color="0.1", markersize=5,
+                    markeredgewidth=1.1, gid="uncertain" if i == 0 else f"uncertain:{name}")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel("lifetime inference requests R" + (" (log scale)" if log_x else ""))
+        ax.set_ylabel("target overall score S")
+        if name == DEFAULT_COST_MODEL:
+            cost = ", ".join(sorted(set(part["cost"].dropna()))) or "generated"
+            ax.set_title(f"paper: 6·N·D + R·2·N·t\n(t: {cost} tokens per request)", fontsize=9)
+        else:
+            unit = part["cost_unit"].dropna().iloc[0] if part["cost_unit"].notna().any() else ""
+            ax.set_title(f"{name}: train + R·(cost per request)\n(cotscale.cost, {unit})", fontsize=9)
+    fig.suptitle(title)
     handles = [Patch(color=colours[i], label=name) for i, name in enumerate(labels)]
-    if len(unsure):
+    if any_unsure:
         handles.append(Line2D([], [], linestyle="none", marker="x", color="0.1",
                               label=f"winner is cheapest in < {UNSURE:.0%}\nof bootstrap draws (p_cheapest)"))
-    if (cells < 0).any():
+    if any_empty:
         handles.append(Patch(color="0.85", label="no evaluated point reaches S"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="cheapest point")
+    axes.flat[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7,
+                         title="cheapest point")
+    _save(fig, png)
+    return fig
+
+
+# ---------------------------------------------------------------- fig13: cost models
+
+def pairs_count(costs: pd.DataFrame) -> int:
+    """Model × strategy pairs of a costs table (fig13's legend rows, two a line)."""
+    return len(costs.drop_duplicates(["model", "strategy"])) // 2
+
+#: the cost models fig13 steps through, from the paper's convention to KV-cache traffic (all in (e)FLOPs)
+FIG13_STEPS = (DEFAULT_COST_MODEL, "attention", "kinetics")
+
+
+def fig13_cost_models(inputs: dict[str, Path], png: Path, config: dict):
+    """How the cost per request (left: ratio to the paper's 2·N·t, per model × strategy, overall) and the crossover
+    R* (right, per model) move from ``paper`` to ``attention`` to ``kinetics`` (cotscale.cost). A line each (gid
+    ``ratio:<model>/<strategy>``, ``rstar:<model>``); a model without the architecture has no line past paper."""
+    costs = _columns(_read(inputs, "costs", "fig13"), ["model", "strategy", "benchmark", "budget", "cost_model",
+                                                        "ratio_to_paper"])
+    costs = costs[costs["budget"].fillna("").astype(str) == ""]  # the evaluated points (budgets: costs.csv)
+    cross = _read(inputs, "crossover", "fig13")
+    _theme()
+    title = "When the paper's 2·N·t stops being safe: cost per request and R* under richer cost models"
+    steps = [s for s in FIG13_STEPS if s in set(costs["cost_model"].dropna())]
+    costs = costs[(costs["benchmark"] == "overall") & costs["cost_model"].isin(steps)]
+    costs = costs[np.isfinite(costs["ratio_to_paper"].astype(float))]
+    if costs.empty or len(steps) < 2:
+        return _nothing_to_draw(png, title, "costs.csv has no cost model beyond paper with a finite ratio\n"
+                                            "(see its reason column: architecture facts missing?)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5 + 0.12 * pairs_count(costs)), layout="constrained")
+    x = {name: i for i, name in enumerate(steps)}
+    pairs = costs.groupby(["model", "strategy"], sort=True)
+    colours = sns.color_palette("tab20", max(pairs.ngroups, 1))
+    for colour, ((model, strategy), part) in zip(colours, pairs):
+        part = part.sort_values("cost_model", key=lambda c: c.map(x))
+        left.plot(part["cost_model"].map(x), part["ratio_to_paper"], marker="o", color=colour, lw=1.4,
+                  label=f"{model} / {strategy}", gid=f"ratio:{model}/{strategy}")
+    left.axhline(1, color="0.4", lw=0.8, ls=":")
+    left.set_yscale("log")
+    left.set_xticks(range(len(steps)), steps)
+    left.set_ylabel("cost per request / paper's 2·N·t (log scale)")
+    left.set_title("cost per request, overall (mean over benchmarks)", fontsize=9)
+    left.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    drawn = 0
+    if {"cost_model", "crossover_requests"} <= set(cross.columns):
+        cross = cross[cross["cost_model"].isin(steps)]
+        for model, part in cross.groupby("model", sort=True):
+            part = part.sort_values("cost_model", key=lambda c: c.map(x))
+            r = part["crossover_requests"].astype(float)
+            if not np.isfinite(r).any():
+                continue
+            right.plot(part["cost_model"].map(x), r, marker="s", lw=1.4, label=model, gid=f"rstar:{model}")
+            drawn += 1
+    right.set_xticks(range(len(steps)), steps)
+    right.set_yscale("log")
+    right.set_ylabel("crossover R*, requests (log scale)")
+    right.set_title("R*: CoT stays the cheaper route below it", fontsize=9)
+    if drawn:
+        right.legend(fontsize=7)
+    else:
+        right.text(0.5, 0.5, "no model has a finite R*\n(crossover.csv's reason column)", ha="center",
+                   va="center", transform=right.transAxes)
+    fig.suptitle(title)
     _save(fig, png)
     return fig
 

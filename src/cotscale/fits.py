@@ -283,9 +283,62 @@ def _concat(paths) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else (parts[0] if parts else pd.DataFrame())
 
 
+def crossover_by_cost_model(pairs: pd.DataFrame, costs: pd.DataFrame | None, baseline: str,
+                            cot: str, hardware: dict | None = None) -> pd.DataFrame:
+    """crossover.csv: R* under the paper's convention (flops.crossover, unchanged), then under each other cost
+    model of costs.csv, the lifetime cost of the TEF baseline priced the same way: cost_std and cost_cot are the
+    mean cost per request over the benchmarks both strategies have (as Table I averages tokens); under seconds
+    and dollars the training compute TEF and C run at the hardware's peak (cotscale.cost.from_flops)."""
+    from cotscale.cost import from_flops
+
+    from cotscale.contract import COST_MODEL_COLUMN, DEFAULT_COST_MODEL
+
+    paper = flops.crossover(pairs)
+    parts = [paper.assign(**{COST_MODEL_COLUMN: DEFAULT_COST_MODEL}, cost_std=flops.inference_flops(
+        paper["N"], paper["tok_std"]), cost_cot=flops.inference_flops(paper["N"], paper["tok_cot"]))]
+    if costs is not None and not costs.empty:
+        rows = costs[(costs["benchmark"] != "overall") & (costs["cost_model"] != DEFAULT_COST_MODEL)]
+        keys = ["model", "cost_model", "benchmark"]
+        pair = rows[rows["strategy"] == baseline][[*keys, "cost_per_request", "reason"]].merge(
+            rows[rows["strategy"] == cot][[*keys, "cost_per_request", "reason"]], on=keys, suffixes=("_b", "_c"))
+        per = pair.groupby(["model", "cost_model"], as_index=False).agg(
+            cost_std=("cost_per_request_b", lambda v: v.mean(skipna=False)),
+            cost_cot=("cost_per_request_c", lambda v: v.mean(skipna=False)),
+            cost_reason=("reason_c", "first"))
+        units = rows.drop_duplicates("cost_model").set_index("cost_model")["unit"]
+        for name, group in per.groupby("cost_model", sort=False):
+            priced = pairs.merge(group, on="model", how="left")
+            for col in ("tef", "train_flops"):
+                priced[col] = from_flops(priced[col], units[name], hardware)
+            parts.append(flops.crossover(priced).assign(**{COST_MODEL_COLUMN: name}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _carry_crossover_intervals(cross: pd.DataFrame, carried: pd.DataFrame, method: str) -> None:
+    """crossover.csv's R* intervals, in place: the paper's rows take the carried draws' interval (carried_intervals,
+    2·N·tokens per request); another cost model's rows scale it by that row's R* over the paper's R* of the model —
+    its cost per request held at the point estimate, which ``ci_method`` states."""
+    from cotscale.contract import COST_MODEL_COLUMN, DEFAULT_COST_MODEL
+
+    paper = cross[cross[COST_MODEL_COLUMN] == DEFAULT_COST_MODEL].set_index("model")["crossover_requests"]
+    for i, row in cross.iterrows():
+        if row["model"] not in carried.index or not np.isfinite(row["crossover_requests"]):
+            continue
+        scale = 1.0 if row[COST_MODEL_COLUMN] == DEFAULT_COST_MODEL else row["crossover_requests"] / paper.get(
+            row["model"], np.nan)
+        if not np.isfinite(scale):
+            continue
+        cross.loc[i, ["crossover_ci_low", "crossover_ci_high"]] = [carried.loc[row["model"], c] * scale
+                                                                  for c in ("crossover_ci_low", "crossover_ci_high")]
+        cross.loc[i, "ci_method"] = method if scale == 1.0 else (
+            f"{method}; scaled from the paper's R* interval by this cost model's R* ratio (its cost per request held "
+            f"at the point estimate)")
+
+
 def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot: str,
                       n_boot: int = 2000, seed: int = 0, outcome_table: pd.DataFrame | None = None,
-                      boot: dict | None = None, empty_warning: float = 0.1) -> dict[str, pd.DataFrame]:
+                      boot: dict | None = None, empty_warning: float = 0.1, costs: pd.DataFrame | None = None,
+                      hardware: dict | None = None) -> dict[str, pd.DataFrame]:
     """Experiment 2's tables from the baseline and CoT strategies' benchmarks.csv and tokens.csv: regression,
     train-equivalent FLOPs, Table I (its rows marked where an empty share passes ``empty_warning``), crossover and
     the IsoFLOP fit, written into ``out_dir``. Returns them by stem.
@@ -304,22 +357,22 @@ def run_pair_analysis(benchmark_paths, token_paths, out_dir, baseline: str, cot:
     tef["ci_method"] = np.where(tef["tef_ci_low"].notna(), "95% percentile bootstrap over the family's models "
                                 f"(n_boot={n_boot}, seed={seed}); scores as measured", "")
     tab1 = table1.table1(tokens, baseline, cot, empty_warning)
-    cross = flops.crossover(tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
-                                      how="left").rename(columns={"baseline_tokens": "tok_std",
-                                                                  "cot_tokens": "tok_cot"}))
+    pairs = tef.merge(tab1[["model", "baseline_tokens", "cot_tokens", "token_unit"]], on="model",
+                      how="left").rename(columns={"baseline_tokens": "tok_std", "cot_tokens": "tok_cot"})
+    cross = crossover_by_cost_model(pairs, costs, baseline, cot, hardware)
     cross["crossover_ci_low"] = cross["crossover_ci_high"] = np.nan
     cross["ci_method"] = ""
     if outcome_table is not None and len(outcome_table):
         carried = carried_intervals(base, tef, document_draws(outcome_table, baseline, cot, boot), boot).set_index(
             "model")
         both = uncertainty.method(boot, "documents (paired across the two strategies) and the family's models")
-        for frame, cols in ((tef, ("tef_ci_low", "tef_ci_high")), (cross, ("crossover_ci_low", "crossover_ci_high"))):
-            has = frame["model"].isin(carried.index)
-            for col in cols:
-                frame.loc[has, col] = frame.loc[has, "model"].map(carried[col])
-            frame.loc[has, "ci_method"] = both
-            frame.loc[~has, cols[0]] = frame.loc[~has, cols[1]] = np.nan
-            frame.loc[~has, "ci_method"] = ""
+        has = tef["model"].isin(carried.index)
+        for col in ("tef_ci_low", "tef_ci_high"):
+            tef.loc[has, col] = tef.loc[has, "model"].map(carried[col])
+        tef.loc[has, "ci_method"] = both
+        tef.loc[~has, ["tef_ci_low", "tef_ci_high"]] = np.nan
+        tef.loc[~has, "ci_method"] = ""
+        _carry_crossover_intervals(cross, carried, both)
     gains = pd.DataFrame(uncertainty.gain_rows("cot_vs_baseline", baseline, cot, bench, outcome_table, boot,
                                                only_overall=True))
     cross["verdict"] = crossover_verdict(cross, tef, gains if len(gains) else

@@ -45,30 +45,38 @@ def crossover(models: pd.DataFrame) -> pd.DataFrame:
     """R* per model, in requests and in CoT tokens generated over those requests.
 
     ``models`` needs columns model, family, N, train_flops, tef, tok_std, tok_cot (and token_unit, passed on; a
-    ``reason`` column, train_equivalent.csv's, says why a TEF is missing).
+    ``reason`` column, train_equivalent.csv's, says why a TEF is missing). With columns cost_std and cost_cot (the
+    cost per request under a cost model of cotscale.cost) the extra inference price is cost_cot − cost_std instead
+    of the paper's 2·N·(tok_cot − tok_std).
     R* is only meaningful when CoT buys compute (TEF > C) at an extra inference price (tok_cot > tok_std);
     otherwise it is NaN and ``reason`` says why.
     """
     out = models.copy()
     gain = out["tef"] - out["train_flops"]
-    extra = out["tok_cot"] - out["tok_std"]
+    priced = "cost_cot" in out.columns
+    extra = (out["cost_cot"] - out["cost_std"]) if priced else out["tok_cot"] - out["tok_std"]
     why_no_tef = out.get("reason", pd.Series("", index=out.index)).fillna("").astype(str)
     reasons = [
         (out[["tef", "train_flops"]].isna().any(axis=1),
          ("no train-equivalent FLOPs: " + why_no_tef).where(why_no_tef != "", "no train-equivalent FLOPs")),
         (out[["tok_std", "tok_cot"]].isna().any(axis=1), "no token counts for both strategies"),
+        *([(out[["cost_std", "cost_cot"]].isna().any(axis=1),
+            out["cost_reason"].fillna("").astype(str).where(out["cost_reason"].fillna("") != "",
+                                                            "no cost for both strategies"))] if priced else []),
         (gain <= 0, "TEF <= C: CoT is worth no extra training compute"),
-        (extra <= 0, "tok_cot <= tok_std: CoT generates no extra tokens per request"),
+        (extra <= 0, "cost_cot <= cost_std: CoT costs nothing extra per request" if priced else
+         "tok_cot <= tok_std: CoT generates no extra tokens per request"),
     ]
     out["reason"] = ""
     for mask, text in reasons:
         fill = mask & (out["reason"] == "")
         out.loc[fill, "reason"] = text[fill] if isinstance(text, pd.Series) else text
     ok = out["reason"] == ""
-    r_star = crossover_requests(out["tef"], out["train_flops"], inference_flops(out["N"], out["tok_cot"]),
-                                inference_flops(out["N"], out["tok_std"]))
-    out["crossover_requests"] = np.where(ok, r_star, np.nan)
+    cost_cot = out["cost_cot"] if priced else inference_flops(out["N"], out["tok_cot"])
+    cost_std = out["cost_std"] if priced else inference_flops(out["N"], out["tok_std"])
+    out["crossover_requests"] = np.where(ok, crossover_requests(out["tef"], out["train_flops"], cost_cot, cost_std),
+                                         np.nan)
     out["crossover_cot_tokens"] = out["crossover_requests"] * out["tok_cot"]
     cols = ["model", "family", "N", "train_flops", "tef", "tok_std", "tok_cot", "token_unit",
-            "crossover_requests", "crossover_cot_tokens", "reason"]
+            "crossover_requests", "crossover_cot_tokens", "reason", "cost_model", "cost_std", "cost_cot"]
     return out[[c for c in cols if c in out.columns]]

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cotscale import contract, flops, outcomes, scaling, table1, uncertainty
+from cotscale import architecture, contract, cost, flops, outcomes, scaling, table1, uncertainty
 from cotscale.config import CotscaleError
+from cotscale.contract import DEFAULT_COST_MODEL
 from cotscale.io import write_csv
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,10 @@ POINT_COLUMNS = [*contract.ID_COLUMNS, "budget", "overall", "tokens_per_request"
 PLAN_COLUMNS = ["rank", "model", "strategy", "budget", "overall", "tokens_per_request", "train_flops",
                 "inference_flops", "lifetime_flops", "seconds_per_request", "lifetime_gpu_seconds",
                 "rank_by_gpu_seconds", "family", "revision", "N", "D", "token_unit", "overall_ci_low",
-                "overall_ci_high", "p_cheapest"]
+                "overall_ci_high", "p_cheapest", "cost_model", "cost_unit"]
 GRID_COLUMNS = ["requests", "target", "model", "strategy", "budget", "overall", "tokens_per_request",
                 "train_flops", "inference_flops", "lifetime_flops", "qualifying_points", "cost", "reason",
-                "overall_ci_low", "overall_ci_high", "p_cheapest"]
+                "overall_ci_low", "overall_ci_high", "p_cheapest", "cost_model", "cost_unit"]
 
 
 class PlanError(CotscaleError, ValueError):
@@ -61,8 +62,9 @@ REQUIRED = {
                "documents", "prompt_tokens", "token_unit"],
     "inference_scaling": [c for c in scaling.COLUMNS if c != "ci_method"],  # older tables: no ci_method
     "compute": ["model", "strategy", "documents"],
+    "models": ["model", "N"],
 }
-OPTIONAL = ("inference_scaling", "compute")
+OPTIONAL = ("inference_scaling", "compute", "models")
 
 
 def _read(path: Path, name: str) -> pd.DataFrame:
@@ -77,10 +79,12 @@ def _read(path: Path, name: str) -> pd.DataFrame:
     return table
 
 
-def read_tables(benchmarks, tokens, inference_scaling=None, compute=None, outcomes=None) -> dict[str, pd.DataFrame]:
+def read_tables(benchmarks, tokens, inference_scaling=None, compute=None, models=None,
+                outcomes=None) -> dict[str, pd.DataFrame]:
     """The planner's input tables by name, from their paths (the optional ones may be None); ``outcomes``: the
     per-document outcome table (parquet) the draws of p_cheapest resample."""
-    paths = {"benchmarks": benchmarks, "tokens": tokens, "inference_scaling": inference_scaling, "compute": compute}
+    paths = {"benchmarks": benchmarks, "tokens": tokens, "inference_scaling": inference_scaling, "compute": compute,
+             "models": models}
     tables = {name: _read(Path(path), name) for name, path in paths.items() if path is not None}
     if outcomes is not None:
         tables["outcomes"] = _read_outcomes(outcomes)
@@ -104,11 +108,17 @@ def read_tables_dir(tables_dir) -> dict[str, pd.DataFrame]:
     return read_tables(**{n: p for n, p in paths.items() if n not in (*OPTIONAL, "outcomes") or p.exists()})
 
 
-def operating_points(tables: dict[str, pd.DataFrame], cost: str = "generated") -> pd.DataFrame:
+def operating_points(tables: dict[str, pd.DataFrame], cost: str = "generated", cost_model: str | None = None,
+                     hardware: dict | None = None, batch_size: int | None = None) -> pd.DataFrame:
     """Every operating point of ``tables`` (read_tables()) with its score and tokens per request under ``cost``.
 
     Columns: POINT_COLUMNS (``tokens_per_request`` is what ``cost`` charges; ``budget`` is '' or e.g. 'k=4').
+    With a ``cost_model`` of cotscale.cost other than ``paper``, every point (log-likelihood ones too) is priced
+    by it on its mean request (prompt and generated tokens, the architecture of models.csv): ``cost_per_request``
+    in ``cost_unit``, and train_flops in that unit (seconds, dollars: at the hardware's peak).
     """
+    if cost_model not in (None, DEFAULT_COST_MODEL):
+        return _priced_points(tables, cost_model, hardware, batch_size)
     if cost not in COSTS:
         raise PlanError(f"unknown cost {cost!r}; use one of {', '.join(COSTS)}")
     bench, tokens = tables["benchmarks"], tables["tokens"]
@@ -139,6 +149,34 @@ def operating_points(tables: dict[str, pd.DataFrame], cost: str = "generated") -
         points["tokens_per_request"] = points["forward_tokens_per_request"]
     points["seconds_per_request"] = _measured(tables.get("compute"), points)
     return points[POINT_COLUMNS].reset_index(drop=True)
+
+
+def _priced_points(tables, name: str, hardware, batch_size) -> pd.DataFrame:
+    """operating_points() under cost model ``name``."""
+    if "models" not in tables:
+        raise PlanError(f"cost model {name!r} prices requests with the models' architectures: the tables folder "
+                        "needs models.csv (snakemake results/tables/models.csv)")
+    points = operating_points(tables, "forward")
+    archs = architecture.read_models_frame(tables["models"])
+    unit = cost.REGISTRY[name].unit
+    prompt = points["tokens_per_request"] - points["generated_tokens_per_request"]
+    priced = np.full(len(points), np.nan)
+    for model, idx in points.groupby("model").groups.items():
+        arch = {**archs.get(model, {}), "N": float(points.loc[idx, "N"].iloc[0])}
+        rows = points.index.get_indexer(idx)
+        try:
+            priced[rows] = cost.request_cost(name, arch, prompt.iloc[rows].to_numpy(),
+                                             points["generated_tokens_per_request"].iloc[rows].to_numpy(),
+                                             hardware=hardware, batch_size=batch_size or cost.DEFAULT_BATCH_SIZE,
+                                             model=model)
+        except CotscaleError as exc:
+            log.info("plan: %s", exc)
+    points["cost_per_request"] = priced
+    points["train_flops"] = cost.from_flops(points["train_flops"], unit, hardware)
+    dropped = points.loc[np.isnan(priced), "model"].unique()
+    if len(dropped):
+        log.info("plan: no %s cost for %s (architecture missing from models.csv)", name, ", ".join(dropped))
+    return points[~np.isnan(priced)].assign(cost_model=name, cost_unit=unit).reset_index(drop=True)
 
 
 def _budget_points(sweep: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFrame:
@@ -204,8 +242,10 @@ def point_draws(points: pd.DataFrame, outcome_table: pd.DataFrame | None, boot: 
 
 def cheapest_shares(points: pd.DataFrame, requests: float, target: float, draws: np.ndarray) -> np.ndarray:
     """Per point, the share of draws in which it is the cheapest (lifetime FLOPs over ``requests``; ties as rank()
-    breaks them) of the points whose drawn score reaches ``target``."""
-    cost = points["train_flops"] + requests * flops.inference_flops(points["N"], points["tokens_per_request"])
+    breaks them) of the points whose drawn score reaches ``target``; priced as rank() prices them."""
+    per_request = points["cost_per_request"] if "cost_per_request" in points else flops.inference_flops(
+        points["N"], points["tokens_per_request"])
+    cost = points["train_flops"] + requests * per_request
     order = np.lexsort((points["budget"].astype(str), points["strategy"].astype(str), points["model"].astype(str),
                         cost.to_numpy()))
     ok = draws[:, order] >= target  # NaN draws never qualify
@@ -232,7 +272,11 @@ def rank(points: pd.DataFrame, requests: float, target: float, draws: np.ndarray
         raise PlanError(f"no operating point reaches overall score {target:g}: the best is {best['overall']:.4f} "
                         f"({best['model']} / {best['strategy']}{' ' + best['budget'] if best['budget'] else ''}); "
                         "lower --target")
-    ok["inference_flops"] = requests * flops.inference_flops(ok["N"], ok["tokens_per_request"])
+    if "cost_per_request" in ok:  # priced by a cost model of cotscale.cost, in its unit
+        ok["inference_flops"] = requests * ok["cost_per_request"]
+    else:
+        ok["inference_flops"] = requests * flops.inference_flops(ok["N"], ok["tokens_per_request"])
+        ok["cost_model"], ok["cost_unit"] = DEFAULT_COST_MODEL, "FLOPs"
     ok["lifetime_flops"] = ok["train_flops"] + ok["inference_flops"]
     ok["lifetime_gpu_seconds"] = requests * ok["seconds_per_request"]
     ok = ok.sort_values(["lifetime_flops", "model", "strategy", "budget"], kind="stable").reset_index(drop=True)
@@ -266,10 +310,21 @@ def pareto_frontier(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 
 def write_plan(out, tables: dict[str, pd.DataFrame], requests, targets, cost: str = "generated",
-               boot: dict | None = None) -> pd.DataFrame:
-    """plan.csv for the configured grid of lifetime requests × target scores (config key ``plan``)."""
-    points = operating_points(tables, cost)
-    draws = point_draws(points, tables.get("outcomes"), boot or dict(uncertainty.DEFAULTS))
-    table = grid(points, requests, targets, cost, draws)
+               boot: dict | None = None, cost_models=(DEFAULT_COST_MODEL,), hardware: dict | None = None,
+               batch_size: int | None = None) -> pd.DataFrame:
+    """plan.csv for the configured grid of lifetime requests × target scores (config key ``plan``), one grid per
+    cost model (column cost_model; the paper's first), each cell with its winner's p_cheapest."""
+    parts = []
+    for name in cost_models:
+        points = operating_points(tables, cost, name, hardware, batch_size)
+        draws = point_draws(points, tables.get("outcomes"), boot or dict(uncertainty.DEFAULTS))
+        parts.append(grid(points, requests, targets, cost, draws).assign(cost_model=name,
+                                                                         cost_unit=cost_module_unit(name)))
+    table = pd.concat(parts, ignore_index=True)
     write_csv(out, table)
     return table
+
+
+def cost_module_unit(name: str) -> str:
+    """The unit of a cost model's lifetime cost column (lifetime_flops)."""
+    return cost.REGISTRY[name].unit

@@ -23,6 +23,8 @@ STRATEGY_TABLES = ("scores", "benchmarks", "tokens", "compute")
 PLAN_TABLES = ("plan",)
 #: CoT gains with paired intervals and tests (rule cot_gain)
 GAIN_TABLES = ("cot_gain",)
+#: architecture facts per model revision and cost per request per cost model (rule costs, cotscale.cost)
+COST_TABLES = ("models", "costs")
 #: operating points of the budget sweeps, estimated from one run each (rule inference_scaling)
 SCALING_TABLES = ("inference_scaling",)
 
@@ -61,6 +63,8 @@ FIGURES = (
            "fig11.rst", tables=("benchmarks", "tokens", "inference_scaling")),
     Figure("fig12_plan", "Fig. 12", "cheapest operating point over lifetime requests × target score", "fig12.rst",
            tables=("plan",)),
+    Figure("fig13_cost_models", "Fig. 13", "cost per request and crossover R* from paper to attention to kinetics",
+           "fig13.rst", tables=("costs", "crossover")),
 )
 FIGURE_NAMES = tuple(f.name for f in FIGURES)
 

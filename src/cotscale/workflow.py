@@ -117,15 +117,24 @@ def ingest_lm_eval(smk, config):
 def analysis(smk, config):
     """Experiment 2's fits of the baseline / CoT pair: regression, train-equivalent FLOPs, IsoFLOP, crossover,
     Table I."""
-    from cotscale import outcomes
+    import pandas as pd
+
+    from cotscale import cost, outcomes
     from cotscale.fits import run_pair_analysis
     from cotscale.uncertainty import settings
 
+    # the pair's own cost per request under every cost model (as costs.csv prices it, from these strategies'
+    # tables and usage only, so that the fits need no other strategy's evaluations)
+    tokens = pd.concat([pd.read_csv(p) for p in smk.input.tokens], ignore_index=True)
+    hardware = cost.load_hardware(config["cost"])
+    costs = cost.cost_table(tokens, cost.architectures(config, tokens["model"].unique()),
+                            config["analysis"]["cost_models"], hardware, config["cost"]["batch_size"],
+                            usage_paths=list(smk.input.usage)) if not tokens.empty else None
     table = outcomes.finish([outcomes.read(p) for p in smk.input.outcomes]) if smk.input.outcomes else None
     return run_pair_analysis([Path(p) for p in smk.input.benchmarks], [Path(p) for p in smk.input.tokens],
                              Path(smk.output.regression).parent, smk.params.baseline, smk.params.cot,
                              seed=smk.params.seed, outcome_table=table, boot=settings(config),
-                             empty_warning=smk.params.empty_warning)
+                             empty_warning=smk.params.empty_warning, costs=costs, hardware=hardware)
 
 
 def cot_gain(smk, config):
@@ -138,6 +147,25 @@ def cot_gain(smk, config):
     table = outcomes.finish([outcomes.read(p) for p in smk.input.outcomes]) if smk.input.outcomes else None
     return uncertainty.write_gains(Path(smk.output.table), [tuple(p) for p in smk.params.pairs], bench, table,
                                    uncertainty.settings(config))
+
+
+def costs(smk, config):
+    """models.csv (architecture facts per model revision) and costs.csv (cost per request under every configured
+    cost model, cotscale.cost) from tokens.csv."""
+    import pandas as pd
+
+    from cotscale import architecture, cost
+    from cotscale.io import write_csv
+
+    tokens = pd.read_csv(smk.input.tokens)
+    models = tokens.drop_duplicates("model")[["model", "revision", "family", "N", "D"]]
+    archs = cost.architectures(config, models["model"])
+    write_csv(smk.output.models, architecture.models_table(models, archs))
+    hardware = cost.load_hardware(config["cost"])
+    table = cost.cost_table(tokens, archs, config["analysis"]["cost_models"], hardware, config["cost"]["batch_size"],
+                            usage_paths=list(smk.input.usage), sweep=pd.read_csv(smk.input.inference_scaling),
+                            compute=pd.read_csv(smk.input.compute))
+    write_csv(smk.output.costs, table)
 
 
 def pca(smk, config):
@@ -160,12 +188,15 @@ def plan(smk, config):
 
     from cotscale import plan as planner
 
+    from cotscale.contract import DEFAULT_COST_MODEL
+    from cotscale.cost import load_hardware
     from cotscale.uncertainty import settings
 
     grid = json.loads(smk.params.grid)
     tables = planner.read_tables(**{name: Path(path) for name, path in smk.input.items()})
+    names = dict.fromkeys([DEFAULT_COST_MODEL, config["analysis"]["realistic_cost_model"]])
     return planner.write_plan(Path(smk.output.plan), tables, grid["requests"], grid["targets"], grid["cost"],
-                              settings(config))
+                              settings(config), list(names), load_hardware(config["cost"]), config["cost"]["batch_size"])
 
 
 def inference_scaling(smk, config):
@@ -207,7 +238,8 @@ def figure(smk, config):
 
 #: rule families whose entry point is the function of the same name (figures: `figure`)
 ENTRY_POINTS = ("build_demo_model", "evaluate", "aggregate_strategy", "aggregate", "outcomes", "ingest_published",
-                "ingest_lm_eval", "analysis", "cot_gain", "pca", "pca_ruan", "plan", "inference_scaling", "prefetch")
+                "ingest_lm_eval", "analysis", "cot_gain", "costs", "pca", "pca_ruan", "plan", "inference_scaling",
+                "prefetch")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -14,12 +14,36 @@ rule ingest_published:
         SCRIPT
 
 
-# Experiment 2's fits read only the baseline and CoT strategies' tables.
+# Architecture facts and the cost per request under each configured cost model (cotscale.cost).
+rule costs:
+    input:
+        **{
+            table: table_path(table)
+            for table in ("tokens", "inference_scaling", "compute")
+        },
+        # every request priced on its own usage (none for published outputs: their mean request)
+        usage=get_usage_files(),
+    output:
+        **{table: report_table(table) for table in COST_TABLES},
+    log:
+        "logs/costs.log",
+    benchmark:
+        rule_benchmark("costs")
+    conda:
+        ANALYSIS_ENV
+    params:
+        spec=canonical(COST_SPEC),
+    script:
+        SCRIPT
+
+
+# Experiment 2's fits read only the baseline and CoT strategies' tables (and their usage: R* per cost model).
 rule analysis:
     input:
         benchmarks=get_strategy_tables(get_role_strategies("baseline", "cot")),
         tokens=get_strategy_tables(get_role_strategies("baseline", "cot"), "tokens"),
         outcomes=get_role_outcomes("baseline", "cot"),
+        usage=get_usage_files(get_role_strategies("baseline", "cot")),
     output:
         **{table: report_table(table) for table in PAIR_TABLES},
         table1_md=table_path("table1_tokens", "md"),
@@ -36,6 +60,7 @@ rule analysis:
         seed=CFG["seed"],
         empty_warning=CFG["analysis"]["empty_warning"],
         bootstrap=BOOTSTRAP,
+        cost=canonical(COST_SPEC),
     script:
         SCRIPT
 
@@ -80,7 +105,13 @@ rule plan:
         **({} if CFG["published"] else {"outcomes": OUTCOMES_TABLE}),
         **{
             table: table_path(table)
-            for table in ("benchmarks", "tokens", "compute", "inference_scaling")
+            for table in (
+                "benchmarks",
+                "tokens",
+                "compute",
+                "inference_scaling",
+                "models",
+            )
         },
     output:
         **{table: report_table(table) for table in PLAN_TABLES},
@@ -93,6 +124,9 @@ rule plan:
     params:
         grid=canonical(CFG["plan"]),
         bootstrap=BOOTSTRAP,
+        cost=canonical(
+            {**COST_SPEC, "realistic": CFG["analysis"]["realistic_cost_model"]}
+        ),
     script:
         SCRIPT
 

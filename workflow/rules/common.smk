@@ -7,6 +7,7 @@ from cotscale import contract
 from cotscale.config import (
     DEMO_MODELS_DIR,
     canonical,
+    evaluation_jobs,
     load_workflow_config,
     suite_spec,
     suites,
@@ -26,6 +27,7 @@ from cotscale.preempt import SLURM_SIGNAL
 from cotscale.strategy import budget_sweep
 from cotscale.registry import (
     FIGURES,
+    COST_TABLES,
     PAIR_TABLES,
     PCA_OURS_TABLES,
     PCA_RUAN_TABLES,
@@ -87,8 +89,18 @@ TABLES = expand(
         *SCALING_TABLES,
         *PLAN_TABLES,
         *GAIN_TABLES,
+        *COST_TABLES,
     ],
 )
+# What the cost tables depend on: architectures (entries and `architectures:`), cost models, hardware settings.
+COST_SPEC = {
+    "architectures": {
+        **CFG["architectures"],
+        **{k: m.get("architecture", {}) for k, m in CFG["models"].items()},
+    },
+    "cost_models": CFG["analysis"]["cost_models"],
+    "cost": CFG["cost"],
+}
 OUTCOME_FILES = [] if CFG["published"] else [OUTCOMES_TABLE]
 FIGURE_FILES = expand(
     f"{contract.FIGURES_DIR}/{{figure}}.{{ext}}",
@@ -174,7 +186,7 @@ def get_demo_model_params(wildcards):
     `strategies:` list is no part of the build."""
     return canonical(
         [
-            {k: v for k, v in m.items() if k != "strategies"}
+            {k: v for k, v in m.items() if k not in ("strategies", "architecture")}
             for m in CFG["models"].values()
             if m["name"] == wildcards.name
         ]
@@ -275,6 +287,15 @@ def get_gain_pairs():
         ("baseline_vs_llh", roles["llh"], roles["baseline"]),
     ]
     return [p for p in pairs if p[1] in CFG["strategies"] and p[2] in CFG["strategies"]]
+
+
+def get_usage_files(strategies=None):
+    """usage.jsonl.gz of every evaluation (of ``strategies`` only, when given); none for published outputs."""
+    return [
+        f"{EVAL_DIR}/usage.jsonl.gz".format(model=m, strategy=s, task=t)
+        for m, s, t in ([] if CFG["published"] else evaluation_jobs(CFG))
+        if strategies is None or s in strategies
+    ]
 
 
 def get_figure_inputs(figure):
