@@ -518,9 +518,39 @@ def render_repeats_overrides(manager: TaskManager, task_name: str, repeats: int,
     :func:`render_task_overrides`) under the same name; pass the folder as the last include path. Returns None when
     no generative task is reached (multiple-choice tasks vote inside the model wrapper instead).
     """
+    docs: dict[str, dict[str, Any]] = {}
+    for name, path in _leaf_tasks(manager, task_name):
+        raw = _load_raw(path)
+        if raw.get("output_type") == "generate_until":
+            docs[name] = {"include": str(path), "task": name, "repeats": int(repeats),
+                          "filter_list": _majority_filters(raw.get("filter_list"), f"task {name!r} ({path})")}
+    if not _write_overrides(docs, out_dir, "render_repeats_overrides"):
+        return None
+    log.info("self-consistency: %d generative task(s) run with repeats %d and a majority vote: %s", len(docs),
+             repeats, ", ".join(sorted(docs)))
+    return Path(out_dir).resolve()
+
+
+def render_split_overrides(manager: TaskManager, task_name: str, split: str, out_dir: str | Path) -> Path | None:
+    """The documents of a task variant: an include folder that makes every task reached from `task_name` (itself, or
+    the members of a group or tag) evaluate `split` (``test_split``; lm-eval reads the test split when a task names
+    one, else the validation split). lm-eval's ``mmlu_flan_cot_zeroshot`` reads MMLU's validation split while ``mmlu``
+    reads its test split: config key ``tasks.<benchmark>.<variant>.split`` gives both the same documents, so the
+    strategies of a comparison answer the same questions. Each override ``include:``-s the task's current YAML under
+    the same name (pass the folder as the last include path). Returns None when no task is reached."""
+    docs = {name: {"include": str(path), "task": name, "test_split": split}
+            for name, path in _leaf_tasks(manager, task_name)}
+    if not _write_overrides(docs, out_dir, "render_split_overrides"):
+        return None
+    log.info("%d task(s) of %s evaluate split %r", len(docs), task_name, split)
+    return Path(out_dir).resolve()
+
+
+def _leaf_tasks(manager: TaskManager, task_name: str):
+    """(name, resolved YAML path) of every task reached from `task_name`: itself, or the members of a group or tag,
+    recursively (tasks without a YAML file are skipped)."""
     kind = task_kind()
     index = manager.task_index
-    docs: dict[str, dict[str, Any]] = {}
     todo, seen = [task_name], set()
     while todo:
         name = todo.pop()
@@ -533,54 +563,18 @@ def render_repeats_overrides(manager: TaskManager, task_name: str, repeats: int,
         elif entry.kind is kind.TAG:
             todo.extend(sorted(entry.tags))
         elif entry.kind is kind.TASK and entry.yaml_path is not None:
-            path = Path(entry.yaml_path).resolve()
-            raw = _load_raw(path)
-            if raw.get("output_type") == "generate_until":
-                docs[name] = {"include": str(path), "task": name, "repeats": int(repeats),
-                              "filter_list": _majority_filters(raw.get("filter_list"), f"task {name!r} ({path})")}
+            yield name, Path(entry.yaml_path).resolve()
+
+
+def _write_overrides(docs: dict[str, dict[str, Any]], out_dir: str | Path, by: str) -> bool:
+    """One override YAML per task of `docs` in `out_dir` (False, and nothing written, when there is none)."""
     if not docs:
-        return None
+        return False
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, doc in sorted(docs.items()):
-        (out_dir / _file_name(name)).write_text(_dump(doc, by="render_repeats_overrides"), encoding="utf-8")
-    log.info("self-consistency: %d generative task(s) run with repeats %d and a majority vote: %s", len(docs),
-             repeats, ", ".join(sorted(docs)))
-    return out_dir
-
-
-def render_split_overrides(manager: TaskManager, task_name: str, split: str, out_dir: str | Path) -> Path | None:
-    """The documents of a task variant: an include folder that makes every task reached from `task_name` (itself, or
-    the members of a group or tag) evaluate `split` (``test_split``; lm-eval reads the test split when a task names
-    one, else the validation split). lm-eval's ``mmlu_flan_cot_zeroshot`` reads MMLU's validation split while ``mmlu``
-    reads its test split: config key ``tasks.<benchmark>.<variant>.split`` gives both the same documents, so the
-    strategies of a comparison answer the same questions. Each override ``include:``-s the task's current YAML under
-    the same name (pass the folder as the last include path). Returns None when no task is reached."""
-    from lm_eval.tasks._index import Kind
-
-    index = manager.task_index
-    docs: dict[str, dict[str, Any]] = {}
-    todo, seen = [task_name], set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in index:
-            continue
-        seen.add(name)
-        entry = index[name]
-        if entry.kind is Kind.GROUP:
-            todo.extend(_members(entry))
-        elif entry.kind is Kind.TAG:
-            todo.extend(sorted(entry.tags))
-        elif entry.kind is Kind.TASK and entry.yaml_path is not None:
-            docs[name] = {"include": str(Path(entry.yaml_path).resolve()), "task": name, "test_split": split}
-    if not docs:
-        return None
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, doc in sorted(docs.items()):
-        (out_dir / _file_name(name)).write_text(_dump(doc, by="render_split_overrides"), encoding="utf-8")
-    log.info("%d task(s) of %s evaluate split %r", len(docs), task_name, split)
-    return out_dir
+        (out_dir / _file_name(name)).write_text(_dump(doc, by=by), encoding="utf-8")
+    return True
 
 
 TASKS_DIR = ROOT / "config" / "tasks"  # the project's task YAMLs (cot variants), always on the include path
