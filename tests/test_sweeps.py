@@ -194,8 +194,12 @@ def test_hf_sequence_logprob_is_the_forward_log_likelihood_of_the_sampled_ids(sw
             lps = torch.log_softmax(logits, dim=-1)
             expected = sum(float(lps[len(prompt) - 1 + t, tok]) for t, tok in enumerate(seq.ids))
             assert seq.logprob == pytest.approx(expected, abs=1e-4)
-        assert fields[("mini_gen", doc_of[prompt])] == {"generated_tokens": [seq.tokens for seq in seqs],
-                                                        "sequence_logprobs": [seq.logprob for seq in seqs]}
+        record = fields[("mini_gen", doc_of[prompt])]
+        assert {k: record[k] for k in ("generated_tokens", "sequence_logprobs")} == {
+            "generated_tokens": [seq.tokens for seq in seqs], "sequence_logprobs": [seq.logprob for seq in seqs]}
+        # the arguments this generation really ran with: the request's stop sequence, 3 sampled sequences
+        used = record["generation_args"]["generate"]
+        assert (used["until"], used["do_sample"], used["num_return_sequences"]) == (["\n\n"], True, 3)
     assert len(fields) == len(GEN_DOCS)
 
 
