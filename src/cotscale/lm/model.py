@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import lm_eval.models  # noqa: F401 - lm-eval 0.4.13 fills its model registry (hf, vllm, ...) only while it is empty:
+# registering "cotscale" first would hide them from a later get_model("hf"). The module only lists them (lazy).
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
