@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import re
+import resource
 import sys
 from pathlib import Path
 
@@ -274,6 +275,7 @@ def run_rule(smk, entry) -> None:
         with _logging_to(smk.log[0] if smk.log else None):
             try:
                 entry(smk, config)
+                _log_cpu_time(smk.rule)
             except user_errors as exc:
                 log.info("details of the error below:", exc_info=True)
                 log.error("%s", exc)
@@ -287,6 +289,14 @@ def run_rule(smk, entry) -> None:
         print(f"cotscale error in rule {smk.rule}: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     _exit_now()
+
+
+def _log_cpu_time(rule: str) -> None:
+    """The job's CPU-seconds (imports included, child processes too) as its log's last line: what a job costs on a
+    shared machine, where its wall time depends on what runs beside it."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    log.info("rule %s done: %.1f CPU-s, peak memory %.0f MB", rule, cpu, max(own.ru_maxrss, children.ru_maxrss) / 1024)
 
 
 def _exit_now() -> None:
