@@ -26,7 +26,6 @@ from cotscale.evaluate import run_evaluation  # noqa: E402
 from cotscale.ingest import IngestError, ingest_config  # noqa: E402
 from cotscale.tasks import render_task_overrides  # noqa: E402
 
-pytestmark = pytest.mark.slow
 TASKS = ["arc_challenge", "winogrande"]
 LIMIT = 4
 
@@ -70,6 +69,7 @@ def tables(config, evals, out):
     return {name: pd.read_csv(out / f"{name}.csv") for name in ("benchmarks", "scores", "tokens")}
 
 
+@pytest.mark.slow
 def test_ingested_tables_equal_the_pipelines_own(tiny, lm_eval_out, tmp_path):
     config = make_config(tiny)
     for task in TASKS:  # the pipeline's own evaluation of the same model and documents
@@ -84,6 +84,7 @@ def test_ingested_tables_equal_the_pipelines_own(tiny, lm_eval_out, tmp_path):
     assert set(theirs["tokens"]["token_unit"]) == {"tokens"}
 
 
+@pytest.mark.slow
 def test_without_the_tokenizer_tokens_are_words(tiny, lm_eval_out, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(tiny, copy)
@@ -108,6 +109,7 @@ def broken_copy(src, dst, edit):
     return dst
 
 
+@pytest.mark.slow
 def test_bad_folders_give_one_clear_error_each(tiny, lm_eval_out, tmp_path):
     def ingest(folder, **overrides):
         ingest_config(make_config(tiny, lm_eval_outputs={"tiny": {"standard": str(folder)}}, **overrides),
@@ -131,6 +133,7 @@ def test_bad_folders_give_one_clear_error_each(tiny, lm_eval_out, tmp_path):
         ingest(lm_eval_out, tasks={"arc_challenge": benchmarks["arc_challenge"]})
 
 
+@pytest.mark.slow
 def test_snakemake_ingests_instead_of_evaluating(tiny, lm_eval_out, tmp_path):
     """The workflow with config key lm_eval_outputs: rule ingest_lm_eval writes the contract, no evaluation runs, and
     the strategy's tables are those of the ingested runs (compared with a direct ingest + aggregation above)."""
@@ -151,3 +154,52 @@ def test_snakemake_ingests_instead_of_evaluating(tiny, lm_eval_out, tmp_path):
     ingest_config(direct, tmp_path / "direct")
     expected = tables(direct, tmp_path / "direct", tmp_path / "t")["benchmarks"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results/tables/strategies/standard/benchmarks.csv"), expected)
+
+
+def test_a_changed_lm_eval_folder_reingests(tmp_path):
+    """The ingest rule's input is the model folder's lm-eval files (cheap: dry runs on placeholder files, no model):
+    touching a samples file or adding a results file re-ingests; a file of another model's folder beside it does not.
+    """
+    from _demo import snakemake, write_config
+
+    benchmarks = yaml.safe_load((ROOT / "config" / "tasks" / "benchmarks.yaml").read_text())
+    out = tmp_path / "out"
+    mine, other = out / "EleutherAI__pythia-160m", out / "other-model"  # lm-eval names the folder after pretrained
+    for folder in (mine, other):
+        folder.mkdir(parents=True)
+        (folder / "results_2026-01-01T00-00-00.json").write_text("{}")
+        (folder / "samples_arc_challenge_2026-01-01T00-00-00.jsonl").write_text("{}\n")
+    write_config(tmp_path, {
+        "limit": 2, "device": "cpu", "tasks": {"arc_challenge": benchmarks["arc_challenge"]},
+        "strategies": {"standard": {"format": "loglikelihood", "prompt": "plain", "decoding": "greedy",
+                                    "variant": "standard"}},
+        "analysis": {"baseline": "standard", "cot": "standard", "llh": "standard"},
+        "models": {"pythia": {"hf_id": "EleutherAI/pythia-160m", "family": "pythia", "params": 1.6e8,
+                              "train_tokens": 3.0e11}},
+        "lm_eval_outputs": {"pythia": {"standard": str(out)}},
+    })
+    contract = [f"results/evals/pythia/standard/arc_challenge/{name}"
+                for name in ("results.json", "samples.jsonl.gz", "usage.jsonl.gz")]
+    inputs_time = (mine / "results_2026-01-01T00-00-00.json").stat().st_mtime
+    for path in contract:  # an earlier ingest's outputs, newer than the folder's files
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"")
+        os.utime(tmp_path / path, (inputs_time + 10, inputs_time + 10))
+
+    def reingests() -> bool:
+        run = snakemake(ROOT, tmp_path, *contract, extra=("-n",))
+        assert run.returncode == 0, run.output[-4000:]
+        return "rule ingest_lm_eval" in run.output
+
+    assert not reingests()
+    later = (inputs_time + 20, inputs_time + 20)
+    os.utime(other / "samples_arc_challenge_2026-01-01T00-00-00.jsonl", later)
+    assert not reingests()
+    os.utime(mine / "samples_arc_challenge_2026-01-01T00-00-00.jsonl", later)
+    assert reingests()
+    os.utime(mine / "samples_arc_challenge_2026-01-01T00-00-00.jsonl", (inputs_time, inputs_time))
+    assert not reingests()
+    (other / "results_2026-02-01T00-00-00.json").write_text("{}")
+    assert not reingests()
+    (mine / "results_2026-02-01T00-00-00.json").write_text("{}")  # a newer lm_eval run written into the folder
+    assert reingests()

@@ -74,6 +74,13 @@ def model_folder(path: str | Path, pretrained: str) -> Path:
                       f"{sanitize_model_name(str(pretrained))!r}; give the model's own folder")
 
 
+def input_files(path: str | Path, pretrained: str) -> list[str]:
+    """The files an ingest of ``path`` reads (the model folder's results_*.json and samples_*.jsonl): the ingest
+    rule's input, so that adding, replacing or touching one of them re-ingests."""
+    folder = model_folder(path, pretrained)
+    return sorted(str(p) for pattern in ("results_*.json", "samples_*.jsonl") for p in folder.glob(pattern))
+
+
 def latest_runs(folder: Path) -> dict[str, tuple[dict, str, Path]]:
     """{task: (results, timestamp, results file)} of the newest results file reporting each task."""
     runs: dict[str, tuple[dict, str, Path]] = {}

@@ -15,6 +15,7 @@ from cotscale.config import (
 )
 from cotscale.contract import OUTCOMES_TABLE, STRATEGY_OUTCOMES, SWEEP_OUTCOMES
 from cotscale.flops import train_flops
+from cotscale.ingest import input_files as ingest_input_files
 from cotscale.uncertainty import settings as bootstrap_settings
 from cotscale.gpus import (
     eval_threads,
@@ -140,6 +141,14 @@ def get_suite_params(wildcards):
 def get_ingest_folder(wildcards):
     """The lm-eval output folder ingested as (model, strategy) (config key lm_eval_outputs)."""
     return INGESTED[wildcards.model][wildcards.strategy]
+
+
+def get_ingest_files(wildcards):
+    """The lm-eval output files the ingest reads (cotscale.ingest.input_files): a file added, replaced or touched in
+    the folder re-ingests it."""
+    return ingest_input_files(
+        get_ingest_folder(wildcards), CFG["models"][wildcards.model]["pretrained"]
+    )
 
 
 def get_ingest_spec(wildcards):

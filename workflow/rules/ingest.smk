@@ -4,6 +4,8 @@
 if INGESTED:
 
     rule ingest_lm_eval:
+        input:
+            get_ingest_files,
         output:
             results=get_suite_outputs(["{strategy}"], "results.json"),
             samples=get_suite_outputs(["{strategy}"], "samples.jsonl.gz"),
