@@ -306,3 +306,23 @@ def test_group_scores_aggregate_both_filters(tmp_path):
         assert res["mmlu_flan_cot_zeroshot::stem"][key] == res["mmlu_flan_cot_zeroshot_astronomy"][key]
     assert sum(gold_b) > 0 and res["mmlu_flan_cot_zeroshot"]["exact_match,flexible-extract"] == pytest.approx(
         sum(gold_b) / 3)
+
+
+def test_self_consistency_override_re_emits_the_answer_patterns(tmp_path):
+    """The task YAMLs name their answer patterns (`!function utils.STRICT_A_TO_E`, written once in utils.py); the
+    self-consistency override, which re-emits each filter into another folder, writes the patterns themselves."""
+    from cotscale.tasks import render_repeats_overrides
+
+    manager = scoped_task_manager(["arc_challenge_cot", "xwinograd_cot"], [TASKS_DIR])
+    expected = {  # the patterns as the task YAMLs spelled them out before
+        "arc_challenge_cot": ["(?i:the answer is)\\s*:?\\s*\\(?([A-E])\\b",
+                              "\\(([A-E])\\)|\\b([A-E])\\)|(?i:answer|option|choice)(?:\\s+is)?\\s*:?\\s*([A-E])\\b"],
+        "xwinograd_cot_fr": ["(?i:the answer is)\\s*:?\\s*\\(?([AB])\\b",  # from the common include
+                             "\\(([AB])\\)|\\b([AB])\\)|(?i:answer|option|choice)(?:\\s+is)?\\s*:?\\s*([AB])\\b"],
+    }
+    for group, task in (("arc_challenge_cot", "arc_challenge_cot"), ("xwinograd_cot", "xwinograd_cot_fr")):
+        folder = render_repeats_overrides(manager, group, 3, tmp_path / group)
+        doc = yaml.safe_load((folder / f"{task}.yaml").read_text())
+        assert [entry["filter"][0]["regex_pattern"] for entry in doc["filter_list"]] == expected[task]
+        assert [[step["function"] for step in entry["filter"]] for entry in doc["filter_list"]] == [
+            ["regex", "majority_vote", "take_first"]] * 2

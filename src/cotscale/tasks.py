@@ -27,6 +27,7 @@ dropped. Pass the returned folder to lm-eval as the *last* include path: later i
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -179,16 +180,38 @@ def scoped_task_manager(task_names: Iterable[str], include_paths: Iterable[str |
 
 
 class _FunctionRef(str):
-    """A ``!function`` value read without importing it (it cannot be re-emitted from another folder)."""
+    """A ``!function`` value read without importing it (it cannot be re-emitted from another folder); ``folder`` is
+    that of the YAML file it stands in, where lm-eval looks for its module."""
+
+    folder: Path | None = None
 
 
-def _raw_loader() -> type:
+def _string_value(ref: _FunctionRef) -> str | None:
+    """The string a ``!function module.NAME`` names (the CoT tasks' answer patterns, config/tasks/cot/utils.py), found
+    as lm-eval finds it (``module.py`` beside the YAML); None when it names anything else."""
+    module, _, name = ref.rpartition(".")
+    path = ref.folder / f"{module.replace('.', '/')}.py" if ref.folder else None
+    if path is None or not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"_cotscale_task_{module}", path)
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    value = getattr(code, name, None)
+    return value if isinstance(value, str) else None
+
+
+def _raw_loader(folder: Path) -> type:
     base = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
 
     class Loader(base):  # type: ignore[misc, valid-type]
         pass
 
-    Loader.add_constructor("!function", lambda loader, node: _FunctionRef(loader.construct_scalar(node)))
+    def function_ref(loader, node) -> _FunctionRef:
+        ref = _FunctionRef(loader.construct_scalar(node))
+        ref.folder = folder
+        return ref
+
+    Loader.add_constructor("!function", function_ref)
     return Loader
 
 
@@ -198,7 +221,7 @@ def _load_raw(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str, Any
     if path in _seen:
         raise ValueError(f"include cycle at {path}")
     with path.open("rb") as fh:
-        cfg = yaml.load(fh, Loader=_raw_loader())  # noqa: S506 - safe loader plus one tag
+        cfg = yaml.load(fh, Loader=_raw_loader(path.parent))  # noqa: S506 - safe loader plus one tag
     if not isinstance(cfg, dict):
         raise ValueError(f"expected a YAML mapping in {path}")
     if "include" not in cfg:
@@ -215,17 +238,20 @@ def _load_raw(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str, Any
 
 
 def _reject_functions(value: Any, where: str) -> Any:
+    """``value`` as it can be re-emitted into another folder: a ``!function`` naming a string replaced by that string;
+    any other ``!function`` is an error."""
     if isinstance(value, _FunctionRef):
-        raise ValueError(
-            f"{where}: an inline `!function {value}` cannot be re-emitted into an override folder; "
-            "move that member into its own task YAML"
-        )
+        resolved = _string_value(value)
+        if resolved is None:
+            raise ValueError(
+                f"{where}: an inline `!function {value}` cannot be re-emitted into an override folder; "
+                "move that member into its own task YAML"
+            )
+        return resolved
     if isinstance(value, dict):
-        for v in value.values():
-            _reject_functions(v, where)
-    elif isinstance(value, list):
-        for v in value:
-            _reject_functions(v, where)
+        return {k: _reject_functions(v, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reject_functions(v, where) for v in value]
     return value
 
 

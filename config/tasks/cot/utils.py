@@ -21,6 +21,26 @@ def _cot_prompt(head: str, texts) -> str:
     return f"{head}{options(texts)}\nA:"
 
 
+# ------------------------------------------------------------------------------------------ answer letters
+# The two patterns every task's filters pull the chosen option letter with (README.md, "Filters"), for the task's
+# letter range: written once here, named in the task YAMLs as `regex_pattern: !function utils.<NAME>` (lm-eval's tag
+# imports any object of this module, here a string; cotscale.tasks resolves it the same way when it re-emits a filter).
+def strict_pattern(letters: str) -> str:
+    """The first "the answer is (B)" / "the answer is: C"."""
+    return rf"(?i:the answer is)\s*:?\s*\(?([{letters}])\b"
+
+
+def flexible_pattern(letters: str) -> str:
+    """Any "(B)" or "B)", or a letter right after answer/option/choice (the filter takes the last match)."""
+    return rf"\(([{letters}])\)|\b([{letters}])\)|(?i:answer|option|choice)(?:\s+is)?\s*:?\s*([{letters}])\b"
+
+
+STRICT_A_TO_E, FLEXIBLE_A_TO_E = strict_pattern("A-E"), flexible_pattern("A-E")  # arc_challenge_cot
+STRICT_A_TO_D, FLEXIBLE_A_TO_D = strict_pattern("A-D"), flexible_pattern("A-D")  # hellaswag_cot
+STRICT_A_OR_B, FLEXIBLE_A_OR_B = strict_pattern("AB"), flexible_pattern("AB")  # winogrande_cot, xwinograd_cot_*
+STRICT_A_TO_M, FLEXIBLE_A_TO_M = strict_pattern("A-M"), flexible_pattern("A-M")  # truthfulqa_cot: up to 13 choices
+
+
 # ------------------------------------------------------------------------------------------ arc_challenge_cot
 def arc_doc_to_text(doc: dict) -> str:
     # The seed's layout, "...\nA: \nLet's think step by step: " joined into one "A: Let's think step by step." line
