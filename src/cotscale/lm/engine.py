@@ -19,7 +19,7 @@ from lm_eval.api.instance import Instance
 
 from cotscale.cache import RequestCache
 from cotscale.lm.capture import SINGLE, Generation, Mode
-from cotscale.lm.tokens import common_suffix, new_tokens
+from cotscale.lm.tokens import STOP_AFTER_CONTENT, common_suffix, new_tokens
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,11 @@ class Engine:
         self.counters.backend_calls["generate"] += 1
         self.counters.misses["generate"] += len(items)
         results = []
-        for text, generation in zip(texts, self._match([context for _, context, _ in items], captured), strict=True):
-            if generation.sequences[0].text != text:
+        for (_, _, kw), text, generation in zip(items, texts, self._match([context for _, context, _ in items], captured),
+                                                strict=True):
+            if kw.get(STOP_AFTER_CONTENT):  # lm-eval cut its text at the first stop, content or not
+                text = generation.sequences[0].text
+            elif generation.sequences[0].text != text:
                 log.warning("cotscale: captured first sequence differs from the backend's text (%r vs %r)",
                             generation.sequences[0].text[:80], text[:80])
             results.append(Generated.from_capture(text, generation))
