@@ -150,7 +150,8 @@ def oracle(hf_lm):
         text = text[:text.index("\n", start)] if "\n" in text[start:] else text
         opened = tok.decode(gen[:1]).startswith("\n")
         out[prompt] = {"text": text, "ids": gen[:n], "ended": ended, "logprob": sum(logps[:n]),
-                       "past_leading_newline": opened and at_newline}
+                       "past_leading_newline": opened and at_newline,
+                       "end": "newline" if at_newline else "eos" if ended else "budget"}
     return out
 
 
@@ -168,7 +169,7 @@ def mc_requests():
 def test_the_oracle_has_what_the_test_needs(oracle):
     # some generations open with "\n" and stop at the next one; some end at EOS or run to the budget
     assert sum(o["past_leading_newline"] for o in oracle.values()) >= 1
-    assert any(not o["ended"] for o in oracle.values()) or any(len(o["ids"]) < BUDGET for o in oracle.values())
+    assert {o["end"] for o in oracle.values()} == {"newline", "eos", "budget"}
     assert all(o["text"].strip() for o in oracle.values())
 
 
@@ -220,3 +221,59 @@ def test_vllm_generates_past_a_leading_newline_and_stops_at_the_next(vllm_lm, or
 @pytest.mark.vllm
 def test_vllm_hybrid_rationales_start_past_a_leading_newline(vllm_lm, oracle):
     check_hybrid(vllm_lm, oracle)
+
+
+# the tiny model's beams open with "\n" and rarely write a second one within the budget: "." ends them after content
+BEAM = {"format": "hybrid", "prompt": "plain", "decoding": "beam", "num_beams": 3, "max_gen_toks": 16,
+        "until": ["\n", "."], "stop_after_content": True}
+
+
+@pytest.fixture(scope="module")
+def beam_oracle(hf_lm):
+    """Per multiple-choice document, transformers' own 3 beams of "Question: <q>" (generate(num_beams=3)), each cut by
+    a stop test written here: a "\\n", "." or the EOS text after the first non-whitespace text, or an EOS id."""
+    from _lm_fixtures import transformers_beams
+
+    model, tok = hf_lm.backend.model, hf_lm.backend.tokenizer
+
+    def stopped(ids):
+        body = tok.decode(ids, skip_special_tokens=False).lstrip()
+        return any(s in body for s in ("\n", ".", tok.eos_token))
+
+    return {d: transformers_beams(model, tok, f"Question: {doc['question']}", 3, BEAM["max_gen_toks"],
+                                  {tok.eos_token_id}, stopped) for d, doc in enumerate(MC_DOCS)}
+
+
+def check_beams(lm, beam_oracle):
+    tok = lm.backend.tokenizer
+    lm.begin_task(BEAM)
+    lm.loglikelihood(mc_requests())
+    expected = {}
+    for d, beams in beam_oracle.items():
+        text = tok.decode(beams[0], skip_special_tokens=True)
+        start = len(text) - len(text.lstrip())
+        cut = min([i for i in (text.find("\n", start), text.find(".", start)) if i >= 0], default=len(text))
+        expected[("mini_mc", d)] = [text[:cut]]
+    assert lm.rationales == expected, lm.backend_name
+    assert {d: lm.hybrid_details[("mini_mc", d)]["generated_tokens"] for d in beam_oracle} == \
+        {d: [len(b) for b in beams] for d, beams in beam_oracle.items()}, lm.backend_name
+    records = {r["doc_id"]: r["generated_tokens"] for r in lm.usage if r["kind"] == "generate"}
+    assert records == {d: sum(map(len, beams)) for d, beams in beam_oracle.items()}, lm.backend_name
+
+
+def test_the_beam_oracle_opens_with_newlines(hf_lm, beam_oracle):
+    tok = hf_lm.backend.tokenizer
+    beams = [b for bs in beam_oracle.values() for b in bs]
+    assert all(tok.decode(b[:1]).startswith("\n") for b in beams)
+    # past the leading "\n", some stopped at a "." (not at EOS), some ran to the budget
+    assert any(tok.decode(b).endswith(".") and b[-1] != tok.eos_token_id for b in beams)
+    assert any(len(b) == BEAM["max_gen_toks"] for b in beams)
+
+
+def test_hf_beams_stop_after_content(hf_lm, beam_oracle):
+    check_beams(hf_lm, beam_oracle)
+
+
+@pytest.mark.vllm
+def test_vllm_beams_stop_after_content(vllm_lm, beam_oracle):
+    check_beams(vllm_lm, beam_oracle)

@@ -160,14 +160,15 @@ def vllm_backend_class() -> tuple[type, bool]:
                     seq[2], seq[3] = o.finish_reason, o.stop_reason
             found = []
             for prompt, seqs, sp in zip(prompts, state, params, strict=True):
-                out = []
+                done = []
                 for ids, logprobs, reason, _ in seqs:
                     n, ended = count_to_stop(ids, sp.stop or [], ends, None, decode, True)
                     text = response_text(self.tokenizer.decode(ids[:n], skip_special_tokens=sp.skip_special_tokens),
                                          sp.stop or [], True)
-                    out.append(GeneratedSequence(text, n, ended or (n == len(ids) and reason == "stop"),
-                                                 tuple(ids[:n]), sum(logprobs[:n])))
-                found.append(Generation(tuple(prompt), out))
+                    # a last pass that vLLM ended at an id it knows as EOS (and cotscale's ends do not) ended too
+                    done.append(GeneratedSequence(text, n, ended or (n == len(ids) and reason == "stop"),
+                                                  tuple(ids[:n]), sum(logprobs[:n])))
+                found.append(Generation(tuple(prompt), done))
             return found
 
         def search_beams(self, requests, params, k):
