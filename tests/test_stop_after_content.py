@@ -150,7 +150,7 @@ def oracle(hf_lm):
         text = text[:text.index("\n", start)] if "\n" in text[start:] else text
         opened = tok.decode(gen[:1]).startswith("\n")
         out[prompt] = {"text": text, "ids": gen[:n], "ended": ended, "logprob": sum(logps[:n]),
-                       "past_leading_newline": opened and at_newline,
+                       "opened": opened, "past_leading_newline": opened and at_newline,
                        "end": "newline" if at_newline else "eos" if ended else "budget"}
     return out
 
@@ -169,6 +169,7 @@ def mc_requests():
 def test_the_oracle_has_what_the_test_needs(oracle):
     # some generations open with "\n" and stop at the next one; some end at EOS or run to the budget
     assert sum(o["past_leading_newline"] for o in oracle.values()) >= 1
+    assert sum(o["opened"] for o in oracle.values()) >= len(PROMPTS) // 2
     assert {o["end"] for o in oracle.values()} == {"newline", "eos", "budget"}
     assert all(o["text"].strip() for o in oracle.values())
 
@@ -190,7 +191,7 @@ def check_generate(lm, oracle):
     lm.begin_task(GENERATE)
     plain = lm.generate_until(generate_requests())
     for p, text, record in zip(PROMPTS, plain, sorted(lm.usage, key=lambda r: r["doc_id"]), strict=True):
-        if oracle[p]["past_leading_newline"]:
+        if oracle[p]["opened"]:
             assert (text, record["generated_tokens"], record["empty"]) == ("", 1, True), lm.backend_name
 
 
