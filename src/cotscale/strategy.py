@@ -10,6 +10,10 @@ Budget sweeps (operating points estimated from one run, no new generation): ``k:
 largest budget (the one generated) and ``max_gen_toks_sweep`` = the sorted budgets; ``thinking_budget: [...]``
 likewise fills ``thinking_budget`` and ``thinking_budget_sweep``.
 
+Stop handling: ``stop_after_content`` (default false, the seed's behaviour) lets a stop sequence end a generation
+only after its first non-whitespace text (cotscale.usage.stop_index), on both backends, so a model that opens with the
+stop ("\\n" under ``until: ["\\n"]``) still writes its rationale.
+
 Reasoning models: ``chat_template`` (prompts go through the model's own chat template, lm-eval's
 apply_chat_template path), ``system_prompt``, ``thinking`` (passed to the template as ``enable_thinking``),
 ``think_end_token`` (None: the tokenizer's own, e.g. "</think>") and ``thinking_budget`` (budget forcing: the thinking
@@ -35,7 +39,8 @@ DECODINGS = ("greedy", "beam", "sample")
 STRATEGY_DEFAULTS: dict[str, Any] = {"num_beams": 1, "samples": 1, "temperature": 0.0, "max_gen_toks": 256,
                                      "until": [], "k": [], "max_gen_toks_sweep": [], "chat_template": False,
                                      "system_prompt": "", "thinking": False, "think_end_token": None,
-                                     "thinking_budget": None, "thinking_budget_sweep": []}
+                                     "thinking_budget": None, "thinking_budget_sweep": [],
+                                     "stop_after_content": False}
 STRATEGY_KEYS = ("format", "prompt", "decoding", *STRATEGY_DEFAULTS, "cot_cue", "answer_cue")
 DEFAULT_THINK_END_TOKEN = "</think>"  # the default when the tokenizer has it as one token (Qwen3, DeepSeek-R1)
 
@@ -116,6 +121,11 @@ def check_strategy(s: dict[str, Any]) -> None:
     for key in ("cot_cue", "answer_cue"):
         if not isinstance(s[key], str):
             raise StrategyError(key, "must be a string", s[key])
+    if not isinstance(s["stop_after_content"], bool):
+        raise StrategyError("stop_after_content", "must be true or false", s["stop_after_content"])
+    if s["stop_after_content"] and s["format"] == "loglikelihood":
+        raise StrategyError("stop_after_content", "needs format: generate or hybrid (it changes where a generation "
+                            "stops; format: loglikelihood generates only as the task asks)", s["stop_after_content"])
     if s["prompt"] == "cot" and not s["cot_cue"]:
         raise StrategyError("cot_cue", "prompt: cot needs a non-empty cot_cue (the text appended to every prompt; "
                             f"the default is {DEFAULT_COT_CUE!r})", s["cot_cue"])

@@ -63,14 +63,24 @@ LOGLIKELIHOOD_FIELDS = ("scored_tokens",)
 STOPS_AT = ("eos_or_stop",)
 
 
-def is_empty(text: str, until: Iterable[str] | str | None = ()) -> bool:
+def stop_index(text: str, stops: Iterable[str] | str | None = (), after_content: bool = False) -> int | None:
+    """Where a generation's text ends: the start of the first of the stop sequences ``stops`` in ``text`` (None:
+    none), where lm-eval cuts a generation (postprocess_generated_text). With ``after_content`` (the strategy key
+    ``stop_after_content``) a match lying wholly in the whitespace-only beginning of the text does not count (the
+    model's leading "\\n" under ``until: ["\\n"]``): the text ends at the first stop after the rationale started."""
+    stops = [s for s in ([stops] if isinstance(stops, str) else stops or ()) if s]
+    start = len(text) - len(text.lstrip()) if after_content else 0  # the first non-whitespace character
+    found = [i for s in stops if (i := text.find(s, max(0, start - len(s) + 1))) >= 0]
+    return min(found, default=None)
+
+
+def is_empty(text: str, until: Iterable[str] | str | None = (), after_content: bool = False) -> bool:
     """A generation that produced no content: no non-whitespace text before the first of the stop sequences
     ``until`` (the text starts after the prompt and its cue; EOS is not in a backend's decoded text). A model that
     opens with the stop sequence ("\\n" under ``until: ["\\n"]``), writes only whitespace, or ends at EOS at once
-    generated nothing; the request still counts in the token means, so the tables say how often it happened."""
-    stops = [until] if isinstance(until, str) else [u for u in (until or ()) if u]
-    cut = min((i for i in (text.find(u) for u in stops) if i >= 0), default=len(text))
-    return not text[:cut].strip()
+    generated nothing; the request still counts in the token means, so the tables say how often it happened.
+    ``after_content``: the generation ran under ``stop_after_content`` (see :func:`stop_index`)."""
+    return not text[:stop_index(text, until, after_content)].strip()
 
 
 class UsageRecord(TypedDict, total=False):

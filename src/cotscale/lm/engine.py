@@ -19,7 +19,7 @@ from lm_eval.api.instance import Instance
 
 from cotscale.cache import RequestCache
 from cotscale.lm.capture import SINGLE, Generation, Mode
-from cotscale.lm.tokens import common_suffix, new_tokens
+from cotscale.lm.tokens import STOP_AFTER_CONTENT, common_suffix, new_tokens
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ KINDS = ("generate", "loglikelihood")
 class Generated:
     """One generation request's answer: its sequences (best beam first) and what the backend computed for it."""
 
-    texts: list[str]  # as lm-eval returns them (the first is the backend's own text)
+    texts: list[str]  # as lm-eval returns them (the first is the backend's own; stop_after_content: the captured one)
     lengths: list[int]  # generated tokens of each sequence (cotscale.lm.tokens.count_to_stop)
     ids: list[int]  # the first sequence's generated ids, to its end
     logprobs: list[float | None]  # each sequence's summed log-probability (natural log); None for beams
@@ -160,8 +160,11 @@ class Engine:
         self.counters.backend_calls["generate"] += 1
         self.counters.misses["generate"] += len(items)
         results = []
-        for text, generation in zip(texts, self._match([context for _, context, _ in items], captured), strict=True):
-            if generation.sequences[0].text != text:
+        matched = self._match([context for _, context, _ in items], captured)
+        for (_, _, kw), text, generation in zip(items, texts, matched, strict=True):
+            if kw.get(STOP_AFTER_CONTENT):  # lm-eval cut its text at the first stop, content or not
+                text = generation.sequences[0].text
+            elif generation.sequences[0].text != text:
                 log.warning("cotscale: captured first sequence differs from the backend's text (%r vs %r)",
                             generation.sequences[0].text[:80], text[:80])
             results.append(Generated.from_capture(text, generation))

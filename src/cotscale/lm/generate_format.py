@@ -12,6 +12,7 @@ from cotscale.lm.capture import SINGLE, Mode
 from cotscale.lm.length_cuts import budget_cuts
 from cotscale.lm.run import Run
 from cotscale.lm.thinking_format import think
+from cotscale.lm.tokens import STOP_AFTER_CONTENT
 from cotscale.strategy import DEFAULT_COT_CUE
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,9 @@ def generate_merged(run: Run, items, disable_tqdm: bool) -> list[str]:
             for m, text, n, lp in zip(members, g.texts, g.lengths, g.logprobs, strict=True):
                 outs[m], per_response[m] = text, (n, lp)
             if sweep:
-                cuts = budget_cuts(g.ids, g.texts[0], sweep, run.engine.decode_response,
-                                   items[members[0]][2].get("until"))
+                kw = items[members[0]][2]
+                cuts = budget_cuts(g.ids, g.texts[0], sweep, run.engine.decode_response, kw.get("until"),
+                                   bool(kw.get(STOP_AFTER_CONTENT)))
                 per_response[members[0]] += (cuts,)
     for (r, _, _), (n, lp, *cuts) in zip(items, per_response, strict=True):  # in request order, as lm-eval's resps
         detail = run.records.add_responses((r.task_name, r.doc_id), n, lp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cotscale import compat
 from cotscale.lm.beam import EARLY_STOPPING, LENGTH_PENALTY
 from cotscale.lm.capture import SINGLE, CapturingBackend, GeneratedSequence, Generation
-from cotscale.lm.tokens import count_to_stop, ends_in_stop, eos_ids, stop_lookback
+from cotscale.lm.tokens import STOP_AFTER_CONTENT, count_to_stop, ends_in_stop, eos_ids, response_text, stop_lookback
 
 _CLASS: list[type] = []
 
@@ -19,15 +19,15 @@ def hf_backend_class() -> type:
 
     compat.skip_sklearn_in_transformers()
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.models.utils import postprocess_generated_text
 
     class PerRowStop(transformers.StoppingCriteria):
         """lm-eval's stop-sequence check, but per row: returns one flag per sequence, so it is correct for
         ``num_return_sequences`` and beam search (lm-eval's own criteria assume one row per prompt and stop the
-        whole batch only when all are done)."""
+        whole batch only when all are done). ``after_content``: stop_after_content (a stop in the whitespace-only
+        beginning of a row does not end it)."""
 
-        def __init__(self, tokenizer, stops: list[str], prompt_len: int):
-            self.prompt_len, self.stops = prompt_len, stops
+        def __init__(self, tokenizer, stops: list[str], prompt_len: int, after_content: bool = False):
+            self.prompt_len, self.stops, self.after_content = prompt_len, stops, after_content
             self.lookback = stop_lookback(stops, lambda s: tokenizer.encode(s, add_special_tokens=False))
 
             def decode(ids):
@@ -37,7 +37,8 @@ def hf_backend_class() -> type:
 
         def __call__(self, input_ids, scores, **kwargs):
             rows = input_ids[:, self.prompt_len:].tolist()
-            return torch.tensor([ends_in_stop(row, self.stops, self.decode, self.lookback) for row in rows],
+            return torch.tensor([ends_in_stop(row, self.stops, self.decode, self.lookback, self.after_content)
+                                 for row in rows],
                                 dtype=torch.bool, device=input_ids.device)
 
     class SequenceLogprob(transformers.LogitsProcessor):
@@ -91,6 +92,7 @@ def hf_backend_class() -> type:
             # HFLM._model_generate, plus: per-row stop criteria, beams / k samples, token capture
             call = self.capturing
             mode, k = (call.mode.search, call.mode.k) if call is not None else (SINGLE.search, SINGLE.k)
+            after_content = bool(generation_kwargs.pop(STOP_AFTER_CONTENT, False))  # cotscale's, not transformers'
             attention_mask = generation_kwargs.get("attention_mask")
             generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
             do_sample = generation_kwargs.get("do_sample")
@@ -108,7 +110,7 @@ def hf_backend_class() -> type:
             elif mode == "sample" and k > 1:
                 generation_kwargs["num_return_sequences"] = n_return = k
             prompt_len = context.shape[1]
-            criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop, prompt_len)])
+            criteria = transformers.StoppingCriteriaList([PerRowStop(self.tokenizer, stop, prompt_len, after_content)])
             # beams are reordered between steps, so a row's ids are not one path through the recorded steps
             recorder = SequenceLogprob() if call is not None and mode != "beam" else None
             if recorder is not None:
@@ -134,8 +136,8 @@ def hf_backend_class() -> type:
                     seqs = []
                     for j in range(n_return):
                         gen = rows[i * n_return + j][start:]
-                        text = postprocess_generated_text(self.tok_decode(gen), stop, None)
-                        n, ended = count_to_stop(gen, stop, ends, self.tokenizer.pad_token_id, decode)
+                        text = response_text(self.tok_decode(gen), stop, after_content)
+                        n, ended = count_to_stop(gen, stop, ends, self.tokenizer.pad_token_id, decode, after_content)
                         logprob = sum(token_logprobs[i * n_return + j][:n]) if token_logprobs is not None else None
                         seqs.append(GeneratedSequence(text, n, ended, tuple(gen[:n]), logprob))
                     call.generations.append(Generation(tuple(prompt), seqs))

@@ -87,7 +87,8 @@ def score_budgets(run: Run, requests, plans: list[DocumentPlan], generated: list
             thoughts = [think_at(g.ids, run.engine.decode, end, b) for b in budgets]
             cut = [(th.text if th.answered else None, len(th.ids)) for th in thoughts]
         else:
-            cut = budget_cuts(g.ids, g.texts[0], budgets, run.engine.decode_response, s["until"])
+            cut = budget_cuts(g.ids, g.texts[0], budgets, run.engine.decode_response, s["until"],
+                              s["stop_after_content"])
         cuts.append(cut)
         for text, _ in cut:
             if text is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from cotscale.lm.capture import SINGLE, Mode
 from cotscale.lm.engine import Engine, Generated, Scored
 from cotscale.lm.records import Records
+from cotscale.lm.tokens import STOP_AFTER_CONTENT
 from cotscale.usage import is_empty
 
 
@@ -50,6 +51,8 @@ class Run:
             kwargs.update(do_sample=True, temperature=s["temperature"])
         else:
             kwargs.update(do_sample=False, temperature=0.0)
+        if s["stop_after_content"]:  # only when set: the requests (and their cache keys) of other strategies stay
+            kwargs[STOP_AFTER_CONTENT] = True
         return kwargs
 
     def generate(self, items, mode: Mode = SINGLE, disable_tqdm: bool = True, record: bool = True,
@@ -70,7 +73,8 @@ class Run:
                 self.records.add_generate((r.task_name, r.doc_id), g.prompt_tokens, g.generated_tokens,
                                           len(g.lengths), truncated_sequences=g.truncated_sequences,
                                           stops_at=g.stops_at,
-                                          empty=all(is_empty(t, kw.get("until")) for t in used))
+                                          empty=all(is_empty(t, kw.get("until"), bool(kw.get(STOP_AFTER_CONTENT)))
+                                                    for t in used))
         return results
 
     def score(self, items, disable_tqdm: bool = False, computed: dict[tuple[str, int], list[str]] | None = None,

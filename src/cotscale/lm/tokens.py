@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from cotscale.usage import stop_index
+
+# the generation argument (lm-eval gen_kwargs) that carries the strategy key stop_after_content to both backends
+STOP_AFTER_CONTENT = "stop_after_content"
+
+
 def count_to_stop(ids: list[int], stops: list[str], eos_ids: set[int] | frozenset[int], pad_id: int | None,
-                  decode) -> tuple[int, bool]:
+                  decode, after_content: bool = False) -> tuple[int, bool]:
     """(tokens of one generated sequence up to where its returned text ends, whether it ended before its budget).
 
     The first of any EOS id ends the sequence (counted); a stop sequence ends it at the token that completes it
     (counted, as vLLM counts it); a pad id that is not an EOS id ends it uncounted (a batched HF generation pads a
     row once it has finished). A sequence that meets none of these ran to its max_gen_toks budget: every id counts
-    and it did not end. ``decode`` must keep special tokens (stop strings may be special tokens).
+    and it did not end. ``decode`` must keep special tokens (stop strings may be special tokens). With
+    ``after_content`` (stop_after_content) only a stop after the first non-whitespace text counts
+    (:func:`cotscale.usage.stop_index`).
     """
     end, ended = len(ids), False
     for j, token in enumerate(ids):
@@ -24,8 +32,7 @@ def count_to_stop(ids: list[int], stops: list[str], eos_ids: set[int] | frozense
         return end, ended
 
     def hit(n: int) -> bool:
-        text = decode(ids[:n])
-        return any(s in text for s in stops)
+        return stop_index(decode(ids[:n]), stops, after_content) is not None
 
     if not hit(end):
         return end, ended
@@ -44,11 +51,25 @@ def stop_lookback(stops: list[str], encode) -> int:
     return max([len(encode(s)) + 2 for s in stops if s] or [0])
 
 
-def ends_in_stop(ids: list[int], stops: list[str], decode, lookback: int) -> bool:
+def ends_in_stop(ids: list[int], stops: list[str], decode, lookback: int, after_content: bool = False) -> bool:
     """Whether the last ``lookback`` generated ids, decoded with special tokens, contain a stop sequence: the
-    per-sequence stop criterion of both backends' beam search (HF stopping criteria, :mod:`cotscale.lm.beam`)."""
+    per-sequence stop criterion of both backends' beam search (HF stopping criteria, :mod:`cotscale.lm.beam`). With
+    ``after_content`` a stop in the tail counts only if the whole sequence has one after its first non-whitespace
+    text (decoded whole only then: the tail check is the cheap necessary condition)."""
     stops = [s for s in stops if s]
-    return bool(stops and ids) and any(s in decode(ids[-lookback:]) for s in stops)
+    if not (stops and ids) or not any(s in decode(ids[-lookback:]) for s in stops):
+        return False
+    return not after_content or stop_index(decode(ids), stops, True) is not None
+
+
+def response_text(text: str, stops: list[str], after_content: bool = False) -> str:
+    """A generation's returned text: cut at its first stop sequence by lm-eval's postprocess_generated_text, or with
+    ``after_content`` at the first stop after its first non-whitespace text (lm-eval's cut knows no such mode)."""
+    if after_content:
+        return text[:stop_index(text, stops, True)]
+    from lm_eval.models.utils import postprocess_generated_text
+
+    return postprocess_generated_text(text, stops, None)
 
 
 def eos_ids(*sources) -> frozenset[int]:

