@@ -358,7 +358,8 @@ def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict
 
 
 def _budget_rows(overall, sweep, archs, hardware, batch_size):
-    """cost_table()'s overall rows of each budget of a sweep (inference_scaling.csv, its primary metric)."""
+    """cost_table()'s overall rows of each budget of a sweep (inference_scaling.csv, its primary metric): its own
+    per-document costs where it has them (``priced_on`` documents), else its mean request priced here."""
     import pandas as pd
 
     from cotscale.scaling import PRIMARY_METRIC
@@ -368,6 +369,16 @@ def _budget_rows(overall, sweep, archs, hardware, batch_size):
     primary = sweep["budget_kind"].map(PRIMARY_METRIC)
     sweep = sweep[(sweep["benchmark"] == "overall") & (sweep["metric"] == primary)].dropna(
         subset=["tokens_per_request"])
+    if "cost_model" in sweep:  # priced per document by the inference_scaling rule (cotscale.sweep_cost): one source
+        rows = sweep[["model", "strategy", "budget_kind", "budget", "tokens_per_request", "cost_model",
+                      "cost_per_request"]].merge(overall.drop(columns=["generated_tokens_per_request",
+                                                                      "cost_per_request", "priced_on"]),
+                                                 on=["model", "strategy", "cost_model"])
+        budget = rows["budget"].map(lambda b: f"{b:g}" if isinstance(b, float) else str(b))
+        return rows.assign(budget=rows["budget_kind"] + "=" + budget, priced_on="documents",
+                           generated_tokens_per_request=rows["tokens_per_request"],
+                           reason=np.where(rows["cost_per_request"].notna(), "", "see logs/inference_scaling.log"),
+                           ).drop(columns=["budget_kind", "tokens_per_request"])
     rows = sweep[["model", "strategy", "budget_kind", "budget", "tokens_per_request"]].merge(
         overall.drop(columns=["generated_tokens_per_request", "cost_per_request"]), on=["model", "strategy"])
     if rows.empty:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cotscale import architecture, contract, cost, flops, outcomes, scaling, table1, uncertainty
+from cotscale import architecture, contract, cost, flops, outcomes, scaling, sweep_cost, table1, uncertainty
 from cotscale.config import CotscaleError
 from cotscale.contract import DEFAULT_COST_MODEL
 from cotscale.io import write_csv
@@ -183,6 +183,7 @@ def _budget_points(sweep: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFra
     """The overall rows of inference_scaling.csv in their primary metric, with their run's prompt tokens."""
     if sweep is None or sweep.empty:
         return pd.DataFrame()
+    sweep = sweep_cost.paper_rows(sweep)  # one row per point (the cost models' rows repeat it)
     primary = sweep["budget_kind"].map(scaling.PRIMARY_METRIC)
     sweep = sweep[(sweep["benchmark"] == "overall") & (sweep["metric"] == primary)].dropna(subset=["score"])
     if sweep.empty:
