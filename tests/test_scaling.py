@@ -391,3 +391,35 @@ def test_sweep_without_prompt_or_architecture_is_priced_only_by_paper(tmp_path, 
     assert np.isnan(got.loc[("overall", "forward"), "cost_per_request"])  # no usage record: no prompt tokens
     assert np.isnan(got.loc[("overall", "attention"), "cost_per_request"])
     assert "needs layers, query_heads, head_dim of model m" in caplog.text
+
+
+def test_fig11_draws_the_realistic_cost_model_beside_paper(tmp_path):
+    sweep = pd.DataFrame([
+        {**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "sc", "budget_kind": "k", "budget": k,
+         "benchmark": "overall", "metric": "maj@k", "estimator": "exact", "documents": 10, "score": s,
+         "score_stderr": 0.01, "mc_stderr": 0.0, "ci_low": s - 0.02, "ci_high": s + 0.02, "tokens_per_request": t,
+         "inference_flops_per_request": 2e8 * t, "train_flops": 6e19, "n_benchmarks": 7, "cost_model": "paper"}
+        for k, s, t in [(1, 0.30, 10), (4, 0.36, 40)]])
+    bench = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "greedy", "overall": 0.33}])
+    tokens = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "greedy", "benchmark": "arc",
+                            "task": "arc", "generate_requests": 10, "generated_tokens": 200, "documents": 10,
+                            "prompt_tokens": 500, "token_unit": "tokens"}])
+    # costs.csv's kinetics rows (overall): greedy 1.2e10 eFLOPs per request, the sweep's k = 1 and k = 4 3e9 and 1e10
+    costs = pd.DataFrame([{"model": "small", "strategy": st, "benchmark": "overall", "budget": b, "cost_model": cm,
+                           "unit": "eFLOPs", "cost_per_request": c}
+                          for st, b, cm, c in [("greedy", "", "kinetics", 1.2e10), ("sc", "k=1", "kinetics", 3e9),
+                                               ("sc", "k=4", "kinetics", 1e10), ("greedy", "", "paper", 4e9)]])
+    paths = {}
+    for name, frame in (("inference_scaling", sweep), ("benchmarks", bench), ("tokens", tokens), ("costs", costs)):
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    fig = figures.fig11_inference_scaling(paths, tmp_path / "fig11.png", {"analysis": {
+        "realistic_cost_model": "kinetics"}})
+    lines = {a.get_gid(): a for ax in fig.axes for a in ax.get_lines() if a.get_gid()}
+    assert list(lines["sweep:small/sc"].get_xdata()) == pytest.approx([2e9, 8e9])  # paper: 2·N·t
+    assert list(lines["sweep:small/sc:kinetics"].get_xdata()) == pytest.approx([3e9, 1e10])
+    # paper: greedy 2·1e8·20 = 4e9 for .33 sits between k = 1 (2e9, .30) and k = 4 (8e9, .36), all on the frontier;
+    # kinetics: greedy (1.2e10, .33) costs more than k = 4 (1e10, .36) and drops off it
+    assert list(lines["pareto"].get_xdata()) == pytest.approx([2e9, 4e9, 8e9])
+    assert list(lines["pareto:kinetics"].get_xdata()) == pytest.approx([3e9, 1e10])
+    assert "kinetics" in fig.axes[1].get_xlabel() and "eFLOPs" in fig.axes[1].get_xlabel()

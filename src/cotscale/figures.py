@@ -730,6 +730,7 @@ def fig11_inference_scaling(inputs: dict[str, Path], png: Path, config: dict):
     """
     title = "Score vs inference compute per request, over budgets and models"
     tables = {name: _read(inputs, name, "fig11") for name in ("benchmarks", "tokens", "inference_scaling")}
+    costs = _read(inputs, "costs", "fig11")
     tables["benchmarks"] = _columns(tables["benchmarks"], plan.REQUIRED["benchmarks"])
     tables["tokens"] = _columns(tables["tokens"], plan.REQUIRED["tokens"])
     if tables["inference_scaling"].empty:
@@ -746,7 +747,7 @@ def fig11_inference_scaling(inputs: dict[str, Path], png: Path, config: dict):
     if points.empty:
         return _nothing_to_draw(png, title, "no operating point has an overall score and generated tokens")
     panels = [("", points, f"inference FLOPs per request, 2·N·({_unit(points)} generated) (log scale)")]
-    realistic = _fig11_realistic(inputs, config, points) if "costs" in inputs else None
+    realistic = _fig11_realistic(costs, config, points)
     if realistic is not None:
         panels.append(realistic)
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 + 5.5 * (len(panels) - 1), 4.8), layout="constrained",
@@ -770,11 +771,10 @@ def fig11_inference_scaling(inputs: dict[str, Path], png: Path, config: dict):
     return fig
 
 
-def _fig11_realistic(inputs: dict, config: dict, points: pd.DataFrame):
+def _fig11_realistic(costs: pd.DataFrame, config: dict, points: pd.DataFrame):
     """(gid suffix, points with x = their cost per request under the realistic cost model, x label) from costs.csv
     (its overall rows, by model × strategy × budget), or None (logged) where it prices none of them."""
     name = config.get("analysis", {}).get("realistic_cost_model", "kinetics")
-    costs = _read(inputs, "costs", "fig11")
     if costs.empty or "cost_model" not in costs or not (costs["cost_model"] == name).any():
         log.warning("fig11: costs.csv has no %s costs (analysis.cost_models); the paper's panel only", name)
         return None
