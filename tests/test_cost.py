@@ -229,6 +229,11 @@ def test_costs_priced_request_by_request_from_usage_records(tmp_path):
             2e6 * (P + G) + 4 * 2 * 64 * keys, rel=1e-12)
         assert budgets.loc[(budget, "paper"), "cost_per_request"] == 2e6 * G
     assert set(budgets["priced_on"]) == {"mean_request"}
+    # the decode steps alone: 2·N·G + 4·2·64·(G·P + G(G+1)/2), over 2·N·G
+    G = 40.0
+    assert budgets.loc[("max_gen_toks=64", "attention"), "decode_ratio_to_paper"] == pytest.approx(
+        (2e6 * G + 4 * 2 * 64 * (G * P + G * (G + 1) / 2)) / (2e6 * G), rel=1e-12)
+    assert budgets.loc[("max_gen_toks=64", "paper"), "decode_ratio_to_paper"] == 1.0
     # an inference_scaling.csv with its own cost models (priced per document, cotscale.sweep_cost): costs.csv takes
     # its numbers, one source for a budget's cost
     priced = pd.concat([sweep.assign(cost_model=name, cost_per_request=value) for name, value in

@@ -316,8 +316,8 @@ def test_length_sweep_priced_per_cost_model_by_hand(tmp_path):
     usage = [{"task": "arc_challenge", "doc_id": 0, "kind": "generate", "prompt_tokens": 10, "generated_tokens": 8,
               "sequences": 1}]
     table = _priced(tmp_path, scaling.length_sweep(scored), usage)
-    assert list(table.columns) == [*scaling.COLUMNS, "cost_model", "cost_unit", "cost_per_request", "ratio_to_paper",
-                                   "decode_ratio_to_paper"]
+    assert list(table.columns) == [*scaling.COLUMNS, "cost_model", "cost_unit", "cost_per_request",
+                                   "decode_cost_per_request", "ratio_to_paper", "decode_ratio_to_paper"]
     got = table[table["benchmark"] == "overall"].set_index(["budget", "cost_model"])
     # attention, G = 4: forward 2·1000·14 = 28000; keys: prefill 10·11/2 = 55, decode 4·10 + 4·5/2 = 50 → 64·105
     # = 6720; total 34720. Prefill alone: 20000 + 64·55 = 23520, so the decode steps cost 11200 against 2·N·4 = 8000.
@@ -332,6 +332,7 @@ def test_length_sweep_priced_per_cost_model_by_hand(tmp_path):
         assert got.loc[key, "cost_per_request"] == pytest.approx(value)
         assert got.loc[key, "ratio_to_paper"] == pytest.approx(ratio)
         assert got.loc[key, "decode_ratio_to_paper"] == pytest.approx(decode)
+        assert got.loc[key, "decode_cost_per_request"] == pytest.approx(decode * (8000 if key[0] == 4 else 16000))
     # the whole request's ratio falls with the budget (the prompt's prefill is shared by more tokens) while the
     # generated tokens' own cost ratio grows (longer contexts): the column a budget sweep should be read by
     for name in ("attention", "kinetics"):

@@ -33,7 +33,8 @@ from cotscale.contract import DEFAULT_COST_MODEL
 log = logging.getLogger(__name__)
 
 #: the columns inference_scaling.csv gains: one row per sweep row × cost model
-COLUMNS = ["cost_model", "cost_unit", "cost_per_request", "ratio_to_paper", "decode_ratio_to_paper"]
+COLUMNS = ["cost_model", "cost_unit", "cost_per_request", "decode_cost_per_request", "ratio_to_paper",
+           "decode_ratio_to_paper"]
 _KEYS = [*scaling.ID_COLUMNS, "budget_kind", "budget", "metric"]
 
 
@@ -55,7 +56,8 @@ def document_prompts(usage_paths) -> dict[tuple, float]:
 
 
 def _benchmark_costs(rows: pd.DataFrame, prompts: dict, archs: dict, names, hardware, batch_size) -> pd.DataFrame:
-    """Per sweep row (one benchmark) × cost model: mean cost per document and mean decode cost (G − nothing)."""
+    """Per sweep row (one benchmark) × cost model: the mean over its documents of their cost and of their decode
+    steps' cost (the cost less that of the same request generating nothing)."""
     out = []
     for row in rows.to_dict("records"):  # not itertuples: it renames the private _ columns
         docs, G = row[scaling._DOCS], np.asarray(row[scaling._TOKENS], dtype=float)
@@ -73,7 +75,7 @@ def _benchmark_costs(rows: pd.DataFrame, prompts: dict, archs: dict, names, hard
                 log.warning("inference_scaling: %s", exc)
                 full = prefill = np.full(len(G), np.nan)
             out.append({**ident, "cost_model": name, "cost_per_request": float(np.mean(full)),
-                        "decode_cost": float(np.mean(full - prefill))})
+                        "decode_cost_per_request": float(np.mean(full - prefill))})
     return pd.DataFrame(out)
 
 
@@ -89,7 +91,7 @@ def with_costs(table: pd.DataFrame, rows: pd.DataFrame, prompts: dict | None = N
     per_bench = _benchmark_costs(rows, prompts or {}, archs or {}, names, hardware, batch_size)
     # overall: the unweighted mean over benchmarks (the table has an overall row only where all seven are there)
     overall = per_bench.groupby([*_KEYS, "cost_model"], as_index=False, dropna=False).agg(**{
-        c: (c, lambda s: s.mean(skipna=False)) for c in ("cost_per_request", "decode_cost")}).assign(
+        c: (c, lambda s: s.mean(skipna=False)) for c in ("cost_per_request", "decode_cost_per_request")}).assign(
         benchmark="overall")
     costs = pd.concat([per_bench, overall], ignore_index=True)
     out = table.merge(costs, on=[*_KEYS, "benchmark"], how="left", validate="many_to_many")
@@ -102,7 +104,7 @@ def with_costs(table: pd.DataFrame, rows: pd.DataFrame, prompts: dict | None = N
             paper_unit[mask] = cost.from_flops(paper_flops[mask], unit, hardware)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["ratio_to_paper"] = np.where(paper_unit > 0, out["cost_per_request"] / paper_unit, np.nan)
-        out["decode_ratio_to_paper"] = np.where(paper_unit > 0, out["decode_cost"] / paper_unit, np.nan)
+        out["decode_ratio_to_paper"] = np.where(paper_unit > 0, out["decode_cost_per_request"] / paper_unit, np.nan)
     order = {n: i for i, n in enumerate(names)}
     out = out.assign(_order=out["cost_model"].map(order)).sort_values(
         ["family", "model", "strategy", "budget_kind", "budget", "metric", "benchmark", "_order"], kind="stable")
