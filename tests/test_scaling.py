@@ -399,8 +399,8 @@ def test_fig11_draws_the_realistic_cost_model_beside_paper(tmp_path):
         {**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "sc", "budget_kind": "k", "budget": k,
          "benchmark": "overall", "metric": "maj@k", "estimator": "exact", "documents": 10, "score": s,
          "score_stderr": 0.01, "mc_stderr": 0.0, "ci_low": s - 0.02, "ci_high": s + 0.02, "tokens_per_request": t,
-         "inference_flops_per_request": 2e8 * t, "train_flops": 6e19, "n_benchmarks": 7, "cost_model": "paper"}
-        for k, s, t in [(1, 0.30, 10), (4, 0.36, 40)]])
+         "inference_flops_per_request": 2e8 * t, "train_flops": 6e19, "n_benchmarks": 7, "cost_model": cm}
+        for k, s, t in [(1, 0.30, 10), (4, 0.36, 40)] for cm in ("paper", "kinetics")])  # a point per cost model
     bench = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "greedy", "overall": 0.33}])
     tokens = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "greedy", "benchmark": "arc",
                             "task": "arc", "generate_requests": 10, "generated_tokens": 200, "documents": 10,
@@ -417,7 +417,7 @@ def test_fig11_draws_the_realistic_cost_model_beside_paper(tmp_path):
     fig = figures.fig11_inference_scaling(paths, tmp_path / "fig11.png", {"analysis": {
         "realistic_cost_model": "kinetics"}})
     lines = {a.get_gid(): a for ax in fig.axes for a in ax.get_lines() if a.get_gid()}
-    assert list(lines["sweep:small/sc"].get_xdata()) == pytest.approx([2e9, 8e9])  # paper: 2·N·t
+    assert list(lines["sweep:small/sc"].get_xdata()) == pytest.approx([2e9, 8e9])  # paper: 2·N·t, once each
     assert list(lines["sweep:small/sc:kinetics"].get_xdata()) == pytest.approx([3e9, 1e10])
     # paper: greedy 2·1e8·20 = 4e9 for .33 sits between k = 1 (2e9, .30) and k = 4 (8e9, .36), all on the frontier;
     # kinetics: greedy (1.2e10, .33) costs more than k = 4 (1e10, .36) and drops off it
