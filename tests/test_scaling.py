@@ -424,3 +424,25 @@ def test_fig11_draws_the_realistic_cost_model_beside_paper(tmp_path):
     assert list(lines["pareto"].get_xdata()) == pytest.approx([2e9, 4e9, 8e9])
     assert list(lines["pareto:kinetics"].get_xdata()) == pytest.approx([3e9, 1e10])
     assert "kinetics" in fig.axes[1].get_xlabel() and "eFLOPs" in fig.axes[1].get_xlabel()
+
+
+def test_planner_under_a_cost_model_takes_the_sweeps_own_costs():
+    from cotscale import plan
+
+    sweep = pd.DataFrame([
+        {**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "sc", "budget_kind": "k", "budget": 4,
+         "benchmark": "overall", "metric": "maj@k", "estimator": "exact", "documents": 10, "score": 0.36,
+         "score_stderr": 0.01, "mc_stderr": 0.0, "ci_low": 0.34, "ci_high": 0.38, "tokens_per_request": 40,
+         "inference_flops_per_request": 8e9, "train_flops": 6e19, "n_benchmarks": 7, "cost_model": cm,
+         "cost_per_request": c} for cm, c in (("paper", 8e9), ("attention", 1.25e10))])
+    bench = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": s, "overall": 0.33}
+                          for s in ("greedy", "sc")])
+    tokens = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": s, "benchmark": "arc",
+                            "task": "arc", "generate_requests": 10, "generated_tokens": 200, "documents": 10,
+                            "prompt_tokens": 500, "token_unit": "tokens"} for s in ("greedy", "sc")])
+    models = pd.DataFrame([{"model": "small", "N": 1e8, "layers": 2, "query_heads": 2, "head_dim": 4, "kv_heads": 1}])
+    points = plan.operating_points({"benchmarks": bench, "tokens": tokens, "inference_scaling": sweep,
+                                    "models": models}, cost_model="attention").set_index(["strategy", "budget"])
+    assert points.loc[("sc", "k=4"), "cost_per_request"] == 1.25e10  # inference_scaling.csv's, not re-priced
+    # a plain point on its mean request (P = 50, G = 20): 2e8·70 + 64·(50·51/2 + 20·50 + 20·21/2)
+    assert points.loc[("greedy", ""), "cost_per_request"] == pytest.approx(2e8 * 70 + 64 * (1275 + 1000 + 210))

@@ -171,12 +171,27 @@ def _priced_points(tables, name: str, hardware, batch_size) -> pd.DataFrame:
                                              model=model)
         except CotscaleError as exc:
             log.info("plan: %s", exc)
+    budgets = _budget_costs(tables.get("inference_scaling"), name)  # priced per document, k sequences sharing a prompt
+    if budgets:
+        own = np.array([budgets.get(k, np.nan) for k in zip(points["model"], points["strategy"], points["budget"])])
+        priced = np.where(np.isnan(own), priced, own)
     points["cost_per_request"] = priced
     points["train_flops"] = cost.from_flops(points["train_flops"], unit, hardware)
     dropped = points.loc[np.isnan(priced), "model"].unique()
     if len(dropped):
         log.info("plan: no %s cost for %s (architecture missing from models.csv)", name, ", ".join(dropped))
     return points[~np.isnan(priced)].assign(cost_model=name, cost_unit=unit).reset_index(drop=True)
+
+
+def _budget_costs(sweep: pd.DataFrame | None, name: str) -> dict[tuple, float]:
+    """{(model, strategy, budget label): cost per request} of inference_scaling.csv's overall rows under cost model
+    ``name`` (cotscale.sweep_cost), where the table has them."""
+    if sweep is None or sweep.empty or "cost_model" not in sweep:
+        return {}
+    rows = sweep[(sweep["benchmark"] == "overall") & (sweep["cost_model"] == name)
+                 & (sweep["metric"] == sweep["budget_kind"].map(scaling.PRIMARY_METRIC))]
+    return {(r.model, r.strategy, _label(r.budget_kind, r.budget)): float(r.cost_per_request)
+            for r in rows.itertuples()}
 
 
 def _budget_points(sweep: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFrame:
