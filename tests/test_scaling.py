@@ -392,6 +392,8 @@ def test_sweep_without_prompt_or_architecture_is_priced_only_by_paper(tmp_path, 
     assert np.isnan(got.loc[("overall", "forward"), "cost_per_request"])  # no usage record: no prompt tokens
     assert np.isnan(got.loc[("overall", "attention"), "cost_per_request"])
     assert "needs layers, query_heads, head_dim of model m" in caplog.text
+    assert "no usage record (prompt tokens) for document(s) arc_challenge/0" in caplog.text
+    assert caplog.text.count("needs layers") == 1  # once, not per row
 
 
 def test_fig11_draws_the_realistic_cost_model_beside_paper(tmp_path):

@@ -58,7 +58,7 @@ def document_prompts(usage_paths) -> dict[tuple, float]:
 def _benchmark_costs(rows: pd.DataFrame, prompts: dict, archs: dict, names, hardware, batch_size) -> pd.DataFrame:
     """Per sweep row (one benchmark) × cost model: the mean over its documents of their cost and of their decode
     steps' cost (the cost less that of the same request generating nothing)."""
-    out = []
+    out, reasons = [], set()
     for row in rows.to_dict("records"):  # not itertuples: it renames the private _ columns
         docs, G = row[scaling._DOCS], np.asarray(row[scaling._TOKENS], dtype=float)
         P = np.array([prompts.get((row["model"], row["strategy"], task, doc), np.nan) for task, doc in docs])
@@ -72,10 +72,16 @@ def _benchmark_costs(rows: pd.DataFrame, prompts: dict, archs: dict, names, hard
                 prefill = cost.request_cost(name, arch, P, 0.0 * G, n, hardware=hardware, batch_size=batch_size,
                                             model=row["model"])
             except CotscaleError as exc:
-                log.warning("inference_scaling: %s", exc)
+                reasons.add(str(exc))
                 full = prefill = np.full(len(G), np.nan)
             out.append({**ident, "cost_model": name, "cost_per_request": float(np.mean(full)),
                         "decode_cost_per_request": float(np.mean(full - prefill))})
+        unpriced = sorted(f"{task}/{doc}" for (task, doc), p in zip(docs, P) if np.isnan(p))
+        if unpriced:
+            reasons.add(f"{row['model']} / {row['strategy']}: no usage record (prompt tokens) for document(s) "
+                        f"{', '.join(unpriced[:5])}{' …' if len(unpriced) > 5 else ''}: only paper prices them")
+    for reason in sorted(reasons):
+        log.warning("inference_scaling: %s", reason)
     return pd.DataFrame(out)
 
 
@@ -94,7 +100,7 @@ def with_costs(table: pd.DataFrame, rows: pd.DataFrame, prompts: dict | None = N
         c: (c, lambda s: s.mean(skipna=False)) for c in ("cost_per_request", "decode_cost_per_request")}).assign(
         benchmark="overall")
     costs = pd.concat([per_bench, overall], ignore_index=True)
-    out = table.merge(costs, on=[*_KEYS, "benchmark"], how="left", validate="many_to_many")
+    out = table.merge(costs, on=[*_KEYS, "benchmark"], how="left", validate="one_to_many")
     paper_flops = out["inference_flops_per_request"].to_numpy(float)
     out["cost_unit"] = out["cost_model"].map(lambda n: cost.REGISTRY[n].unit)
     paper_unit = paper_flops.copy()
