@@ -228,6 +228,21 @@ def test_costs_priced_request_by_request_from_usage_records(tmp_path):
         assert budgets.loc[(budget, "attention"), "cost_per_request"] == pytest.approx(
             2e6 * (P + G) + 4 * 2 * 64 * keys, rel=1e-12)
         assert budgets.loc[(budget, "paper"), "cost_per_request"] == 2e6 * G
+    assert set(budgets["priced_on"]) == {"mean_request"}
+    # the decode steps alone: 2·N·G + 4·2·64·(G·P + G(G+1)/2), over 2·N·G
+    G = 40.0
+    assert budgets.loc[("max_gen_toks=64", "attention"), "decode_ratio_to_paper"] == pytest.approx(
+        (2e6 * G + 4 * 2 * 64 * (G * P + G * (G + 1) / 2)) / (2e6 * G), rel=1e-12)
+    assert budgets.loc[("max_gen_toks=64", "paper"), "decode_ratio_to_paper"] == 1.0
+    # an inference_scaling.csv with its own cost models (priced per document, cotscale.sweep_cost): costs.csv takes
+    # its numbers, one source for a budget's cost
+    priced = pd.concat([sweep.assign(cost_model=name, cost_per_request=value) for name, value in
+                        (("paper", 2e6 * sweep["tokens_per_request"]), ("attention", [7.0e7, 9.0e7]))])
+    budgets = cost.cost_table(tokens, {"m": arch}, ["paper", "attention"], usage_paths=[path], sweep=priced)
+    budgets = budgets[budgets["budget"] != ""].set_index(["budget", "cost_model"])
+    assert budgets.loc[("max_gen_toks=64", "attention"), "cost_per_request"] == 9.0e7
+    assert budgets.loc[("max_gen_toks=64", "attention"), "ratio_to_paper"] == pytest.approx(9.0e7 / (2e6 * 40))
+    assert set(budgets["priced_on"]) == {"documents"} and len(budgets) == 4
     # measured beside modelled seconds: the job's wall seconds over Σ of its requests' roofline seconds
     cpu = {"name": "cpu", "peak_flops": 1e10, "bandwidth": 2e9, "price_per_gpu_hour": 0.1}
     timed = cost.cost_table(tokens, {"m": arch}, ["paper", "seconds"], cpu, 8, usage_paths=[path],

@@ -279,3 +279,172 @@ def test_write_inference_scaling(tmp_path):
     assert list(table.columns) == scaling.COLUMNS and set(table["benchmark"]) == {"arc_challenge", "gsm8k", "overall"}
     scaling.write_inference_scaling(out, [])
     assert list(pd.read_csv(out).columns) == scaling.COLUMNS  # no sweeps: the header alone
+
+
+# ---------------------------------------------------------------- cost models of the sweep points (cotscale.sweep_cost)
+# A tiny architecture priced by hand: 4 FLOPs × layers 2 × query heads 2 × head_dim 4 = 64 FLOPs per attended key;
+# KV bytes per context token 2 (K, V) × 2 layers × 1 KV head × 4 × 2 bytes = 32; hardware I = 1e9 / 1e8 = 10.
+ARCH = {"layers": 2, "query_heads": 2, "head_dim": 4, "kv_heads": 1, "bytes_per_value": 2}
+HW = {"name": "toy", "peak_flops": 1e9, "bandwidth": 1e8, "price_per_gpu_hour": 3.6}
+TOY = {**RUN, "N": 1000.0, "strategy": "think"}
+
+
+def _usage_file(tmp_path, records, strategy="think"):
+    from cotscale.io import write_jsonl_gz
+
+    path = tmp_path / "results/evals/m" / strategy / "arc_challenge" / "usage.jsonl.gz"
+    path.parent.mkdir(parents=True)
+    write_jsonl_gz(path, records)
+    return path
+
+
+def _priced(tmp_path, rows, usage, names=("paper", "attention", "kinetics")):
+    from cotscale import sweep_cost
+
+    prompts = sweep_cost.document_prompts([_usage_file(tmp_path, usage, rows["strategy"].iloc[0])])
+    out = tmp_path / "inference_scaling.csv"
+    scaling.write_inference_scaling(
+        out, [rows], benchmarks=("arc_challenge",),
+        price=lambda t, f: sweep_cost.with_costs(t, f, prompts, {"m": ARCH}, names, HW, 8))
+    return pd.read_csv(out)
+
+
+def test_length_sweep_priced_per_cost_model_by_hand(tmp_path):
+    # one document, P = 10 prompt tokens, generating 4 tokens at budget 4 and 8 at budget 8
+    scored = pd.DataFrame([{**TOY, "benchmark": "arc_challenge", "task": "arc_challenge", "doc_id": 0, "budget": b,
+                            "correct": True, "generated_tokens": g} for b, g in ((4, 4), (8, 8))])
+    usage = [{"task": "arc_challenge", "doc_id": 0, "kind": "generate", "prompt_tokens": 10, "generated_tokens": 8,
+              "sequences": 1}]
+    table = _priced(tmp_path, scaling.length_sweep(scored), usage)
+    assert list(table.columns) == [*scaling.COLUMNS, "cost_model", "cost_unit", "cost_per_request",
+                                   "decode_cost_per_request", "ratio_to_paper", "decode_ratio_to_paper"]
+    got = table[table["benchmark"] == "overall"].set_index(["budget", "cost_model"])
+    # attention, G = 4: forward 2·1000·14 = 28000; keys: prefill 10·11/2 = 55, decode 4·10 + 4·5/2 = 50 → 64·105
+    # = 6720; total 34720. Prefill alone: 20000 + 64·55 = 23520, so the decode steps cost 11200 against 2·N·4 = 8000.
+    # G = 8: forward 36000; keys 55 + 80 + 36 = 171 → 10944; total 46944; decode 46944 − 23520 = 23424 vs 16000.
+    # kinetics adds I·32 B × KV tokens read (T·P + T(T−1)/2): G = 4: 46 → 14720; G = 8: 108 → 34560.
+    expected = {(4, "paper"): (8000, 1.0, 1.0), (8, "paper"): (16000, 1.0, 1.0),
+                (4, "attention"): (34720, 34720 / 8000, 11200 / 8000),
+                (8, "attention"): (46944, 46944 / 16000, 23424 / 16000),
+                (4, "kinetics"): (49440, 49440 / 8000, 25920 / 8000),
+                (8, "kinetics"): (81504, 81504 / 16000, 57984 / 16000)}
+    for key, (value, ratio, decode) in expected.items():
+        assert got.loc[key, "cost_per_request"] == pytest.approx(value)
+        assert got.loc[key, "ratio_to_paper"] == pytest.approx(ratio)
+        assert got.loc[key, "decode_ratio_to_paper"] == pytest.approx(decode)
+        assert got.loc[key, "decode_cost_per_request"] == pytest.approx(decode * (8000 if key[0] == 4 else 16000))
+    # the whole request's ratio falls with the budget (the prompt's prefill is shared by more tokens) while the
+    # generated tokens' own cost ratio grows (longer contexts): the column a budget sweep should be read by
+    for name in ("attention", "kinetics"):
+        assert got.loc[(8, name), "ratio_to_paper"] < got.loc[(4, name), "ratio_to_paper"]
+        assert got.loc[(8, name), "decode_ratio_to_paper"] > got.loc[(4, name), "decode_ratio_to_paper"]
+    assert got.loc[(4, "attention"), "cost_unit"] == "FLOPs" and got.loc[(4, "kinetics"), "cost_unit"] == "eFLOPs"
+    # one row per operating point under the paper's model, as before
+    from cotscale import sweep_cost
+
+    assert len(sweep_cost.paper_rows(table)) == len(table) / 3
+
+
+def test_sweep_documents_priced_each_with_all_their_prompt_tokens(tmp_path):
+    # two documents: P = 10, and P = 15 + 5 (a generate prompt and a choice's log-likelihood tokens, as Table I)
+    scored = pd.DataFrame([{**TOY, "benchmark": "arc_challenge", "task": "arc_challenge", "doc_id": d, "budget": 8,
+                            "correct": True, "generated_tokens": g} for d, g in ((0, 8), (1, 4))])
+    usage = [{"task": "arc_challenge", "doc_id": 0, "kind": "generate", "prompt_tokens": 10, "generated_tokens": 8,
+              "sequences": 1},
+             {"task": "arc_challenge", "doc_id": 1, "kind": "generate", "prompt_tokens": 15, "generated_tokens": 4,
+              "sequences": 1},
+             {"task": "arc_challenge", "doc_id": 1, "kind": "loglikelihood", "prompt_tokens": 5,
+              "generated_tokens": 0, "sequences": 1, "scored_tokens": 24}]
+    got = _priced(tmp_path, scaling.length_sweep(scored), usage, ("paper", "attention")).set_index(
+        ["benchmark", "cost_model"])
+    # doc 1 (P = 20, G = 4): forward 48000 + 64·(210 + 80 + 10) = 67200; doc 0 as above 46944; mean 57072,
+    # not the cost of the mean request (P = 15, G = 6): 42000 + 64·(120 + 90 + 21) = 56784
+    assert got.loc[("arc_challenge", "attention"), "cost_per_request"] == pytest.approx((46944 + 67200) / 2)
+    assert got.loc[("overall", "attention"), "cost_per_request"] == pytest.approx((46944 + 67200) / 2)
+    assert got.loc[("overall", "paper"), "cost_per_request"] == pytest.approx(2000 * 6)
+
+
+def test_self_consistency_k_is_k_sequences_sharing_one_prompt(tmp_path):
+    samples = pd.DataFrame([{**TOY, "strategy": "sc", "benchmark": "arc_challenge", "task": "arc_challenge",
+                             "doc_id": 0, "sample": i, "answer": 1, "correct": True, "generated_tokens": 4}
+                            for i in range(2)])
+    usage = [{"task": "arc_challenge", "doc_id": 0, "kind": "generate", "prompt_tokens": 10, "generated_tokens": 8,
+              "sequences": 2}]
+    got = _priced(tmp_path, scaling.sample_sweep(samples, [1, 2]), usage)
+    got = got[(got["benchmark"] == "overall") & (got["metric"] == "maj@k")].set_index(["budget", "cost_model"])
+    # k = 2: G = 8 over n = 2 sequences of T = 4: forward 2·1000·18 = 36000; keys: the shared prefill 55 once,
+    # then 2 × (4·10 + 4·5/2) = 100 → 64·155 = 9920; KV tokens read: 4·10 (prompt, once per step) + 2·4·3/2 = 52
+    assert got.loc[(2, "attention"), "cost_per_request"] == pytest.approx(45920)
+    assert got.loc[(2, "kinetics"), "cost_per_request"] == pytest.approx(45920 + 320 * 52)
+    assert got.loc[(1, "attention"), "cost_per_request"] == pytest.approx(34720)  # one sequence: as G = 4 above
+
+
+def test_sweep_without_prompt_or_architecture_is_priced_only_by_paper(tmp_path, caplog):
+    from cotscale import sweep_cost
+
+    scored = pd.DataFrame([{**TOY, "benchmark": "arc_challenge", "task": "arc_challenge", "doc_id": 0, "budget": 4,
+                            "correct": True, "generated_tokens": 4}])
+    rows = scaling.length_sweep(scored)
+    table = scaling.inference_scaling(rows, benchmarks=("arc_challenge",))
+    got = sweep_cost.with_costs(table, rows, {}, {"m": {}}, ["paper", "forward", "attention"], HW, 8).set_index(
+        ["benchmark", "cost_model"])
+    assert got.loc[("overall", "paper"), "cost_per_request"] == 8000
+    assert np.isnan(got.loc[("overall", "forward"), "cost_per_request"])  # no usage record: no prompt tokens
+    assert np.isnan(got.loc[("overall", "attention"), "cost_per_request"])
+    assert "needs layers, query_heads, head_dim of model m" in caplog.text
+    assert "no usage record (prompt tokens) for document(s) arc_challenge/0" in caplog.text
+    assert caplog.text.count("needs layers") == 1  # once, not per row
+
+
+def test_fig11_draws_the_realistic_cost_model_beside_paper(tmp_path):
+    sweep = pd.DataFrame([
+        {**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "sc", "budget_kind": "k", "budget": k,
+         "benchmark": "overall", "metric": "maj@k", "estimator": "exact", "documents": 10, "score": s,
+         "score_stderr": 0.01, "mc_stderr": 0.0, "ci_low": s - 0.02, "ci_high": s + 0.02, "tokens_per_request": t,
+         "inference_flops_per_request": 2e8 * t, "train_flops": 6e19, "n_benchmarks": 7, "cost_model": cm}
+        for k, s, t in [(1, 0.30, 10), (4, 0.36, 40)] for cm in ("paper", "kinetics")])  # a point per cost model
+    bench = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "greedy", "overall": 0.33}])
+    tokens = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "greedy", "benchmark": "arc",
+                            "task": "arc", "generate_requests": 10, "generated_tokens": 200, "documents": 10,
+                            "prompt_tokens": 500, "token_unit": "tokens"}])
+    # costs.csv's kinetics rows (overall): greedy 1.2e10 eFLOPs per request, the sweep's k = 1 and k = 4 3e9 and 1e10
+    costs = pd.DataFrame([{"model": "small", "strategy": st, "benchmark": "overall", "budget": b, "cost_model": cm,
+                           "unit": "eFLOPs", "cost_per_request": c}
+                          for st, b, cm, c in [("greedy", "", "kinetics", 1.2e10), ("sc", "k=1", "kinetics", 3e9),
+                                               ("sc", "k=4", "kinetics", 1e10), ("greedy", "", "paper", 4e9)]])
+    paths = {}
+    for name, frame in (("inference_scaling", sweep), ("benchmarks", bench), ("tokens", tokens), ("costs", costs)):
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    fig = figures.fig11_inference_scaling(paths, tmp_path / "fig11.png", {"analysis": {
+        "realistic_cost_model": "kinetics"}})
+    lines = {a.get_gid(): a for ax in fig.axes for a in ax.get_lines() if a.get_gid()}
+    assert list(lines["sweep:small/sc"].get_xdata()) == pytest.approx([2e9, 8e9])  # paper: 2·N·t, once each
+    assert list(lines["sweep:small/sc:kinetics"].get_xdata()) == pytest.approx([3e9, 1e10])
+    # paper: greedy 2·1e8·20 = 4e9 for .33 sits between k = 1 (2e9, .30) and k = 4 (8e9, .36), all on the frontier;
+    # kinetics: greedy (1.2e10, .33) costs more than k = 4 (1e10, .36) and drops off it
+    assert list(lines["pareto"].get_xdata()) == pytest.approx([2e9, 4e9, 8e9])
+    assert list(lines["pareto:kinetics"].get_xdata()) == pytest.approx([3e9, 1e10])
+    assert "kinetics" in fig.axes[1].get_xlabel() and "eFLOPs" in fig.axes[1].get_xlabel()
+
+
+def test_planner_under_a_cost_model_takes_the_sweeps_own_costs():
+    from cotscale import plan
+
+    sweep = pd.DataFrame([
+        {**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": "sc", "budget_kind": "k", "budget": 4,
+         "benchmark": "overall", "metric": "maj@k", "estimator": "exact", "documents": 10, "score": 0.36,
+         "score_stderr": 0.01, "mc_stderr": 0.0, "ci_low": 0.34, "ci_high": 0.38, "tokens_per_request": 40,
+         "inference_flops_per_request": 8e9, "train_flops": 6e19, "n_benchmarks": 7, "cost_model": cm,
+         "cost_per_request": c} for cm, c in (("paper", 8e9), ("attention", 1.25e10))])
+    bench = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": s, "overall": 0.33}
+                          for s in ("greedy", "sc")])
+    tokens = pd.DataFrame([{**RUN, "model": "small", "N": 1e8, "D": 1e11, "strategy": s, "benchmark": "arc",
+                            "task": "arc", "generate_requests": 10, "generated_tokens": 200, "documents": 10,
+                            "prompt_tokens": 500, "token_unit": "tokens"} for s in ("greedy", "sc")])
+    models = pd.DataFrame([{"model": "small", "N": 1e8, "layers": 2, "query_heads": 2, "head_dim": 4, "kv_heads": 1}])
+    points = plan.operating_points({"benchmarks": bench, "tokens": tokens, "inference_scaling": sweep,
+                                    "models": models}, cost_model="attention").set_index(["strategy", "budget"])
+    assert points.loc[("sc", "k=4"), "cost_per_request"] == 1.25e10  # inference_scaling.csv's, not re-priced
+    # a plain point on its mean request (P = 50, G = 20): 2e8·70 + 64·(50·51/2 + 20·50 + 20·21/2)
+    assert points.loc[("greedy", ""), "cost_per_request"] == pytest.approx(2e8 * 70 + 64 * (1275 + 1000 + 210))

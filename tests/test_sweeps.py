@@ -404,6 +404,7 @@ def test_sweeps_end_to_end_on_a_reduced_demo(root, tmp_path_factory):
     """Real Snakemake, lm-eval and the tiny model: a self-consistency k sweep (hybrid on arc_challenge, repeats +
     majority vote on gsm8k) and a generate length sweep give their rows, and the usage records show one
     generation per request at the largest budget (the sample records' largest cut is that generation)."""
+    import numpy as np
     import pandas as pd
     from _demo import eval_dir, read_gz, reduced_demo, snakemake, write_config
 
@@ -421,6 +422,14 @@ def test_sweeps_end_to_end_on_a_reduced_demo(root, tmp_path_factory):
         assert {("lengths", bench, "accuracy", 4), ("lengths", bench, "accuracy", 8)} <= got
     assert {("sc", "gsm8k", "pass@k", 1), ("sc", "gsm8k", "pass@k", 2)} <= got
     assert table["score"].between(0, 1).all() and table["tokens_per_request"].notna().all()
+    # every point under every cost model, priced on its documents' usage records (cotscale.sweep_cost)
+    assert set(table["cost_model"]) == set(config["analysis"].get("cost_models") or
+                                           ["paper", "forward", "attention", "kinetics", "seconds", "dollars"])
+    assert table["cost_per_request"].notna().all() and (table["cost_per_request"] > 0).all()
+    paper = table[table["cost_model"] == "paper"]
+    assert np.allclose(paper["ratio_to_paper"], 1) and np.allclose(paper["decode_ratio_to_paper"], 1)
+    attention = table[table["cost_model"] == "attention"]
+    assert (attention["decode_ratio_to_paper"] > 1).all() and (attention["ratio_to_paper"] > 1).all()
     for task in ("arc_challenge", "gsm8k"):
         usage = read_gz(workdir / eval_dir("mini-llama", "lengths", task) / "usage.jsonl.gz")
         records = {(r["task"], r["doc_id"]): r for r in read_gz(workdir / eval_dir("mini-llama", "lengths", task)

@@ -98,7 +98,8 @@ def test_truncated_fraction_and_the_thinking_sweep_rows_agree_across_backends(ru
         assert hf[task] != "" and float(hf[task]) == pytest.approx(float(vllm[task]))
     sweeps = {b: sorted((r["benchmark"], int(r["budget"]), r["metric"], float(r["score"]),
                          float(r["tokens_per_request"]))
-                        for r in table(runs[b], "inference_scaling") if r["budget_kind"] == "thinking_budget")
+                        for r in table(runs[b], "inference_scaling")
+                        if r["budget_kind"] == "thinking_budget" and r["cost_model"] == "paper")
               for b in runs}
     assert [(bench, budget) for bench, budget, *_ in sweeps["hf"]] == [(t, b) for t in TASKS for b in BUDGETS]
     assert sweeps["hf"] == sweeps["vllm"]

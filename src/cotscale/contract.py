@@ -75,7 +75,7 @@ DEFAULT_COST_MODEL = "paper"
 #: results/tables/costs.csv: cost per request of each model × strategy × benchmark (and overall) × cost model
 COST_COLUMNS = ("model", "revision", "family", "N", "strategy", "benchmark", "budget", "cost_model", "unit",
                 "prompt_tokens_per_request", "generated_tokens_per_request", "cost_per_request",
-                "paper_cost_per_request", "ratio_to_paper", "hardware", "batch_size", "token_unit", "priced_on",
+                "paper_cost_per_request", "ratio_to_paper", "decode_ratio_to_paper", "hardware", "batch_size", "token_unit", "priced_on",
                 "modelled_seconds", "measured_seconds", "measured_over_modelled", "reason")
 #: crossover.csv: one row per model × cost model (R* with the TEF baseline priced by the same cost model)
 COST_MODEL_COLUMN = "cost_model"

@@ -353,12 +353,17 @@ def cost_table(tokens, archs: dict[str, dict], names=COST_MODELS, hardware: dict
     with np.errstate(divide="ignore", invalid="ignore"):
         out["ratio_to_paper"] = np.where(out["paper_cost_per_request"] > 0,
                                          out["cost_per_request"] / out["paper_cost_per_request"], np.nan)
+        # a budget's generated tokens alone (its decode steps), which grow dearer with the budget (cotscale.sweep_cost)
+        decode = out["decode_cost_per_request"] if "decode_cost_per_request" in out else np.nan
+        out["decode_ratio_to_paper"] = np.where(out["paper_cost_per_request"] > 0,
+                                                decode / out["paper_cost_per_request"], np.nan)
     return out.reindex(columns=list(COST_COLUMNS)).sort_values(
         ["model", "strategy", "cost_model", "benchmark", "budget"], kind="stable").reset_index(drop=True)
 
 
 def _budget_rows(overall, sweep, archs, hardware, batch_size):
-    """cost_table()'s overall rows of each budget of a sweep (inference_scaling.csv, its primary metric)."""
+    """cost_table()'s overall rows of each budget of a sweep (inference_scaling.csv, its primary metric): its own
+    per-document costs where it has them (``priced_on`` documents), else its mean request priced here."""
     import pandas as pd
 
     from cotscale.scaling import PRIMARY_METRIC
@@ -368,6 +373,16 @@ def _budget_rows(overall, sweep, archs, hardware, batch_size):
     primary = sweep["budget_kind"].map(PRIMARY_METRIC)
     sweep = sweep[(sweep["benchmark"] == "overall") & (sweep["metric"] == primary)].dropna(
         subset=["tokens_per_request"])
+    if "cost_model" in sweep:  # priced per document by the inference_scaling rule (cotscale.sweep_cost): one source
+        rows = sweep.reindex(columns=["model", "strategy", "budget_kind", "budget", "tokens_per_request",
+                                      "cost_model", "cost_per_request", "decode_cost_per_request"]).merge(
+            overall.drop(columns=["generated_tokens_per_request", "cost_per_request", "priced_on"]),
+            on=["model", "strategy", "cost_model"])
+        budget = rows["budget"].map(lambda b: f"{b:g}" if isinstance(b, float) else str(b))
+        return rows.assign(budget=rows["budget_kind"] + "=" + budget, priced_on="documents",
+                           generated_tokens_per_request=rows["tokens_per_request"],
+                           reason=np.where(rows["cost_per_request"].notna(), "", "see logs/inference_scaling.log"),
+                           ).drop(columns=["budget_kind", "tokens_per_request"])
     rows = sweep[["model", "strategy", "budget_kind", "budget", "tokens_per_request"]].merge(
         overall.drop(columns=["generated_tokens_per_request", "cost_per_request"]), on=["model", "strategy"])
     if rows.empty:
@@ -377,17 +392,18 @@ def _budget_rows(overall, sweep, archs, hardware, batch_size):
     budget = rows["budget"].map(lambda b: f"{b:g}" if isinstance(b, float) else str(b))
     rows = rows.assign(budget=rows["budget_kind"] + "=" + budget,
                        generated_tokens_per_request=rows["tokens_per_request"], reason="")
-    values = np.full(len(rows), np.nan)
+    values, decode = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     for (model, name), idx in rows.groupby(["model", "cost_model"]).groups.items():
-        part = rows.loc[idx]
+        part, at = rows.loc[idx], rows.index.get_indexer(idx)
+        P, G = part["prompt_tokens_per_request"].to_numpy(), part["generated_tokens_per_request"].to_numpy()
+        arch = {**archs.get(model, {}), "N": float(part["N"].iloc[0])}
         try:
-            values[rows.index.get_indexer(idx)] = request_cost(
-                name, {**archs.get(model, {}), "N": float(part["N"].iloc[0])},
-                part["prompt_tokens_per_request"].to_numpy(), part["generated_tokens_per_request"].to_numpy(),
-                part["sequences"].to_numpy(), hardware=hardware, batch_size=batch_size, model=model)
+            values[at], prefill = (request_cost(name, arch, P, g, part["sequences"].to_numpy(), hardware=hardware,
+                                                batch_size=batch_size, model=model) for g in (G, 0.0 * G))
+            decode[at] = values[at] - prefill
         except CotscaleError as exc:
             rows.loc[idx, "reason"] = str(exc)
-    return rows.assign(cost_per_request=values, priced_on="mean_request").drop(
+    return rows.assign(cost_per_request=values, decode_cost_per_request=decode, priced_on="mean_request").drop(
         columns=["budget_kind", "tokens_per_request", "sequences"])
 
 

@@ -718,14 +718,19 @@ def _draw_realistic(ax, realistic: tuple[str, pd.DataFrame], row, r, colours, cl
 # ---------------------------------------------------------------- fig11: inference-compute scaling
 
 def fig11_inference_scaling(inputs: dict[str, Path], png: Path, config: dict):
-    """Overall score vs inference FLOPs per request (2·N·generated tokens, log x) over every operating point.
+    """Overall score vs inference cost per request (log x) over every operating point: on the left under the
+    paper's 2·N·generated tokens, on the right (where costs.csv prices them) under the realistic cost model
+    (``analysis.realistic_cost_model``; costs.csv: plain points priced on their requests, budget points on their
+    documents' requests, cotscale.sweep_cost).
 
     Budget sweeps of inference_scaling.csv are a line per model × strategy (gid ``sweep:<model>/<strategy>``),
     evaluated strategies without a sweep a marker each; colour: train FLOPs. All points drawn carry gid
-    ``points``, the Pareto frontier (no point cheaper and better) gid ``pareto``.
+    ``points``, the Pareto frontier (no point cheaper and better) gid ``pareto``; the right panel's gids end in
+    ``:<cost model>``.
     """
     title = "Score vs inference compute per request, over budgets and models"
     tables = {name: _read(inputs, name, "fig11") for name in ("benchmarks", "tokens", "inference_scaling")}
+    costs = _read(inputs, "costs", "fig11")
     tables["benchmarks"] = _columns(tables["benchmarks"], plan.REQUIRED["benchmarks"])
     tables["tokens"] = _columns(tables["tokens"], plan.REQUIRED["tokens"])
     if tables["inference_scaling"].empty:
@@ -741,35 +746,70 @@ def fig11_inference_scaling(inputs: dict[str, Path], png: Path, config: dict):
                 points["model"])
     if points.empty:
         return _nothing_to_draw(png, title, "no operating point has an overall score and generated tokens")
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    panels = [("", points, f"inference FLOPs per request, 2·N·({_unit(points)} generated) (log scale)")]
+    realistic = _fig11_realistic(costs, config, points)
+    if realistic is not None:
+        panels.append(realistic)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 + 5.5 * (len(panels) - 1), 4.8), layout="constrained",
+                             squeeze=False)
     c = points["train_flops"]
     norm = LogNorm(vmin=c.min(), vmax=c.max() if c.max() > c.min() else c.min() * 10)
     cmap = plt.get_cmap("viridis")
-    swept = points[points["budget"] != ""]
-    for (model, strategy), d in swept.groupby(["model", "strategy"], sort=True):
-        d = d.sort_values("x")
-        ax.plot(d["x"], d["overall"], color=cmap(norm(d["train_flops"].iloc[0])), lw=1.4, marker="o",
-                markersize=4, gid=f"sweep:{model}/{strategy}")
-    plain = points[points["budget"] == ""]
-    ax.scatter(plain["x"], plain["overall"], c=plain["train_flops"], cmap=cmap, norm=norm, marker="s", s=34,
-               edgecolor="black", linewidth=0.5, zorder=3)
-    ax.plot(points["x"], points["overall"], ls="none", gid="points")  # every drawn value, in one place
-    front = plan.pareto_frontier(points, "x", "overall")
-    ax.step(front["x"], front["overall"], where="post", color="crimson", lw=1.6, zorder=4, gid="pareto")
-    ax.plot(front["x"], front["overall"], ls="none", marker="o", markersize=9, markerfacecolor="none",
-            markeredgecolor="crimson", zorder=4)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"inference FLOPs per request, 2·N·({_unit(points)} generated) (log scale)")
-    ax.set_ylabel("overall score")
-    ax.set_title(title)
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="train FLOPs 6·N·D (log scale)")
+    for ax, (suffix, pts, xlabel) in zip(axes[0], panels):
+        _fig11_panel(ax, pts, cmap, norm, suffix)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("overall score")
+        ax.set_title(f"under {suffix[1:]}" if suffix else "under paper (2·N·t)", fontsize=9)
+    fig.suptitle(title)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), label="train FLOPs 6·N·D (log scale)")
     handles = [Line2D([], [], color="0.4", marker="o", markersize=4, lw=1.4, label="budget sweep (one run)"),
                Line2D([], [], color="0.6", marker="s", markeredgecolor="black", ls="none",
                       label="evaluated strategy"),
                Line2D([], [], color="crimson", lw=1.6, label="Pareto frontier")]
-    ax.legend(handles=handles, loc="best", fontsize=8)  # a sweep may run along any edge
+    axes[0][0].legend(handles=handles, loc="best", fontsize=8)  # a sweep may run along any edge
     _save(fig, png)
     return fig
+
+
+def _fig11_realistic(costs: pd.DataFrame, config: dict, points: pd.DataFrame):
+    """(gid suffix, points with x = their cost per request under the realistic cost model, x label) from costs.csv
+    (its overall rows, by model × strategy × budget), or None (logged) where it prices none of them."""
+    name = config.get("analysis", {}).get("realistic_cost_model", "kinetics")
+    if costs.empty or "cost_model" not in costs or not (costs["cost_model"] == name).any():
+        log.warning("fig11: costs.csv has no %s costs (analysis.cost_models); the paper's panel only", name)
+        return None
+    rows = costs[(costs["cost_model"] == name) & (costs["benchmark"] == "overall")].assign(
+        budget=lambda t: t["budget"].fillna("").astype(str))
+    priced = points.merge(rows[["model", "strategy", "budget", "cost_per_request", "unit"]],
+                          on=["model", "strategy", "budget"], how="left")
+    priced = priced.assign(x=priced["cost_per_request"])
+    missing = priced.loc[~(priced["x"] > 0), ["model", "strategy", "budget"]]
+    if len(missing):
+        log.warning("fig11: no %s cost for %s", name, ", ".join(
+            f"{m}/{s}{' ' + b if b else ''}" for m, s, b in missing.itertuples(index=False)))
+    priced = priced[priced["x"] > 0]
+    if priced.empty:
+        return None
+    unit = priced["unit"].iloc[0]
+    return f":{name}", priced, f"{name} cost per request ({unit}; prompt, attention, KV) (log scale)"
+
+
+def _fig11_panel(ax, points: pd.DataFrame, cmap, norm, suffix: str) -> None:
+    """One panel of fig 11: the sweeps as lines, plain points as squares, the Pareto frontier of x vs overall."""
+    swept = points[points["budget"] != ""]
+    for (model, strategy), d in swept.groupby(["model", "strategy"], sort=True):
+        d = d.sort_values("x")
+        ax.plot(d["x"], d["overall"], color=cmap(norm(d["train_flops"].iloc[0])), lw=1.4, marker="o",
+                markersize=4, gid=f"sweep:{model}/{strategy}{suffix}")
+    plain = points[points["budget"] == ""]
+    ax.scatter(plain["x"], plain["overall"], c=plain["train_flops"], cmap=cmap, norm=norm, marker="s", s=34,
+               edgecolor="black", linewidth=0.5, zorder=3)
+    ax.plot(points["x"], points["overall"], ls="none", gid=f"points{suffix}")  # every drawn value, in one place
+    front = plan.pareto_frontier(points, "x", "overall")
+    ax.step(front["x"], front["overall"], where="post", color="crimson", lw=1.6, zorder=4, gid=f"pareto{suffix}")
+    ax.plot(front["x"], front["overall"], ls="none", marker="o", markersize=9, markerfacecolor="none",
+            markeredgecolor="crimson", zorder=4)
+    ax.set_xscale("log")
 
 
 # ---------------------------------------------------------------- fig12: the planner's regions

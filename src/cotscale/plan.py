@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cotscale import architecture, contract, cost, flops, outcomes, scaling, table1, uncertainty
+from cotscale import architecture, contract, cost, flops, outcomes, scaling, sweep_cost, table1, uncertainty
 from cotscale.config import CotscaleError
 from cotscale.contract import DEFAULT_COST_MODEL
 from cotscale.io import write_csv
@@ -171,6 +171,10 @@ def _priced_points(tables, name: str, hardware, batch_size) -> pd.DataFrame:
                                              model=model)
         except CotscaleError as exc:
             log.info("plan: %s", exc)
+    budgets = _budget_costs(tables.get("inference_scaling"), name)  # priced per document, k sequences sharing a prompt
+    if budgets:
+        own = np.array([budgets.get(k, np.nan) for k in zip(points["model"], points["strategy"], points["budget"])])
+        priced = np.where(np.isnan(own), priced, own)
     points["cost_per_request"] = priced
     points["train_flops"] = cost.from_flops(points["train_flops"], unit, hardware)
     dropped = points.loc[np.isnan(priced), "model"].unique()
@@ -179,10 +183,22 @@ def _priced_points(tables, name: str, hardware, batch_size) -> pd.DataFrame:
     return points[~np.isnan(priced)].assign(cost_model=name, cost_unit=unit).reset_index(drop=True)
 
 
+def _budget_costs(sweep: pd.DataFrame | None, name: str) -> dict[tuple, float]:
+    """{(model, strategy, budget label): cost per request} of inference_scaling.csv's overall rows under cost model
+    ``name`` (cotscale.sweep_cost), where the table has them."""
+    if sweep is None or sweep.empty or "cost_model" not in sweep:
+        return {}
+    rows = sweep[(sweep["benchmark"] == "overall") & (sweep["cost_model"] == name)
+                 & (sweep["metric"] == sweep["budget_kind"].map(scaling.PRIMARY_METRIC))]
+    return {(r.model, r.strategy, _label(r.budget_kind, r.budget)): float(r.cost_per_request)
+            for r in rows.itertuples()}
+
+
 def _budget_points(sweep: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFrame:
     """The overall rows of inference_scaling.csv in their primary metric, with their run's prompt tokens."""
     if sweep is None or sweep.empty:
         return pd.DataFrame()
+    sweep = sweep_cost.paper_rows(sweep)  # one row per point (the cost models' rows repeat it)
     primary = sweep["budget_kind"].map(scaling.PRIMARY_METRIC)
     sweep = sweep[(sweep["benchmark"] == "overall") & (sweep["metric"] == primary)].dropna(subset=["score"])
     if sweep.empty:

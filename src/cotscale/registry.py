@@ -59,8 +59,8 @@ FIGURES = (
            tables=("crossover", "train_equivalent")),
     Figure("fig10_free_form_cot", "Fig. 10", "free-form CoT vs log-likelihood baseline", "fig10.rst",
            ("llh", "free_form_cot")),
-    Figure("fig11_inference_scaling", "Fig. 11", "score vs inference FLOPs per request, Pareto frontier",
-           "fig11.rst", tables=("benchmarks", "tokens", "inference_scaling")),
+    Figure("fig11_inference_scaling", "Fig. 11", "score vs inference cost per request (paper, realistic model), "
+           "Pareto frontier", "fig11.rst", tables=("benchmarks", "tokens", "inference_scaling", "costs")),
     Figure("fig12_plan", "Fig. 12", "cheapest operating point over lifetime requests × target score", "fig12.rst",
            tables=("plan",)),
     Figure("fig13_cost_models", "Fig. 13", "cost per request and crossover R* from paper to attention to kinetics",

@@ -322,12 +322,15 @@ def sweep_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_inference_scaling(out, sweeps: list[pd.DataFrame], benchmarks=BENCHMARKS, boot: dict | None = None,
-                            outcomes_out=None) -> pd.DataFrame:
+                            outcomes_out=None, price=None) -> pd.DataFrame:
     """inference_scaling.csv from the sample_sweep()/length_sweep() rows of every run (header only when none), and
-    their per-document outcomes into ``outcomes_out`` when given."""
+    their per-document outcomes into ``outcomes_out`` when given; ``price(table, rows)`` adds the cost models
+    (cotscale.sweep_cost.with_costs)."""
     rows = [s for s in sweeps if len(s)]
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     table = inference_scaling(frame, benchmarks, boot)
+    if price is not None:
+        table = price(table, frame)
     write_csv(out, table)
     if outcomes_out is not None:
         outcomes.write(outcomes_out, sweep_outcomes(frame))

@@ -210,9 +210,19 @@ def inference_scaling(smk, config):
     sweeps = {name: (kind, budgets) for name, (kind, budgets) in json.loads(smk.params.sweeps).items()}
     from cotscale.uncertainty import settings
 
+    from cotscale import cost, sweep_cost
+
     runs = list(zip(smk.input.results, smk.input.samples, smk.params.runs, strict=True))
-    return scaling.write_inference_scaling(Path(smk.output.inference_scaling), scaling.sweep_rows(runs, sweeps, smk.params.seed),
-                                           boot=settings(config), outcomes_out=Path(smk.output.outcomes))
+    rows = scaling.sweep_rows(runs, sweeps, smk.params.seed)
+    models = sorted({m for r in rows for m in r["model"].unique()})
+
+    def price(table, frame):  # every configured cost model on each document's own request
+        return sweep_cost.with_costs(table, frame, sweep_cost.document_prompts(smk.input.usage),
+                                     cost.architectures(config, models), config["analysis"]["cost_models"],
+                                     cost.load_hardware(config["cost"]), config["cost"]["batch_size"])
+
+    return scaling.write_inference_scaling(Path(smk.output.inference_scaling), rows, boot=settings(config),
+                                           outcomes_out=Path(smk.output.outcomes), price=price)
 
 
 def outcomes(smk, config):

@@ -153,6 +153,11 @@ rule inference_scaling:
             f"{EVAL_DIR.format(model=m, strategy=s, task=t)}/samples.jsonl.gz"
             for m, s, t in SWEEP_RUNS
         ],
+        # each document's prompt tokens: its sweep points priced per cost model (cotscale.sweep_cost)
+        usage=[
+            f"{EVAL_DIR.format(model=m, strategy=s, task=t)}/usage.jsonl.gz"
+            for m, s, t in SWEEP_RUNS
+        ],
     output:
         **{table: report_table(table) for table in SCALING_TABLES},
         outcomes=SWEEP_OUTCOMES,
@@ -168,6 +173,7 @@ rule inference_scaling:
         runs=[s for _, s, _ in SWEEP_RUNS],
         seed=CFG["seed"],
         bootstrap=BOOTSTRAP,
+        cost=canonical(COST_SPEC),
     script:
         SCRIPT
 
