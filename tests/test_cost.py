@@ -146,6 +146,16 @@ def test_missing_architecture_names_the_key():
     cost.request_cost("forward", {"N": 1e9}, 10, 10)  # needs nothing but N
 
 
+def test_an_unbuilt_local_model_folder_has_no_architecture_yet(tmp_path):
+    """A demo model's folder before its build is neither a folder nor a Hub id: no facts, not a Hub error."""
+    from cotscale.architecture import config_json
+
+    assert config_json({"hf_id": str(tmp_path / "results/demo_models/tiny/main")}) is None
+    (tmp_path / "built").mkdir()
+    (tmp_path / "built/config.json").write_text("{}")
+    assert config_json({"hf_id": str(tmp_path / "built")}) == tmp_path / "built/config.json"
+
+
 KNOWN_TOTALS = [  # config.json values; total (and non-embedding) parameters as published
     ("pythia-160m", dict(model_type="gpt_neox", num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
                          intermediate_size=3072, vocab_size=50304, tie_word_embeddings=False), 162_322_944, 85_056_000),

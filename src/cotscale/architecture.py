@@ -100,9 +100,13 @@ def config_json(entry: dict) -> Path | None:
         return None
     try:
         from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.utils import HFValidationError
     except ImportError:  # an analysis-only environment has no Hub client, and so no Hub cache to read
         return None
-    cached = try_to_load_from_cache(hf_id, "config.json", revision=entry.get("revision") or "main")
+    try:
+        cached = try_to_load_from_cache(hf_id, "config.json", revision=entry.get("revision") or "main")
+    except HFValidationError:  # a local folder not built yet (a demo model before its build): no facts to read
+        return None
     return Path(cached) if isinstance(cached, str) else None
 
 
