@@ -125,3 +125,28 @@ def test_pure_lm_modules_import_without_lm_eval():
                          env={"PYTHONPATH": str(SRC), "PATH": ""})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == ""
+
+
+MAX_LINES = 500  # a module above this says why in its docstring, on a line that starts with "Length:"
+
+
+def long_modules_without_a_reason(src: Path = SRC) -> list[str]:
+    found = []
+    for path in sorted((src / "cotscale").rglob("*.py")):
+        text = path.read_text()
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if len(text.splitlines()) > MAX_LINES and not any(line.startswith("Length:") for line in doc.splitlines()):
+            found.append(module_name(path, src))
+    return found
+
+
+def test_the_length_check_finds_a_long_module(tmp_path):
+    (tmp_path / "cotscale").mkdir()
+    (tmp_path / "cotscale/short.py").write_text('"""Short."""\n')
+    (tmp_path / "cotscale/long.py").write_text('"""Long, no reason."""\n' + "x = 1\n" * MAX_LINES)
+    (tmp_path / "cotscale/said.py").write_text('"""Long.\n\nLength: one table per function."""\n' + "x = 1\n" * MAX_LINES)
+    assert long_modules_without_a_reason(tmp_path) == ["cotscale.long"]
+
+
+def test_modules_above_the_length_limit_say_why():
+    assert long_modules_without_a_reason() == []

@@ -21,6 +21,9 @@ exercise it. vLLM runs its own data-parallel engines inside one job process.
 
 Known failures (no GPU, too few GPUs, a missing model, an unknown task, out of memory) stop the job with one
 `EvaluationError` that names the model, the config key and the fix, before anything is written.
+
+Length: the suite's whole life — resume from finished outputs, one model load, the per-task lm-eval call,
+the atomic writes and the spec check — is one sequence that a reader follows top to bottom.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ that says so.
 
 Uncertainty: score error bars are ±1.96·stderr (lm-eval's standard errors, normal approximation); train-equivalent
 FLOPs carry the bootstrap 95% interval of train_equivalent.csv.
+
+Length: one function per figure of the registry (cotscale.registry) and the styling they share; a figure
+is found by its name here, and a module per figure would spread the shared helpers over fourteen files.
 """
 
 from __future__ import annotations

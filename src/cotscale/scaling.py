@@ -30,6 +30,9 @@ stays within [0, 1]; weighted_maj@k's Monte-Carlo error is reported apart in ``m
 per-document values are the sweep's outcomes (:func:`sweep_outcomes`, results/tables/sweep_outcomes.parquet). ``overall`` is the unweighted mean over the seven benchmarks (NaN when one is
 missing, as in benchmarks.csv), with tokens per request as Table I defines them (the mean over benchmarks of
 the mean per request within each).
+
+Length: the three budget kinds (k, length, thinking) share the operating-point table and its interval;
+pricing the points per cost model lives in cotscale.sweep_cost.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ A requested group (``mmlu``, ``xwinograd``, ``mmlu_flan_cot_zeroshot``, ...) is 
 name that ``include:``-s the original group file (keeping its ``aggregate_metric_list``, weighting, alias and
 metadata) but lists only the members that have local data; subgroups are pruned the same way and empty ones
 dropped. Pass the returned folder to lm-eval as the *last* include path: later include paths win.
+
+Length: every task override cotscale writes (local data, self-consistency k, the variant's split) is an
+lm-eval task YAML from one walk over lm-eval's task index (_leaf_tasks) and one writer (_write_overrides); split
+apart, each half would need the other's walk.
 """
 
 from __future__ import annotations
