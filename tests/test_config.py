@@ -72,3 +72,33 @@ def test_checkpoint_key_clash_is_rejected(paper_config):
 
     message = _broken(paper_config, clash)
     assert "OLMo-1B-0724-hf@main" in message
+
+
+def test_a_strategy_that_extends_another_equals_it_written_out(paper_config):
+    written = copy.deepcopy(paper_config)
+    written["strategies"]["hybrid_cot_started"] = {**paper_config["strategies"]["hybrid_cot"], "stop_after_content": True}
+    extended = copy.deepcopy(paper_config)
+    extended["strategies"]["hybrid_cot_started"] = {"extends": "hybrid_cot", "stop_after_content": True}
+    a, b = load_config(written)["strategies"], load_config(extended)["strategies"]
+    assert a == b and "extends" not in b["hybrid_cot_started"]
+    assert b["hybrid_cot_started"]["stop_after_content"] and not b["hybrid_cot"]["stop_after_content"]
+
+
+def test_the_rationales_start_overlay_adds_the_started_pair(root, paper_config):
+    """config/rationales_start.yaml merged over the paper grid (as Snakemake merges two --configfile's): two more
+    strategies, each its namesake with stop_after_content, and the paper's own strategies untouched."""
+    overlay = yaml.safe_load((root / "config" / "rationales_start.yaml").read_text())
+    merged = copy.deepcopy(paper_config)
+    merged["strategies"].update(overlay["strategies"])
+    strategies, paper = load_config(merged)["strategies"], load_config(paper_config)["strategies"]
+    assert sorted(set(strategies) - set(paper)) == ["hybrid_cot_started", "hybrid_started"]
+    for name in ("hybrid", "hybrid_cot"):
+        assert strategies[name] == paper[name]
+        started = dict(strategies[f"{name}_started"], name=name)
+        assert started == {**paper[name], "stop_after_content": True}
+
+
+@pytest.mark.parametrize("extends, expected", [("no_such", "strategies.x.extends: unknown strategy 'no_such'"),
+                                                ("x", "strategies.x.extends: a circle (x -> x)")])
+def test_bad_extends_names_the_key(paper_config, extends, expected):
+    assert expected in _broken(paper_config, lambda c: c["strategies"].update(x={"extends": extends}))

@@ -194,6 +194,29 @@ def _gguf_fields(name: str, entry: dict) -> dict:
     return {"pretrained": folder, "gguf_file": str(path), "gguf_sha256": file_sha256(path)}
 
 
+def _extend_strategies(strategies: dict) -> dict:
+    """Strategies with ``extends: NAME`` are NAME's keys with their own over them (one definition, a variant names
+    only what it changes, e.g. config/rationales_start.yaml); a chain is followed, a circle or unknown name refused."""
+    out: dict[str, dict] = {}
+
+    def resolve(name: str, seen: tuple[str, ...]) -> dict:
+        if name in out:
+            return out[name]
+        own = dict(strategies[name])
+        base = own.pop("extends", None)
+        if base is not None:
+            if base not in strategies:
+                raise ConfigError(f"config key strategies.{name}.extends: unknown strategy {base!r}; known: "
+                                  f"{', '.join(strategies)}")
+            if base in seen:
+                raise ConfigError(f"config key strategies.{name}.extends: a circle ({' -> '.join([*seen, base])})")
+            own = {**resolve(base, (*seen, base)), **own}
+        out[name] = own
+        return own
+
+    return {name: resolve(name, (name,)) for name in strategies}
+
+
 def _check_strategies(config: dict, given: dict[str, set]) -> None:
     """Values that are bad together (the schema checks each value alone): cotscale.strategy.check_strategy."""
     for name, s in config["strategies"].items():
@@ -296,6 +319,7 @@ def load_config(source: dict | str | Path) -> dict:
     config.setdefault("models", {})
     config.setdefault("cot_cue", DEFAULT_COT_CUE)
     config.setdefault("answer_cue", DEFAULT_ANSWER_CUE)
+    config["strategies"] = _extend_strategies(config["strategies"])
     given = {name: set(strategy) for name, strategy in config["strategies"].items()}
     config["strategies"] = {
         name: {**fill_strategy(strategy, config["cot_cue"], config["answer_cue"]), "name": name}
