@@ -96,3 +96,35 @@ def test_corpus_teaches_the_chains_only_after_the_cue():
 
 def test_global_torch_state_restored(built):
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def _build_in_a_fresh_process(tmp_path, name: str, cpu_isa: str | None) -> tuple[str, bytes]:
+    """A 30-step tiny build in its own interpreter after cotscale.workflow.pin_cpu_isa (as every rule's job runs it):
+    (torch's CPU capability there, the weights' bytes)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spec = {"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 1, "intermediate_size": 64,
+            "vocab_size": 512, "seq_len": 128, "batch_size": 2, "lr": 1e-2, "steps": 30}
+    code = ("import json, sys\nfrom cotscale.workflow import pin_cpu_isa\n"
+            f"pin_cpu_isa({{'cpu_isa': {cpu_isa!r}}})\n"
+            "import torch\nfrom cotscale import demo_models as dm\n"
+            f"dm.build_demo_model({spec!r}, {{'main': 30}}, sys.argv[1])\n"
+            "print(torch.backends.cpu.get_cpu_capability())")
+    src = str(Path(dm.__file__).resolve().parents[1])
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], capture_output=True, text=True,
+                         timeout=600, env={"PYTHONPATH": src, "PATH": "", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout.split()[-1], (tmp_path / name / "main" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.skipif("avx512f" not in open("/proc/cpuinfo").read(), reason="needs an AVX-512 machine to compare against")
+def test_cpu_isa_pins_the_kernels_and_so_the_weights(tmp_path):
+    """On an AVX-512 machine torch dispatches to AVX-512 kernels, whose float results differ from AVX2's: pinned to
+    avx2 the job's torch reports AVX2 and the build's bytes differ from the unpinned one's (the demo's tables came
+    out differently on AVX2 and AVX-512 machines before the pin)."""
+    own_isa, own = _build_in_a_fresh_process(tmp_path, "own", None)
+    pinned_isa, pinned = _build_in_a_fresh_process(tmp_path, "pinned", "avx2")
+    assert (own_isa, pinned_isa) == ("AVX512", "AVX2")
+    assert own != pinned

@@ -55,8 +55,27 @@ def _offline(config: dict) -> None:
             os.environ[var] = "1"
 
 
+# cpu_isa -> (torch's ATEN_CPU_CAPABILITY, oneDNN's ONEDNN_MAX_CPU_ISA, MKL's MKL_CBWR)
+_CPU_ISA = {"default": ("default", "SSE41", "COMPATIBLE"), "avx2": ("avx2", "AVX2", "AVX2"),
+            "avx512": ("avx512", "AVX512_CORE", "AVX512")}
+
+
+def pin_cpu_isa(config: dict) -> None:
+    """Float results on CPU depend on the instruction set torch's kernels dispatch to: the same seeded build of a
+    demo model gives other weights on an AVX-512 machine than on an AVX2 one, and so other tables. The config's
+    `cpu_isa` pins it for this process (before torch is imported: the libraries read these variables once)."""
+    isa = config.get("cpu_isa")
+    if isa:
+        for var, value in zip(("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR"), _CPU_ISA[isa], strict=True):
+            os.environ[var] = value
+
+
 def build_demo_model(smk, config):
+    import torch
+
     from cotscale.demo_models import build_configured
+
+    log.info("torch CPU kernels: %s (config cpu_isa: %s)", torch.backends.cpu.get_cpu_capability(), config.get("cpu_isa"))
 
     return build_configured(config, smk.wildcards.name, Path(smk.output[0]), Path(smk.input.corpus))
 
@@ -282,6 +301,7 @@ def run_rule(smk, entry) -> None:
         config = load_config(smk.config)
         if entry is not prefetch:  # the one rule that downloads, on a host with internet
             _offline(config)
+        pin_cpu_isa(config)
         with _logging_to(smk.log[0] if smk.log else None):
             try:
                 entry(smk, config)
