@@ -9,8 +9,9 @@ exactly as lm-eval encoded them (its ``_encode_pair`` split, its left-truncation
 * :func:`window`: the ids the causal backend runs and the positions it scores (as lm-eval's loop builds them);
 * :func:`plan`: groups of requests whose run ids share a long token prefix (requests sorted by their ids, so a run
   of neighbours shares the minimum of their neighbour-to-neighbour common prefixes; a dynamic program picks the
-  runs that save the most tokens). The prefix of a group always ends before the first scored position of every
-  member, so partial-context tasks (winogrande: choices inside the sentence, a shared continuation) are exact;
+  runs that save the most tokens). The prefix of a group never reaches past the first scored position of any
+  member (the prefix pass's last logits may score a member's first continuation id), so partial-context tasks
+  (winogrande: choices inside the sentence, a shared continuation) are exact;
 * :func:`score_groups`: the model run of a plan with transformers' public cache API (``past_key_values``,
   ``DynamicCache.batch_repeat_interleave``): one forward pass per prefix, then the members' suffixes in batches.
 
@@ -59,8 +60,8 @@ def plan(runs: Sequence[Sequence[int]], firsts: Sequence[int],
     """(groups, lone request indices) for requests with run ids ``runs`` and first scored positions ``firsts``.
 
     A group of m requests with prefix p costs p + sum(len - p) run tokens instead of sum(len); a group is formed only
-    where it saves at least ``min_saved`` tokens. The prefix never reaches a member's first scored position, so
-    every scored logit comes from the member's own suffix pass."""
+    where it saves at least ``min_saved`` tokens. The prefix ends at most one id after a member's first scored
+    position: the prefix pass's last logits score that id, the member's own suffix pass the others."""
     order = sorted(range(len(runs)), key=lambda i: runs[i])
     near = [_common(runs[order[j]], runs[order[j + 1]]) for j in range(len(order) - 1)]
     n = len(order)
@@ -68,9 +69,9 @@ def plan(runs: Sequence[Sequence[int]], firsts: Sequence[int],
     start = [0] * (n + 1)  # where the last segment of best[j] starts (a one-request segment: j - 1)
     for j in range(1, n + 1):
         best[j], start[j] = best[j - 1], j - 1
-        prefix = firsts[order[j - 1]]
+        prefix = firsts[order[j - 1]] + 1
         for i in range(j - 2, max(-1, j - 1 - MAX_GROUP), -1):  # segment order[i:j]
-            prefix = min(prefix, near[i], firsts[order[i]])
+            prefix = min(prefix, near[i], firsts[order[i]] + 1)
             if prefix == 0:
                 break  # the shared prefix only shrinks further back
             if prefix * (j - i - 1) < min_saved:
@@ -85,7 +86,7 @@ def plan(runs: Sequence[Sequence[int]], firsts: Sequence[int],
         if len(members) == 1:
             lone.append(members[0])
         else:
-            prefix = min(min(near[i:j - 1]), min(firsts[k] for k in members))
+            prefix = min(min(near[i:j - 1]), min(firsts[k] + 1 for k in members))
             groups.append(Group(prefix, tuple(members)))
         j = i
     return groups[::-1], sorted(lone)
@@ -117,18 +118,25 @@ def score_groups(model, runs: Sequence[Sequence[int]], firsts: Sequence[int], co
         for group in groups:
             p = group.prefix
             ids = torch.tensor([list(runs[group.members[0]][:p])], dtype=torch.long, device=device)
-            cache = model(ids, use_cache=True).past_key_values
+            head = model(ids, use_cache=True)
+            cache, last = head.past_key_values, head.logits[:, -1]  # last: the logits at position p - 1
             for b in range(0, len(group.members), batch_size):
                 batch = group.members[b:b + batch_size]
                 suffixes = [list(runs[i][p:]) for i in batch]
                 width = max(len(s) for s in suffixes)
-                pad = suffixes[0][-1]  # right padding: causal attention keeps it out of every real position
-                inp = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], dtype=torch.long, device=device)
-                past = copy.deepcopy(cache)
-                past.batch_repeat_interleave(len(batch))
-                logits = model(inp, past_key_values=past, use_cache=True).logits
+                logits = last.new_empty((len(batch), 0, last.shape[-1]))  # all scored by the prefix
+                if width:  # right padding: causal attention keeps it out of every real position
+                    pad = ids[0, -1].item()
+                    inp = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], dtype=torch.long,
+                                       device=device)
+                    past = copy.deepcopy(cache)
+                    past.batch_repeat_interleave(len(batch))
+                    logits = model(inp, past_key_values=past, use_cache=True).logits
                 for row, i in enumerate(batch):
-                    scored = F.log_softmax(logits[row, firsts[i] - p:len(runs[i]) - p], dim=-1, dtype=softmax_dtype)
+                    rows = logits[row, max(firsts[i] - p, 0):len(runs[i]) - p]
+                    if firsts[i] < p:  # the first continuation id is scored by the prefix's last logits
+                        rows = torch.cat([last[0:1], rows])
+                    scored = F.log_softmax(rows, dim=-1, dtype=softmax_dtype)
                     cont = torch.tensor(list(continuations[i]), dtype=torch.long, device=device)
                     greedy = bool((scored.argmax(dim=-1) == cont).all())
                     out[i] = (float(scored.gather(1, cont.unsqueeze(-1)).sum()), greedy)
