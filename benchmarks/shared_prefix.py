@@ -2,7 +2,7 @@
 
 A hybrid document scores every answer choice on the same context + rationale + answer cue; self-consistency scores
 the choices on each of its k rationales. Here: contexts of about ``--context`` tokens (a 5-shot MMLU prompt is ~600),
-rationales of ``--rationale`` tokens (the paper's max_gen_toks 256), 4 choices, and for self-consistency k rationales
+rationales of ``--rationale`` tokens (the paper's max_gen_toks 256), 4 multi-token choices, and for self-consistency k rationales
 per document. The model is a randomly initialised Llama of ~20M parameters built in the script (hidden 512, 6 layers;
 large enough that scoring is compute-bound on a CPU) with the demo's byte-level tokenizer; weights do not matter for
 cost. Both sides score the same requests through cotscale's engine (``CotscaleLM.loglikelihood``, the standard format
@@ -24,7 +24,10 @@ from pathlib import Path
 
 from _common import add_quick, load_line, premise, save_json
 
-CHOICES = [" A", " B", " C", " D"]
+# ARC-like answer texts of several tokens: one-token choices (MMLU's letters) lm-eval already scores on one run of the
+# shared context (its logits_cache), so they gain nothing here
+CHOICES = [" the sun warms the ground", " plants need water to grow", " ice melts when it is heated",
+           " rocks break into smaller pieces"]
 ANSWER_CUE = " The answer is:"
 
 
