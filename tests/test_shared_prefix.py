@@ -208,3 +208,25 @@ def test_switch_off_is_lm_eval_itself(tiny_model, reference):
         assert count == (0 if tuple(ids[:-1]) in ran else len(ids) - 1)
         ran.add(tuple(ids[:-1]))
     assert 0 in computed
+
+
+def test_tables_sum_what_the_backend_ran():
+    """results.json's usage summary, tokens.csv and compute.csv carry computed_tokens: the records' own counts, and
+    prompt + generated tokens for a record without one (a generation; vLLM's scoring)."""
+    import pandas as pd
+
+    from cotscale import aggregate as agg
+    from cotscale.usage import make_record, summarize_usage
+
+    records = [make_record("t", 0, "generate", 30, 12), make_record("t", 0, "loglikelihood", 40, computed_tokens=41),
+               make_record("t", 0, "loglikelihood", 3, scored_tokens=43, computed_tokens=2),
+               make_record("t", 1, "loglikelihood", 9)]
+    (entry,) = summarize_usage(records).values()
+    assert entry["computed_tokens"] == 42 + 41 + 2 + 9
+    ident = {"model": "m", "revision": "main", "family": "f", "N": 10.0, "D": 1.0, "strategy": "s"}
+    results = {"results": {}, "cotscale": {**ident, "strategy": {"name": "s"}, "benchmark": "arc_challenge",
+                                           "usage_summary": {"t": entry}}}
+    (row,) = agg.token_rows(results)
+    assert row["computed_tokens"] == 94
+    (compute,) = agg.compute_rows(pd.DataFrame([row]), pd.DataFrame()).to_dict("records")
+    assert compute["computed_tokens"] == 94 and compute["prompt_tokens"] == 30 + 40 + 3 + 9

@@ -188,7 +188,9 @@ def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
 def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
     """Per lm-eval (sub)task: request counts and token sums by kind, documents and the token unit — the small summary
     an evaluation writes into its results.json so that the tables never re-read usage.jsonl.gz. ``empty``: the
-    generate requests whose generation was empty, present when every generate record says (EMPTY_FIELD)."""
+    generate requests whose generation was empty, present when every generate record says (EMPTY_FIELD).
+    ``computed_tokens``: the tokens the backend ran (COMPUTED_TOKENS_FIELD where a record has it, else its prompt +
+    generated tokens, as the contract reads an absent field)."""
     per_task: dict[str, dict] = {}
     docs: dict[str, set] = {}
     unclassified: set = set()
@@ -197,13 +199,14 @@ def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
             "requests": 0, "generate_requests": 0, "loglikelihood_requests": 0, "documents": 0,
             "prompt_tokens": 0, "generate_prompt_tokens": 0, "loglikelihood_prompt_tokens": 0,
             "generated_tokens": 0, "sequences": 0, "truncated": 0, "token_unit": r.get("token_unit", "tokens"),
-            "thinking_tokens": 0, "answer_tokens": 0, "unanswered": 0})
+            "thinking_tokens": 0, "answer_tokens": 0, "unanswered": 0, COMPUTED_TOKENS_FIELD: 0})
         kind = r["kind"]
         entry["requests"] += 1
         entry[f"{kind}_requests"] += 1
         entry["prompt_tokens"] += r["prompt_tokens"]
         entry[f"{kind}_prompt_tokens"] += r["prompt_tokens"]
         entry["generated_tokens"] += r["generated_tokens"]
+        entry[COMPUTED_TOKENS_FIELD] += r.get(COMPUTED_TOKENS_FIELD, r["prompt_tokens"] + r["generated_tokens"])
         entry["sequences"] += r["sequences"]
         entry["truncated"] += bool(r.get("truncated"))
         entry["thinking_tokens"] += r.get("thinking_tokens", 0)
