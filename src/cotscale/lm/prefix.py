@@ -105,44 +105,60 @@ def computed_tokens(runs: Sequence[Sequence[int]], groups: list[Group]) -> dict[
 def score_groups(model, runs: Sequence[Sequence[int]], firsts: Sequence[int], continuations: Sequence[Sequence[int]],
                  groups: list[Group], batch_size: int, device, softmax_dtype=None,
                  autocast_dtype=None) -> dict[int, tuple[float, bool]]:
-    """{request index: (log-likelihood, is_greedy)} of every grouped request: per group one forward pass over the
-    prefix (keeping ``past_key_values``), then the members' suffixes, right-padded, in batches of ``batch_size``
-    against a copy of that cache expanded to the batch. Scored as lm-eval scores: log-softmax of the logits at
-    positions [first, len), the continuation ids gathered, greedy when every argmax equals the continuation."""
+    """{request index: (log-likelihood, is_greedy)} of every grouped request.
+
+    The prefixes of up to ``batch_size`` groups (longest first) run as one right-padded batch, as lm-eval pads: no
+    real position sees a pad. Their members' suffixes then run in batches of ``batch_size`` rows against the rows of
+    that ``past_key_values`` they belong to (``Cache.batch_select_indices`` on a copy), with an attention mask that
+    hides the prefix's pad positions and position ids that continue each prefix. Scored as lm-eval scores:
+    log-softmax of the logits at positions [first, len) (the first from the prefix pass when the prefix reaches it),
+    the continuation ids gathered, greedy when every argmax equals the continuation."""
     import torch
-    import torch.nn.functional as F
 
     out: dict[int, tuple[float, bool]] = {}
     autocast = dict(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    ordered = sorted(groups, key=lambda g: -g.prefix)
     with torch.no_grad(), torch.autocast(**autocast):
-        for group in groups:
-            p = group.prefix
-            ids = torch.tensor([list(runs[group.members[0]][:p])], dtype=torch.long, device=device)
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start:start + batch_size]
+            width = batch[0].prefix
+            heads = [list(runs[g.members[0]][:g.prefix]) for g in batch]
+            ids = torch.tensor([h + [h[-1]] * (width - len(h)) for h in heads], dtype=torch.long, device=device)
             head = model(ids, use_cache=True)
-            cache, last = head.past_key_values, head.logits[:, -1]  # last: the logits at position p - 1
-            for b in range(0, len(group.members), batch_size):
-                batch = group.members[b:b + batch_size]
-                suffixes = [list(runs[i][p:]) for i in batch]
-                width = max(len(s) for s in suffixes)
-                logits = last.new_empty((len(batch), 0, last.shape[-1]))  # all scored by the prefix
-                if width:  # right padding: causal attention keeps it out of every real position
-                    pad = ids[0, -1].item()
-                    inp = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], dtype=torch.long,
-                                       device=device)
-                    past = copy.deepcopy(cache)
-                    past.batch_repeat_interleave(len(batch))
-                    logits = model(inp, past_key_values=past, use_cache=True).logits
-                for row, i in enumerate(batch):
-                    rows = logits[row, max(firsts[i] - p, 0):len(runs[i]) - p]
-                    if firsts[i] < p:  # the first continuation id is scored by the prefix's last logits
-                        rows = torch.cat([last[0:1], rows])
-                    scored = F.log_softmax(rows, dim=-1, dtype=softmax_dtype)
-                    cont = torch.tensor(list(continuations[i]), dtype=torch.long, device=device)
-                    greedy = bool((scored.argmax(dim=-1) == cont).all())
-                    out[i] = (float(scored.gather(1, cont.unsqueeze(-1)).sum()), greedy)
+            last = head.logits[torch.arange(len(batch)), torch.tensor([g.prefix - 1 for g in batch])]
+            rows = [(row, g.prefix, i) for row, g in enumerate(batch) for i in g.members]
+            for b in range(0, len(rows), batch_size):
+                _score_suffixes(model, head.past_key_values, last, width, rows[b:b + batch_size], runs, firsts,
+                                continuations, out, device, softmax_dtype)
     return out
 
 
+def _score_suffixes(model, cache, last, width: int, rows, runs, firsts, continuations, out, device,
+                    softmax_dtype) -> None:
+    """One batch of members [(prefix row, prefix length, request index)] against the prefix batch's cache."""
+    import torch
+    import torch.nn.functional as F
+
+    suffixes = [list(runs[i][p:]) for _, p, i in rows]
+    span = max(len(s) for s in suffixes)
+    logits = last.new_empty((len(rows), 0, last.shape[-1]))  # every scored id comes from the prefix pass
+    if span:
+        pad = runs[rows[0][2]][0]  # right padding: causal attention keeps it out of every real position
+        inp = torch.tensor([s + [pad] * (span - len(s)) for s in suffixes], dtype=torch.long, device=device)
+        mask = torch.tensor([[1] * p + [0] * (width - p) + [1] * span for _, p, _ in rows], dtype=torch.long,
+                            device=device)
+        positions = torch.tensor([[p + j for j in range(span)] for _, p, _ in rows], dtype=torch.long, device=device)
+        past = copy.deepcopy(cache)
+        past.batch_select_indices(torch.tensor([row for row, _, _ in rows], dtype=torch.long, device=device))
+        logits = model(inp, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True).logits
+    for k, (row, p, i) in enumerate(rows):
+        scored = logits[k, max(firsts[i] - p, 0):len(runs[i]) - p]
+        if firsts[i] < p:  # the first continuation id is scored by the prefix's last logits
+            scored = torch.cat([last[row:row + 1], scored])
+        scored = F.log_softmax(scored, dim=-1, dtype=softmax_dtype)
+        cont = torch.tensor(list(continuations[i]), dtype=torch.long, device=device)
+        greedy = bool((scored.argmax(dim=-1) == cont).all())
+        out[i] = (float(scored.gather(1, cont.unsqueeze(-1)).sum()), greedy)
 
 def answer(lm, requests, shared: bool) -> tuple[dict[int, tuple[float, bool]], list[int]]:
     """For the encoded requests [(key, context ids, continuation ids)] of one scoring call of a causal HFLM ``lm``:
