@@ -2,8 +2,8 @@
 
 A hybrid document scores every answer choice on the same context + rationale + answer cue; self-consistency scores
 the choices on each of its k rationales. Here: contexts of about ``--context`` tokens (a 5-shot MMLU prompt is ~600),
-rationales of ``--rationale`` tokens (the paper's max_gen_toks 256), 4 multi-token choices, and for self-consistency k rationales
-per document. The model is a randomly initialised Llama of ~20M parameters built in the script (hidden 512, 6 layers;
+rationales of ``--rationale`` tokens (the paper's max_gen_toks 256), 4 multi-token choices, and for self-consistency
+k rationales per document. The model is a randomly initialised Llama of ~20M parameters built in the script (hidden 512, 6 layers;
 large enough that scoring is compute-bound on a CPU) with the demo's byte-level tokenizer; weights do not matter for
 cost. Both sides score the same requests through cotscale's engine (``CotscaleLM.loglikelihood``, the standard format
 on the augmented contexts: exactly what the hybrid format sends), one with ``shared_prefix=True``, one with ``False``;
@@ -134,7 +134,8 @@ def main(argv=None) -> dict:
     print(f"{'case':22s} {'side':9s} {'requests':>8s} {'scored tok':>10s} {'computed tok':>12s} {'wall s':>8s}")
     med, ratios = {}, {}
     for case, by_side in rows.items():
-        med[case] = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for side, rs in by_side.items()}
+        med[case] = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+                     for side, rs in by_side.items()}
         for side, m in med[case].items():
             print(f"{case:22s} {side:9s} {len(cases[case]):8d} {m['scored_tokens']:10.0f} {m['computed_tokens']:12.0f} "
                   f"{m['wall_s']:8.2f}")

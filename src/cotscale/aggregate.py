@@ -36,7 +36,8 @@ BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overal
                      *(f"{b}_documents" for b in BENCHMARKS), *uncertainty.interval_columns()]
 TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "loglikelihood_requests",
                  "documents", "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
-                 "generated_tokens", contract.COMPUTED_TOKENS_FIELD, "mean_generate_prompt_tokens", "mean_loglikelihood_prompt_tokens",
+                 "generated_tokens", contract.COMPUTED_TOKENS_FIELD, "mean_generate_prompt_tokens",
+                 "mean_loglikelihood_prompt_tokens",
                  "mean_generated_tokens", "generated_tokens_per_document", "truncated_fraction",
                  "mean_thinking_tokens", "mean_answer_tokens", "token_unit", "empty_fraction"]
 COMPUTE_COLUMNS = [*ID_COLUMNS, "documents", "requests", "prompt_tokens", "generated_tokens",

@@ -74,7 +74,8 @@ class CotscaleLM(LM):
             "pretrained": str(pretrained), "weights": weights_signature(pretrained), "revision": revision,
             "backend": backend, "dtype": dtype, "batch_size": batch_size, "device": device, "seed": seed,
             "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
-            "max_length": max_length, "shared_prefix": bool(shared_prefix), "backend_kwargs": backend_kwargs, "world_size": self.backend.world_size,
+            "max_length": max_length, "shared_prefix": bool(shared_prefix), "backend_kwargs": backend_kwargs,
+            "world_size": self.backend.world_size,
             "versions": package_versions(_FINGERPRINT_PACKAGES)})
         self.begin_task(strategy, cache_dir)
         log.info("cotscale: backend %s, strategy %s", backend, self.strategy)
