@@ -230,3 +230,43 @@ def test_tables_sum_what_the_backend_ran():
     assert row["computed_tokens"] == 94
     (compute,) = agg.compute_rows(pd.DataFrame([row]), pd.DataFrame()).to_dict("records")
     assert compute["computed_tokens"] == 94 and compute["prompt_tokens"] == 30 + 40 + 3 + 9
+
+
+def test_an_evaluation_scores_the_same_with_the_switch_on_and_off(tiny_model, tmp_path, offline_datasets):
+    """The config switch end to end (cotscale.evaluate, lm-eval's own tasks on the demo data): the same metrics and
+    the same answers either way; log-likelihoods within float rounding; the usage summary says what ran."""
+    import gzip
+    import json
+
+    import yaml
+
+    from cotscale.config import load_config
+    from cotscale.evaluate import run_evaluation
+
+    demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    benchmarks = yaml.safe_load((TASKS_DIR / "benchmarks.yaml").read_text())
+    runs = {}
+    for switch in (True, False):
+        config = load_config({
+            **{k: demo[k] for k in ("seed", "batch_size", "backend", "dtype", "device")}, "task_data": str(DATA),
+            "limit": 4, "shared_prefix": switch, "tasks": {t: benchmarks[t] for t in ("arc_challenge", "winogrande")},
+            "strategies": {"hybrid_cot": {**demo["strategies"]["hybrid_cot"], "max_gen_toks": 8}},
+            "analysis": {"baseline": "hybrid_cot", "cot": "hybrid_cot", "llh": "hybrid_cot"},
+            "models": {"m": {"hf_id": str(tiny_model), "family": "tiny", "params": 1, "train_tokens": 1}}})
+        for task in ("arc_challenge", "winogrande"):
+            out = tmp_path / str(switch) / task
+            results = run_evaluation(config, "m", "hybrid_cot", task, out)
+            with gzip.open(out / "samples.jsonl.gz", "rt") as fh:
+                samples = [json.loads(line) for line in fh]
+            runs[switch, task] = results, samples
+    for task in ("arc_challenge", "winogrande"):
+        (on, on_samples), (off, off_samples) = runs[True, task], runs[False, task]
+        assert on["results"] == off["results"]
+        assert on_samples and len(on_samples) == len(off_samples)
+        for a, b in zip(on_samples, off_samples, strict=True):  # per choice: [log-likelihood, is_greedy]
+            for (ll_on, greedy_on), (ll_off, greedy_off) in zip(a["filtered_resps"], b["filtered_resps"], strict=True):
+                assert abs(float(ll_on) - float(ll_off)) <= TOL and greedy_on == greedy_off
+        computed = [sum(e["computed_tokens"] for e in r["cotscale"]["usage_summary"].values())
+                    for r in (on, off)]
+        assert computed[0] < computed[1]
+        assert on["cotscale"]["spec"]["shared_prefix"] is True and off["cotscale"]["spec"]["shared_prefix"] is False
