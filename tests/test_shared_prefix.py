@@ -130,7 +130,9 @@ def test_demo_tasks_score_as_lm_eval_does(shared_lm, reference, demo_requests, s
     computed = [c for _, _, ran in spy.results for c in ran]
     assert_equal_to_lm_eval(reference, sent, answers)
     scored = [len(ids) for _, seqs, _ in spy.results for ids in seqs]
-    assert None not in computed and sum(computed) < sum(scored)  # choices of a document share their context
+    ran = sum(n - 1 for n in scored)  # what lm-eval's path runs, before its one-token reuse
+    # choices of a document share their context: 2.6-3.3x fewer tokens on these tasks (2 documents each)
+    assert None not in computed and 2 * sum(computed) < ran
     records = [u for u in lm.usage if u["kind"] == "loglikelihood"]
     assert sum(u["computed_tokens"] for u in records) == sum(computed)
 
