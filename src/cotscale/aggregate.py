@@ -36,10 +36,12 @@ BENCHMARK_COLUMNS = [*ID_COLUMNS, "train_flops", *BENCHMARKS, "overall", "overal
                      *(f"{b}_documents" for b in BENCHMARKS), *uncertainty.interval_columns()]
 TOKEN_COLUMNS = [*ID_COLUMNS, "benchmark", "task", "requests", "generate_requests", "loglikelihood_requests",
                  "documents", "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
-                 "generated_tokens", "mean_generate_prompt_tokens", "mean_loglikelihood_prompt_tokens",
+                 "generated_tokens", contract.COMPUTED_TOKENS_FIELD, "mean_generate_prompt_tokens",
+                 "mean_loglikelihood_prompt_tokens",
                  "mean_generated_tokens", "generated_tokens_per_document", "truncated_fraction",
                  "mean_thinking_tokens", "mean_answer_tokens", "token_unit", "empty_fraction"]
-COMPUTE_COLUMNS = [*ID_COLUMNS, "documents", "requests", "prompt_tokens", "generated_tokens", "token_unit",
+COMPUTE_COLUMNS = [*ID_COLUMNS, "documents", "requests", "prompt_tokens", "generated_tokens",
+                   contract.COMPUTED_TOKENS_FIELD, "token_unit",
                    "train_flops", "generated_tokens_per_document", "inference_flops_per_document",
                    "forward_flops_per_document", "wall_seconds", "model_load_seconds", "max_rss_mb",
                    "generated_tokens_per_second", "inference_flops", "forward_flops", "inference_flops_per_second",
@@ -271,6 +273,9 @@ def token_rows(results: dict, path: Path | str = "results.json") -> list[dict]:
             **{k: e[k] for k in ("requests", "generate_requests", "loglikelihood_requests", "documents",
                                  "prompt_tokens", "generate_prompt_tokens", "loglikelihood_prompt_tokens",
                                  "generated_tokens")},
+            # what the backend ran (shared-prefix scoring counts a shared prefix once); older summaries: P + G
+            contract.COMPUTED_TOKENS_FIELD: e.get(contract.COMPUTED_TOKENS_FIELD,
+                                                  e["prompt_tokens"] + e["generated_tokens"]),
             "mean_generate_prompt_tokens": _mean(e["generate_prompt_tokens"], e["generate_requests"]),
             "mean_loglikelihood_prompt_tokens": _mean(e["loglikelihood_prompt_tokens"], e["loglikelihood_requests"]),
             "mean_generated_tokens": _mean(e["generated_tokens"], e["generate_requests"]) if e["generate_requests"]
@@ -300,11 +305,14 @@ def compute_rows(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     evaluations (results.json wall_seconds, summed over its tasks)."""
     if tokens.empty:
         return pd.DataFrame(columns=COMPUTE_COLUMNS)
+    if contract.COMPUTED_TOKENS_FIELD not in tokens:  # a table from before the column: prompt + generated tokens
+        tokens = tokens.assign(**{contract.COMPUTED_TOKENS_FIELD: tokens["prompt_tokens"] + tokens["generated_tokens"]})
     per = tokens.groupby(ID_COLUMNS, sort=True).agg(
         documents=("documents", "sum"),
         requests=("requests", "sum"),
         prompt_tokens=("prompt_tokens", "sum"),
         generated_tokens=("generated_tokens", "sum"),
+        **{contract.COMPUTED_TOKENS_FIELD: (contract.COMPUTED_TOKENS_FIELD, "sum")},
         token_unit=("token_unit", "first"),
     ).reset_index()
     per["train_flops"] = train_flops(per["N"], per["D"])

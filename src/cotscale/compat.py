@@ -39,11 +39,16 @@ def register_model(*names: str):
 
 
 class ScoringHook:
-    """Mixin of both backends: reports the encoded requests of every scoring call (``record_scored``)."""
+    """Mixin of both backends: reports the encoded requests of every scoring call (``record_scored``) and lets the
+    backend answer some of them itself (``score_shared``: shared-prefix scoring); lm-eval answers the rest."""
 
     def _loglikelihood_tokens(self, requests, *args, **kwargs):
         self.record_scored(requests)
-        return super()._loglikelihood_tokens(requests, *args, **kwargs)
+        answered = self.score_shared(requests)
+        rest = [i for i in range(len(requests)) if i not in answered]
+        out = super()._loglikelihood_tokens([requests[i] for i in rest], *args, **kwargs) if rest else []
+        answered.update(zip(rest, out, strict=True))
+        return [answered[i] for i in range(len(requests))]
 
 
 # --- lm-eval HFLM: generation and batch-size hooks ---------------------------------------------------------------

@@ -372,7 +372,7 @@ def evaluation_jobs(config: dict) -> list[tuple[str, str, str]]:
 
 # What an evaluation's outputs depend on (and so what reruns it when edited): its results.json records it as
 # `cotscale.spec`, Snakemake compares it as the job's params, aggregation refuses a results.json whose spec differs.
-_SPEC_SETTINGS = ("limit", "seed", "batch_size", "device", "task_data")
+_SPEC_SETTINGS = ("limit", "seed", "batch_size", "device", "task_data", "shared_prefix")
 
 
 def job_spec(config: dict, model: str, strategy: str, task: str) -> dict:

@@ -82,6 +82,7 @@ def _build_lm(config: dict, model: dict, strategy: dict, cache_dir: str | Path |
         seed=config["seed"],
         cache_dir=str(cache_dir) if cache_dir else None,
         request_chunk=int(os.environ.get("COTSCALE_REQUEST_CHUNK") or 0) or None,
+        shared_prefix=config["shared_prefix"],
     )
 
 

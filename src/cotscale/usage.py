@@ -16,7 +16,10 @@ the stop sequences on both backends, see docs/hybrid_format.md) and ``empty`` (c
 generation produced no content, :func:`is_empty` of every sequence the strategy uses: the best beam of a beam
 search, every sample). ``loglikelihood`` records also
 carry ``scored_tokens``: the ids the backend scored (context + continuation after its truncation to the model's
-window).
+window) and, where the backend counts them, ``computed_tokens`` (contract.COMPUTED_TOKENS_FIELD): the ids it actually
+ran for the request (HF with shared-prefix scoring, cotscale.lm.prefix: the first request of a group the whole
+sequence, the others only what follows the shared prefix; lm-eval's own path: each sequence whole, a one-token
+continuation sharing another's run 0).
 
 ``generate`` records of a thinking strategy (``thinking: true``, cotscale.lm.thinking) also carry
 ``thinking_tokens`` (generated before the end of thinking, its end token included when the model wrote it) and
@@ -52,14 +55,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal, TypedDict
 
-from cotscale.contract import EMPTY_FIELD
+from cotscale.contract import COMPUTED_TOKENS_FIELD, EMPTY_FIELD
 from cotscale.io import iter_jsonl_gz, write_jsonl_gz
 
 KINDS = ("generate", "loglikelihood")
 FIELDS = ("task", "doc_id", "kind", "prompt_tokens", "generated_tokens", "sequences")
 GENERATE_FIELDS = ("truncated", "truncated_sequences", "stops_at", EMPTY_FIELD)
 THINKING_FIELDS = ("thinking_tokens", "answer_tokens", "unanswered")
-LOGLIKELIHOOD_FIELDS = ("scored_tokens",)
+LOGLIKELIHOOD_FIELDS = ("scored_tokens", COMPUTED_TOKENS_FIELD)
 STOPS_AT = ("eos_or_stop",)
 
 
@@ -95,6 +98,7 @@ class UsageRecord(TypedDict, total=False):
     stops_at: Literal["eos_or_stop"]  # generate
     empty: bool  # generate (EMPTY_FIELD)
     scored_tokens: int  # loglikelihood
+    computed_tokens: int  # loglikelihood: ids the backend ran for it (shared-prefix scoring); absent: not counted
     thinking_tokens: int  # generate, thinking strategies
     answer_tokens: int  # generate, thinking strategies
     unanswered: bool  # generate, thinking strategies
@@ -104,7 +108,7 @@ def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: 
                 sequences: int = 1, *, truncated_sequences: int = 0, stops_at: str = "eos_or_stop",
                 scored_tokens: int | None = None, thinking_tokens: int | None = None,
                 answer_tokens: int | None = None, unanswered: bool | None = None,
-                empty: bool | None = None) -> UsageRecord:
+                empty: bool | None = None, computed_tokens: int | None = None) -> UsageRecord:
     """A validated record (ints are cast from numpy/torch scalars; negative counts are a bug, not data).
     ``empty`` (generate; :func:`is_empty`): None leaves the field out (records written before it existed)."""
     if kind not in KINDS:
@@ -125,6 +129,8 @@ def make_record(task: str | None, doc_id: int | None, kind: str, prompt_tokens: 
         counts["scored_tokens"] = int(prompt_tokens if scored_tokens is None else scored_tokens)
         if counts["scored_tokens"] < counts["prompt_tokens"]:
             raise ValueError(f"usage record: fewer scored than counted prompt tokens ({counts})")
+        if computed_tokens is not None:
+            counts[COMPUTED_TOKENS_FIELD] = int(computed_tokens)
     bad = [k for k, v in counts.items() if v < 0]
     if bad:
         raise ValueError(f"usage record: negative {', '.join(bad)} ({counts})")
@@ -192,7 +198,9 @@ def iter_usage(path: str | Path) -> Iterator[UsageRecord]:
 def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
     """Per lm-eval (sub)task: request counts and token sums by kind, documents and the token unit — the small summary
     an evaluation writes into its results.json so that the tables never re-read usage.jsonl.gz. ``empty``: the
-    generate requests whose generation was empty, present when every generate record says (EMPTY_FIELD)."""
+    generate requests whose generation was empty, present when every generate record says (EMPTY_FIELD).
+    ``computed_tokens``: the tokens the backend ran (COMPUTED_TOKENS_FIELD where a record has it, else its prompt +
+    generated tokens, as the contract reads an absent field)."""
     per_task: dict[str, dict] = {}
     docs: dict[str, set] = {}
     unclassified: set = set()
@@ -201,13 +209,14 @@ def summarize_usage(records: Iterable[UsageRecord]) -> dict[str, dict]:
             "requests": 0, "generate_requests": 0, "loglikelihood_requests": 0, "documents": 0,
             "prompt_tokens": 0, "generate_prompt_tokens": 0, "loglikelihood_prompt_tokens": 0,
             "generated_tokens": 0, "sequences": 0, "truncated": 0, "token_unit": r.get("token_unit", "tokens"),
-            "thinking_tokens": 0, "answer_tokens": 0, "unanswered": 0})
+            "thinking_tokens": 0, "answer_tokens": 0, "unanswered": 0, COMPUTED_TOKENS_FIELD: 0})
         kind = r["kind"]
         entry["requests"] += 1
         entry[f"{kind}_requests"] += 1
         entry["prompt_tokens"] += r["prompt_tokens"]
         entry[f"{kind}_prompt_tokens"] += r["prompt_tokens"]
         entry["generated_tokens"] += r["generated_tokens"]
+        entry[COMPUTED_TOKENS_FIELD] += r.get(COMPUTED_TOKENS_FIELD, r["prompt_tokens"] + r["generated_tokens"])
         entry["sequences"] += r["sequences"]
         entry["truncated"] += bool(r.get("truncated"))
         entry["thinking_tokens"] += r.get("thinking_tokens", 0)

@@ -6,7 +6,8 @@ lm-eval's ``LM`` interface), :mod:`.run` and the format runners :mod:`.generate_
 request reaches the backend there); :mod:`.capture` (the capture protocol: what a backend call computed, as typed
 records); :mod:`.records` (usage records, sample fields, gathering from the ranks); :mod:`.backends` (the factory),
 :mod:`.hf_backend`, :mod:`.vllm_backend` (lm-eval's HFLM / VLLM subclassed; their private hooks are in
-:mod:`cotscale.compat`); pure functions without a model: :mod:`.hybrid` (planning and voting), :mod:`.thinking`,
+:mod:`cotscale.compat`); :mod:`.prefix` (HF scoring that runs each shared token prefix once); pure functions
+without a model: :mod:`.hybrid` (planning and voting), :mod:`.thinking`,
 :mod:`.tokens` (token counting from ids), :mod:`.beam` (transformers' beam search, replayed on vLLM),
 :mod:`.prompts`; :mod:`cotscale.strategy` (the strategy spec, shared with the config loader);
 ``python -m cotscale.lm`` (lm-eval's CLI with the model registered).

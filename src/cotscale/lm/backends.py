@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 def make_backend(backend: str, pretrained: str, revision: str | None, dtype: str | None, batch_size: int | str,
                  trust_remote_code: bool, seed: int, device: str | None, tensor_parallel_size: int,
-                 data_parallel_size: int, max_length: int | None, max_gen_toks: int, **kwargs):
-    """Build the lm-eval backend (HFLM or VLLM subclass), a cotscale.lm.capture.CapturingBackend."""
+                 data_parallel_size: int, max_length: int | None, max_gen_toks: int, shared_prefix: bool = True,
+                 **kwargs):
+    """Build the lm-eval backend (HFLM or VLLM subclass), a cotscale.lm.capture.CapturingBackend. ``shared_prefix``:
+    score each shared token prefix once (HF: cotscale.lm.prefix)."""
     if backend == "hf":
         import torch
 
@@ -29,7 +31,8 @@ def make_backend(backend: str, pretrained: str, revision: str | None, dtype: str
 
         cls = hf_backend_class()
         return cls(pretrained=pretrained, revision=revision or "main", dtype=dtype or "auto", batch_size=batch_size,
-                   trust_remote_code=trust_remote_code, device=device, max_length=max_length, **kwargs)
+                   trust_remote_code=trust_remote_code, device=device, max_length=max_length,
+                   shared_prefix=shared_prefix, **kwargs)
     if backend == "vllm":
         from cotscale.lm.vllm_backend import vllm_backend_class
 

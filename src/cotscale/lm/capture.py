@@ -60,6 +60,7 @@ class _Call:
     mode: Mode = SINGLE
     generations: list[Generation] = field(default_factory=list)
     scored: list[tuple[int, ...]] = field(default_factory=list)
+    computed: list[int] = field(default_factory=list)  # tokens run per scored request, where the backend counts them
 
 
 class CapturingBackend:
@@ -90,12 +91,20 @@ class CapturingBackend:
             texts = self.generate_until(requests, disable_tqdm=disable_tqdm)
         return texts, call.generations
 
-    def loglikelihood_captured(self, requests: list,
-                               disable_tqdm: bool = True) -> tuple[list[tuple[float, bool]], list[tuple[int, ...]]]:
-        """lm-eval's ``loglikelihood`` on ``requests``; (its answers, the ids scored for each request in order)."""
+    def loglikelihood_captured(self, requests: list, disable_tqdm: bool = True
+                               ) -> tuple[list[tuple[float, bool]], list[tuple[int, ...]], list[int | None]]:
+        """lm-eval's ``loglikelihood`` on ``requests``; (its answers, the ids scored for each request in order, the
+        tokens the backend ran for each: None where it does not count them)."""
         with self._captured(SINGLE) as call:
             out = self.loglikelihood(requests, disable_tqdm=disable_tqdm)
-        return out, call.scored
+        computed = call.computed if len(call.computed) == len(call.scored) else [None] * len(call.scored)
+        return out, call.scored, computed
+
+    def score_shared(self, requests) -> dict[int, tuple[float, bool]]:
+        """{index: (log-likelihood, is_greedy)} of the encoded requests [(key, context ids, continuation ids)] of a
+        scoring call that the backend answers itself (shared-prefix scoring, :mod:`cotscale.lm.prefix`); lm-eval's
+        own path answers the rest. A backend that counts what it runs adds the counts to its call here."""
+        return {}
 
     def record_scored(self, requests) -> None:
         """Called with the encoded requests [(key, context ids, continuation ids)] of a scoring call, in order; both

@@ -75,6 +75,7 @@ class Scored:
     is_greedy: bool
     prompt_tokens: int  # new tokens: scored ids minus what the document already computed (cotscale.lm.tokens)
     scored_tokens: int  # ids scored (after truncation to the model's window)
+    computed_tokens: int | None = None  # ids the backend ran for it (shared prefix: once per group); None: uncounted
 
     @property
     def answer(self) -> tuple[float, bool]:
@@ -82,12 +83,13 @@ class Scored:
 
     def to_json(self) -> dict:
         return {"answer": [self.loglikelihood, self.is_greedy], "prompt_tokens": self.prompt_tokens,
-                "scored_tokens": self.scored_tokens}
+                "scored_tokens": self.scored_tokens, "computed_tokens": self.computed_tokens}
 
     @classmethod
     def from_json(cls, value: dict) -> Scored:
         ll, greedy = value["answer"]
-        return cls(float(ll), bool(greedy), value["prompt_tokens"], value["scored_tokens"])
+        return cls(float(ll), bool(greedy), value["prompt_tokens"], value["scored_tokens"],
+                   value.get("computed_tokens"))
 
 
 @dataclass
@@ -219,7 +221,7 @@ class Engine:
     def _score_backend(self, items, disable_tqdm: bool, computed: dict[tuple[str, int], list[str]]) -> list[Scored]:
         instances = [Instance("loglikelihood", r.doc, (context, continuation), r.idx, (r.task_name, r.doc_id, 1))
                      for r, context, continuation in items]
-        out, scored = self.backend.loglikelihood_captured(instances, disable_tqdm)
+        out, scored, ran = self.backend.loglikelihood_captured(instances, disable_tqdm)
         if len(scored) != len(items):
             raise RuntimeError(f"cotscale: {len(items)} loglikelihood requests but {len(scored)} captured")
         self.counters.backend_calls["loglikelihood"] += 1
@@ -232,8 +234,8 @@ class Engine:
             done = [self.encode(text) for text in computed.get(doc, [])]
             for i, n in zip(idxs, new_tokens([scored[i] for i in idxs], done), strict=True):
                 new[i] = n
-        return [Scored(float(ll), bool(greedy), n, len(ids)) for (ll, greedy), n, ids in zip(out, new, scored,
-                                                                                            strict=True)]
+        return [Scored(float(ll), bool(greedy), n, len(ids), c)
+                for (ll, greedy), n, ids, c in zip(out, new, scored, ran, strict=True)]
 
     # -- request cache ---------------------------------------------------------------------------------------
     def _lookup(self, kind: str, keys: list[str]) -> list[dict | None]:

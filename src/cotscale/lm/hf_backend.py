@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cotscale import compat
+from cotscale.lm import prefix
 from cotscale.lm.beam import EARLY_STOPPING, LENGTH_PENALTY
 from cotscale.lm.capture import SINGLE, CapturingBackend, GeneratedSequence, Generation
 from cotscale.lm.tokens import STOP_AFTER_CONTENT, count_to_stop, ends_in_stop, eos_ids, response_text, stop_lookback
@@ -63,14 +64,23 @@ def hf_backend_class() -> type:
     class CotscaleHFLM(compat.HFHooks, CapturingBackend, HFLM):
         score_window = 1  # HFLM keeps (context + continuation)[-(max_length + 1):]
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, shared_prefix: bool = True, **kwargs):
             self.detected_batch_sizes: dict[int, int] = {}  # longest request length -> detected batch size
+            self.shared_prefix = bool(shared_prefix)  # score each shared token prefix once (cotscale.lm.prefix)
             super().__init__(*args, **kwargs)
             accelerator = getattr(self, "accelerator", None)
             if accelerator is not None and accelerator.num_processes > 1 and self.world_size == 1:
                 # lm-eval shards the documents over `accelerate launch` processes only when it counts more than one
                 # GPU; CPU processes (gloo) are just as data parallel, and otherwise every one evaluates everything
                 compat.shard_over_processes(self, accelerator.process_index, accelerator.num_processes)
+
+        def score_shared(self, requests):
+            if self.backend != "causal":
+                return {}
+            answers, computed = prefix.answer(self, requests, self.shared_prefix)
+            if self.capturing is not None:
+                self.capturing.computed.extend(computed)
+            return answers
 
         def detect_batch_size(self, requests=None, pos: int = 0) -> int:
             # batch_size: auto. lm-eval detects the largest batch anew in every loglikelihood / generate_until call;

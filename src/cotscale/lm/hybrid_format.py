@@ -82,7 +82,11 @@ def score_budgets(run: Run, requests, plans: list[DocumentPlan], generated: list
     else:
         budgets = s["max_gen_toks_sweep"]
     items, cuts = [], []
-    for plan, g in zip(plans, generated, strict=True):
+    # a cut equal to a rationale the document already scored (the largest budget, usually) is not scored again: its
+    # log-likelihoods are that rationale's, the same numbers and no second pass
+    details, rationales = run.records.hybrid_details, run.records.rationales
+    scored = [dict(zip(rationales.get(plan.key, []), details[plan.key]["loglikelihoods"])) for plan in plans]
+    for plan, g, done in zip(plans, generated, scored, strict=True):
         if s["thinking"]:
             thoughts = [think_at(g.ids, run.engine.decode, end, b) for b in budgets]
             cut = [(th.text if th.answered else None, len(th.ids)) for th in thoughts]
@@ -91,15 +95,15 @@ def score_budgets(run: Run, requests, plans: list[DocumentPlan], generated: list
                               s["stop_after_content"])
         cuts.append(cut)
         for text, _ in cut:
-            if text is not None:
+            if text is not None and text not in done:
                 items.extend(choice_items(run, requests, plan, text))
     scores = iter(run.score(items, disable_tqdm, record=False))
-    for plan, cut in zip(plans, cuts, strict=True):
+    for plan, cut, done in zip(plans, cuts, scored, strict=True):
         run.records.hybrid_details[plan.key].update(
             budgets=list(budgets), budget_rationales=[text for text, _ in cut],
             budget_generated_tokens=[n for _, n in cut],
-            budget_loglikelihoods=[[next(scores).loglikelihood if text is not None else -math.inf
-                                    for _ in plan.idxs] for text, _ in cut])
+            budget_loglikelihoods=[[-math.inf] * len(plan.idxs) if text is None else list(done[text]) if text in done
+                                   else [next(scores).loglikelihood for _ in plan.idxs] for text, _ in cut])
 
 
 def choice_items(run: Run, requests, plan: DocumentPlan, rationale: str) -> list[tuple]:

@@ -68,6 +68,7 @@ class CotscaleLM(LM):
         rationales_path: str | None = None,
         cache_dir: str | None = None,
         request_chunk: int | None = None,
+        shared_prefix: bool = True,
         **backend_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -79,13 +80,14 @@ class CotscaleLM(LM):
             batch_size = "auto"  # vLLM schedules its own batches; lm-eval's chunking only slows it down
         self.backend = make_backend(backend, pretrained, revision, dtype, batch_size, trust_remote_code, seed, device,
                                     tensor_parallel_size, data_parallel_size, max_length, strategy["max_gen_toks"],
-                                    **backend_kwargs)
+                                    shared_prefix=shared_prefix, **backend_kwargs)
         self.usage_path, self.rationales_path = usage_path, rationales_path
         self.engine = Engine(self.backend, request_chunk, {
             "pretrained": str(pretrained), "weights": weights_signature(pretrained), "revision": revision,
             "backend": backend, "dtype": dtype, "batch_size": batch_size, "device": device, "seed": seed,
             "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
-            "max_length": max_length, "backend_kwargs": backend_kwargs, "world_size": self.backend.world_size,
+            "max_length": max_length, "shared_prefix": bool(shared_prefix), "backend_kwargs": backend_kwargs,
+            "world_size": self.backend.world_size,
             "versions": package_versions(_FINGERPRINT_PACKAGES)})
         self.begin_task(strategy, cache_dir)
         log.info("cotscale: backend %s, strategy %s", backend, self.strategy)

@@ -39,9 +39,12 @@ class Records:
         return self.usage.add(key[0], key[1], "generate", prompt_tokens, generated_tokens, sequences,
                               truncated_sequences=truncated_sequences, stops_at=stops_at, empty=empty, **extra)
 
-    def add_score(self, key: Key, prompt_tokens: int, scored_tokens: int | None = None) -> UsageRecord:
-        """The usage record of one scored (context, continuation) request."""
-        return self.usage.add(key[0], key[1], "loglikelihood", prompt_tokens, scored_tokens=scored_tokens)
+    def add_score(self, key: Key, prompt_tokens: int, scored_tokens: int | None = None,
+                  computed_tokens: int | None = None) -> UsageRecord:
+        """The usage record of one scored (context, continuation) request; ``computed_tokens``: the ids the backend
+        ran for it (a shared-prefix group's first request carries the prefix), None where it does not count them."""
+        return self.usage.add(key[0], key[1], "loglikelihood", prompt_tokens, scored_tokens=scored_tokens,
+                              computed_tokens=computed_tokens)
 
     def add_responses(self, key: Key, generated_tokens: int, sequence_logprob: float | None) -> dict:
         """One response of a generate-format document, in lm-eval's ``resps`` order; returns its details."""

@@ -84,5 +84,5 @@ class Run:
         results = self.engine.score(items, disable_tqdm, computed)
         if record:
             for (r, _, _), s in zip(items, results, strict=True):
-                self.records.add_score((r.task_name, r.doc_id), s.prompt_tokens, s.scored_tokens)
+                self.records.add_score((r.task_name, r.doc_id), s.prompt_tokens, s.scored_tokens, s.computed_tokens)
         return results

