@@ -251,6 +251,27 @@ def test_fig9_shades_a_claimed_r_star_and_explains_an_unclaimed_one(tables, tmp_
     assert len(why) == 1 and "contains 0" in why[0].replace("\n", " ")
 
 
+def test_fig13_marks_the_r_stars_no_verdict_claims(tmp_path):
+    """R* per cost model: a claimed one as a filled square, one the verdict does not claim as a hollow one."""
+    steps = ["paper", "attention", "kinetics"]
+    costs = pd.DataFrame({"model": "m", "strategy": "hybrid_cot", "benchmark": "overall", "budget": np.nan,
+                          "cost_model": steps, "ratio_to_paper": [1.0, 3.0, 9.0]})
+    claimed = "finite R* claimed"
+    cross = pd.DataFrame({"model": "m", "cost_model": steps, "crossover_requests": [1e6, 2e5, 5e4],
+                          "verdict": [claimed, claimed, "no crossover claimed: the CoT gain's interval [-0.01, 0.02] "
+                                                        "contains 0"]})
+    paths = {}
+    for name, frame in {"costs": costs, "crossover": cross}.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    fig = draw("fig13_cost_models", paths, tmp_path)
+    line = by_gid(fig, "rstar:m")[0]
+    assert list(line.get_ydata()) == [1e6, 2e5, 5e4]
+    hollow = by_gid(fig, "rstar_not_claimed:m")[0]
+    assert hollow.get_offsets().tolist() == [[2.0, 5e4]]  # kinetics, the third step
+    assert list(hollow.get_facecolors()[0]) == [1.0, 1.0, 1.0, 1.0]
+
+
 # ---------------------------------------------------------------- partial and empty inputs
 
 def registry_inputs(figure: registry.Figure) -> list[str]:

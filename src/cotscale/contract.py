@@ -72,6 +72,14 @@ MODEL_COLUMNS = ("model", "revision", "family", "N", "D", "layers", "d_model", "
                  "vocab_size", "total_params", "non_embedding_params", "tied_embeddings", "architecture_source")
 #: the cost model every published number uses (2·N·generated tokens); the others are in cotscale.cost
 DEFAULT_COST_MODEL = "paper"
+CROSSOVER_CLAIMED = "finite R* claimed"  # crossover.csv's verdict where the data support R* (cotscale.fits)
+
+
+def claims_crossover(verdict) -> bool:
+    """Whether a crossover.csv verdict claims its R*; a table without verdicts (older runs) claims every R*."""
+    return not isinstance(verdict, str) or verdict == CROSSOVER_CLAIMED
+
+
 #: results/tables/costs.csv: cost per request of each model × strategy × benchmark (and overall) × cost model
 COST_COLUMNS = ("model", "revision", "family", "N", "strategy", "benchmark", "budget", "cost_model", "unit",
                 "prompt_tokens_per_request", "generated_tokens_per_request", "cost_per_request",

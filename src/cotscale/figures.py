@@ -35,7 +35,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from cotscale import flops, plan  # noqa: E402
 from cotscale.aggregate import check_same_documents  # noqa: E402
-from cotscale.contract import DEFAULT_COST_MODEL  # noqa: E402
+from cotscale.contract import DEFAULT_COST_MODEL, claims_crossover  # noqa: E402
 from cotscale.io import atomic_path  # noqa: E402
 from cotscale.registry import FIGURE_NAMES, free_form_cot  # noqa: E402
 
@@ -640,8 +640,7 @@ def fig9_lifetime_cost(inputs: dict[str, Path], png: Path, config: dict):
     unit = _unit(cross)
     for ax, row in zip(axes.flat, finite.itertuples()):
         r_star = float(row.crossover_requests)
-        claimed = isinstance(row.verdict, str) and row.verdict.startswith("finite") or \
-            not isinstance(row.verdict, str)  # a table without verdicts (older runs) claims its R*
+        claimed = claims_crossover(row.verdict)
         r = np.logspace(math.log10(r_star) - 3, math.log10(r_star) + 3, 241)
         cot = flops.lifetime_cost(row.train_flops, row.N, row.tok_cot, r)
         std = flops.lifetime_cost(row.tef, row.N, row.tok_std, r)
@@ -942,12 +941,18 @@ def fig13_cost_models(inputs: dict[str, Path], png: Path, config: dict):
             r = part["crossover_requests"].astype(float)
             if not np.isfinite(r).any():
                 continue
-            right.plot(part["cost_model"].map(x), r, marker="s", lw=1.4, label=model, gid=f"rstar:{model}")
+            xs = part["cost_model"].map(x)
+            line, = right.plot(xs, r, lw=1.4, label=model, gid=f"rstar:{model}")
+            claimed = part["verdict"].map(claims_crossover) if "verdict" in part else pd.Series(True, index=part.index)
+            right.scatter(xs[claimed], r[claimed], marker="s", color=line.get_color(), zorder=3)
+            right.scatter(xs[~claimed], r[~claimed], marker="s", facecolors="white", edgecolors=line.get_color(),
+                          zorder=3, gid=f"rstar_not_claimed:{model}")
             drawn += 1
     right.set_xticks(range(len(steps)), steps)
     right.set_yscale("log")
     right.set_ylabel("crossover R*, requests (log scale)")
-    right.set_title("R*: CoT stays the cheaper route below it", fontsize=9)
+    right.set_title("R*: CoT stays the cheaper route below it\n(hollow: not claimed, crossover.csv's verdict says why)",
+                    fontsize=9)
     if drawn:
         right.legend(fontsize=7)
     else:

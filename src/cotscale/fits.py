@@ -22,6 +22,7 @@ import pandas as pd
 
 from cotscale import flops, pca, table1, uncertainty
 from cotscale.aggregate import check_same_documents
+from cotscale.contract import CROSSOVER_CLAIMED
 from cotscale.io import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def crossover_verdict(cross: pd.DataFrame, tef: pd.DataFrame, gains: pd.DataFram
             out.append(f"no crossover claimed: TEF's lower bound {tef_low:.3g} does not exceed C = "
                        f"{row.train_flops:.3g}")
         else:
-            out.append("finite R* claimed")
+            out.append(CROSSOVER_CLAIMED)
     return out
 
 
