@@ -76,7 +76,8 @@ def test_checkpoint_key_clash_is_rejected(paper_config):
 
 def test_a_strategy_that_extends_another_equals_it_written_out(paper_config):
     written = copy.deepcopy(paper_config)
-    written["strategies"]["hybrid_cot_started"] = {**paper_config["strategies"]["hybrid_cot"], "stop_after_content": True}
+    written["strategies"]["hybrid_cot_started"] = {**paper_config["strategies"]["hybrid_cot"],
+                                                   "stop_after_content": True}
     extended = copy.deepcopy(paper_config)
     extended["strategies"]["hybrid_cot_started"] = {"extends": "hybrid_cot", "stop_after_content": True}
     a, b = load_config(written)["strategies"], load_config(extended)["strategies"]

@@ -144,7 +144,8 @@ def test_the_length_check_finds_a_long_module(tmp_path):
     (tmp_path / "cotscale").mkdir()
     (tmp_path / "cotscale/short.py").write_text('"""Short."""\n')
     (tmp_path / "cotscale/long.py").write_text('"""Long, no reason."""\n' + "x = 1\n" * MAX_LINES)
-    (tmp_path / "cotscale/said.py").write_text('"""Long.\n\nLength: one table per function."""\n' + "x = 1\n" * MAX_LINES)
+    said = '"""Long.\n\nLength: one table per function."""\n'
+    (tmp_path / "cotscale/said.py").write_text(said + "x = 1\n" * MAX_LINES)
     assert long_modules_without_a_reason(tmp_path) == ["cotscale.long"]
 
 

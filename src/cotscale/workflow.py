@@ -75,7 +75,8 @@ def build_demo_model(smk, config):
 
     from cotscale.demo_models import build_configured
 
-    log.info("torch CPU kernels: %s (config cpu_isa: %s)", torch.backends.cpu.get_cpu_capability(), config.get("cpu_isa"))
+    log.info("torch CPU kernels: %s (config cpu_isa: %s)", torch.backends.cpu.get_cpu_capability(),
+             config.get("cpu_isa"))
 
     return build_configured(config, smk.wildcards.name, Path(smk.output[0]), Path(smk.input.corpus))
 
