@@ -389,3 +389,9 @@ def test_snakemake_builds_one_figure_from_published_outputs(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (work / "report.html").read_text()
     assert "fig9_lifetime_cost.png" in html and "crossover R* = (TEF" in html
+
+
+@pytest.mark.parametrize("n", [1, 7, 20, 21, 40])
+def test_distinct_colours_never_repeat(n):
+    colours = [tuple(round(c, 6) for c in colour) for colour in figures.distinct_colours(n)]
+    assert len(colours) == n and len(set(colours)) == n

@@ -816,6 +816,12 @@ def _fig11_panel(ax, points: pd.DataFrame, cmap, norm, suffix: str) -> None:
 
 # ---------------------------------------------------------------- fig12: the planner's regions
 
+def distinct_colours(n: int) -> list:
+    """n colours, no two alike: tab20's up to 20 (then it repeats), evenly spaced hues beyond (fig 12's winners and
+    fig 13's lines are told apart by colour alone)."""
+    return sns.color_palette("tab20" if n <= 20 else "husl", max(n, 1))
+
+
 def _cell_edges(centres, log_scale: bool) -> np.ndarray:
     """Cell boundaries halfway between grid values (geometrically on a log axis), the ends mirrored."""
     v = np.log10(centres) if log_scale else np.asarray(centres, dtype=float)
@@ -852,7 +858,7 @@ def fig12_plan(inputs: dict[str, Path], png: Path, config: dict):
     log_x = bool((rs > 0).all())
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names) + 3.0, 1.8 + 0.35 * max(len(ss), 6)),
                              layout="constrained", squeeze=False)
-    colours = sns.color_palette("tab20", max(len(labels), 1))
+    colours = distinct_colours(len(labels))
     cmap = ListedColormap(["0.85", *colours[:len(labels)]])
     any_empty = any_unsure = False
     for i, (ax, name) in enumerate(zip(axes.flat, names)):
@@ -922,7 +928,7 @@ def fig13_cost_models(inputs: dict[str, Path], png: Path, config: dict):
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5 + 0.12 * pairs_count(costs)), layout="constrained")
     x = {name: i for i, name in enumerate(steps)}
     pairs = costs.groupby(["model", "strategy"], sort=True)
-    colours = sns.color_palette("tab20", max(pairs.ngroups, 1))
+    colours = distinct_colours(pairs.ngroups)
     for colour, ((model, strategy), part) in zip(colours, pairs):
         part = part.sort_values("cost_model", key=lambda c: c.map(x))
         left.plot(part["cost_model"].map(x), part["ratio_to_paper"], marker="o", color=colour, lw=1.4,
