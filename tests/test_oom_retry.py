@@ -34,8 +34,9 @@ import os, sys
 _marker = os.environ.get("COTSCALE_TEST_OOM_ONCE")
 if _marker and sys.argv and sys.argv[0].endswith("cotscale_rule.py"):  # a rule's script process (workflow/scripts)
     import resource
-    from lm_eval.models.huggingface import HFLM
-    _model_call = HFLM._model_call
+    from transformers import PreTrainedModel
+    # every forward pass: lm-eval's and shared-prefix scoring's (cotscale.lm.prefix)
+    _model_call = PreTrainedModel.__call__
     def _capped_model_call(self, *args, **kwargs):
         if not os.path.exists(_marker):  # the first forward pass of the first attempt only
             open(_marker, "w").close()
@@ -46,7 +47,7 @@ if _marker and sys.argv and sys.argv[0].endswith("cotscale_rule.py"):  # a rule'
             resource.setrlimit(resource.RLIMIT_AS, (mapped, resource.getrlimit(resource.RLIMIT_AS)[1]))
             torch.empty(mapped, dtype=torch.uint8)
         return _model_call(self, *args, **kwargs)
-    HFLM._model_call = _capped_model_call
+    PreTrainedModel.__call__ = _capped_model_call
 """
 
 
